@@ -1,0 +1,3 @@
+from stylexport.cli import main
+
+main()

@@ -1,0 +1,157 @@
+"""Model checkpoints: safetensors weights plus metadata describing how they were made.
+
+Our format: a ``.safetensors`` file whose metadata key ``stylexport`` holds JSON (architecture, version,
+loss/training configuration, style image name and sha256, step, VGG source). Loading never executes
+code from the file: safetensors has none, and ``.pth`` files go through ``torch.load(weights_only=True)``.
+
+Foreign format: state dicts of pytorch/examples' fast_neural_style (same architecture, other module names,
+optional InstanceNorm ``running_mean``/``running_var`` buffers, optional ``module.`` prefixes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stylexport import __version__
+from stylexport.errors import StylexportError
+from stylexport.fileio import atomic_path, sha256_file
+from stylexport.model import ARCHITECTURE, TransformerNet
+
+METADATA_KEY = "stylexport"
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".model")
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    model: TransformerNet
+    metadata: dict[str, Any]
+    path: Path
+    sha256: str
+
+    @property
+    def style_name(self) -> str:
+        return str(self.metadata.get("style_name") or self.path.stem)
+
+
+def save_checkpoint(path: str | os.PathLike, model: TransformerNet, metadata: dict[str, Any] | None = None, *,
+                    half: bool = False) -> Path:
+    """Write the model's weights and ``metadata`` atomically. ``half`` stores FP16 weights (half the size)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta = {"format": "stylexport-checkpoint", "architecture": ARCHITECTURE, "stylexport_version": __version__,
+            **(metadata or {})}
+    dtype = torch.float16 if half else torch.float32
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, tmp, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
+    return path
+
+
+_EXAMPLES_RENAMES = [
+    (r"^conv1\.conv2d\.", "encoder.0.conv."), (r"^in1\.", "encoder.0.norm."),
+    (r"^conv2\.conv2d\.", "encoder.1.conv."), (r"^in2\.", "encoder.1.norm."),
+    (r"^conv3\.conv2d\.", "encoder.2.conv."), (r"^in3\.", "encoder.2.norm."),
+    (r"^res(\d)\.conv(\d)\.conv2d\.", lambda m: f"residuals.{int(m[1]) - 1}.conv{m[2]}."),
+    (r"^res(\d)\.in(\d)\.", lambda m: f"residuals.{int(m[1]) - 1}.norm{m[2]}."),
+    (r"^deconv1\.conv2d\.", "decoder.0.conv."), (r"^in4\.", "decoder.0.norm."),
+    (r"^deconv2\.conv2d\.", "decoder.1.conv."), (r"^in5\.", "decoder.1.norm."),
+    (r"^deconv3\.conv2d\.", "head."),
+]
+
+
+def from_pytorch_examples(state: dict[str, torch.Tensor], source: str = "state dict") -> dict[str, torch.Tensor]:
+    """Rename a pytorch/examples fast_neural_style state dict to our module names."""
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if any(re.match(r"^deconv\d\.(weight|bias)$", k) for k in state):
+        raise StylexportError(f"{source} is the transposed-convolution variant of fast_neural_style, which "
+                              "stylexport does not support; use a model with upsample+conv layers (UpsampleConvLayer)")
+    out = {}
+    for key, value in state.items():
+        if key.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            continue  # InstanceNorm buffers from old torch versions; unused at inference
+        for pattern, repl in _EXAMPLES_RENAMES:
+            new, n = re.subn(pattern, repl, key)
+            if n:
+                out[new] = value
+                break
+        else:
+            out[key] = value
+    return out
+
+
+def _looks_like_examples(state: dict[str, torch.Tensor]) -> bool:
+    return any(k.removeprefix("module.").startswith(("conv1.conv2d", "in1.", "res1.", "deconv")) for k in state)
+
+
+def _build(state: dict[str, torch.Tensor], path: Path) -> TransformerNet:
+    model = TransformerNet()
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        what = f"lacks {missing[0]!r}" if missing else f"has unknown key {unexpected[0]!r}"
+        raise StylexportError(f"checkpoint {path} {what} ({len(missing)} missing, {len(unexpected)} unknown); "
+                              "it is not a TransformerNet model stylexport can read")
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise StylexportError(f"checkpoint {path}: {key} has shape {tuple(tensor.shape)}, expected "
+                                  f"{tuple(expected[key].shape)}; it is a different architecture")
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The stylexport metadata of a .safetensors checkpoint ({} for a foreign file)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        raw = (f.metadata() or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
+    """Load one of our checkpoints or a pytorch/examples model; clear errors for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise StylexportError(f"model not found: {path}; pass a .safetensors/.pth checkpoint")
+    suffix = path.suffix.lower()
+    metadata: dict[str, Any] = {}
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+            metadata = read_metadata(path)
+        elif suffix in (".pth", ".pt", ".model"):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+                state = state["state_dict"]
+        else:
+            raise StylexportError(f"model {path}: unknown suffix {suffix!r}; "
+                                  f"use one of {', '.join(CHECKPOINT_SUFFIXES)}")
+    except StylexportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - corrupt, truncated, or pickles with code
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise StylexportError(f"cannot read checkpoint {path}: {reason}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise StylexportError(f"checkpoint {path} does not hold a state dict of tensors")
+    arch = metadata.get("architecture")
+    if arch is not None and arch != ARCHITECTURE:
+        raise StylexportError(f"checkpoint {path} is for architecture {arch!r}; this stylexport {__version__} "
+                              f"reads {ARCHITECTURE!r}")
+    if not metadata and _looks_like_examples(state):
+        state = from_pytorch_examples(state, str(path))
+        metadata = {"format": "pytorch-examples", "style_name": path.stem}
+    else:
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    model = _build(state, path)
+    return LoadedModel(model=model, metadata=metadata, path=path, sha256=sha256_file(path))

@@ -1,0 +1,136 @@
+"""Optimization-based stylization (Gatys et al.): descend the perceptual loss in pixel space.
+
+This is the slow baseline the paper compares the feed-forward network against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+
+from stylexport.losses import LossConfig, LossTerms, gram_matrix, perceptual_loss
+from stylexport.vgg import VGG16Features
+
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise")
+
+
+@dataclasses.dataclass(frozen=True)
+class GatysConfig:
+    iterations: int = 100
+    optimizer: str = "lbfgs"
+    lr: float | None = None  # None: 1.0 for L-BFGS (with line search), 4.0 pixel levels for Adam
+    init: str = "content"
+    seed: int = 0
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.iterations < 1:
+            raise ValueError("iterations must be >= 1")
+
+
+@dataclasses.dataclass
+class GatysResult:
+    image: torch.Tensor  # (1, 3, H, W) in [0, 255]
+    losses: dict[str, float]  # final weighted terms and total
+    history: list[dict[str, float]]  # one entry per iterate, the starting image first
+
+
+@torch.no_grad()
+def style_targets(vgg: VGG16Features, style: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Gram matrices of the style image (1, 3, H, W) at ``layers``."""
+    feats = vgg(style, layers)
+    return {name: gram_matrix(feats[name]) for name in layers}
+
+
+def initial_image(content: torch.Tensor, init: str, seed: int) -> torch.Tensor:
+    if init == "content":
+        return content.clone(memory_format=torch.contiguous_format)
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.rand(content.shape, generator=gen) * 255.0
+    return noise.to(content.device)
+
+
+def evaluate(vgg: VGG16Features, image: torch.Tensor, content_features: torch.Tensor,
+             targets: dict[str, torch.Tensor], config: LossConfig) -> LossTerms:
+    feats = vgg(image, config.layers())
+    return perceptual_loss(image, feats, content_features, targets, config)
+
+
+def stylize_gatys(content: torch.Tensor, style: torch.Tensor, vgg: VGG16Features, config: GatysConfig,
+                  progress: Callable[[int, dict[str, float]], None] | None = None) -> GatysResult:
+    """Optimise an image that keeps ``content``'s features and takes on ``style``'s Gram statistics.
+
+    Both inputs are (1, 3, H, W) RGB [0, 255] on the VGG's device. Neither is modified.
+    """
+    torch.manual_seed(config.seed)
+    loss_cfg = config.loss
+    with torch.no_grad():
+        content_features = vgg(content, (loss_cfg.content_layer,))[loss_cfg.content_layer]
+    targets = style_targets(vgg, style, loss_cfg.style_layers)
+    image = initial_image(content, config.init, config.seed).requires_grad_(True)
+
+    if config.optimizer == "lbfgs":
+        history = _run_lbfgs(image, vgg, content_features, targets, config, progress)
+    else:
+        history = _run_adam(image, vgg, content_features, targets, config, progress)
+
+    result = image.detach().clamp(0.0, 255.0)
+    with torch.no_grad():
+        final = evaluate(vgg, result, content_features, targets, loss_cfg).as_floats()
+    return GatysResult(image=result, losses=final, history=history)
+
+
+def _run_lbfgs(image, vgg, content_features, targets, config: GatysConfig, progress) -> list[dict[str, float]]:
+    """One L-BFGS call with a strong-Wolfe line search, ``iterations`` iterations.
+
+    The loss's gradient in [0,255] pixel units is tiny (~1e-5) and L-BFGS has absolute thresholds (its
+    curvature test ``ys > 1e-10``), so the objective is rescaled for the optimizer so its first gradient
+    averages 1 per pixel level. Reported losses are unscaled.
+    """
+    loss_cfg = config.loss
+    terms = evaluate(vgg, image, content_features, targets, loss_cfg)
+    (grad,) = torch.autograd.grad(terms.total, image)
+    scale = 1.0 / float(grad.abs().mean().clamp_min(1e-30))
+    optimizer = torch.optim.LBFGS([image], lr=config.lr or 1.0, max_iter=config.iterations,
+                                  max_eval=2 * config.iterations + 10, history_size=50,
+                                  line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0)
+    per_iteration: dict[int, dict[str, float]] = {}
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        terms = evaluate(vgg, image, content_features, targets, loss_cfg)
+        scaled = terms.total * scale
+        scaled.backward()
+        iteration = optimizer.state[image].get("n_iter", 0)
+        values = terms.as_floats()
+        if iteration not in per_iteration or values["total"] < per_iteration[iteration]["total"]:
+            per_iteration[iteration] = values
+        if progress is not None:
+            progress(min(iteration, config.iterations), values)
+        return scaled
+
+    optimizer.step(closure)
+    return [per_iteration[k] for k in sorted(per_iteration)]
+
+
+def _run_adam(image, vgg, content_features, targets, config: GatysConfig, progress) -> list[dict[str, float]]:
+    optimizer = torch.optim.Adam([image], lr=config.lr or 4.0)
+    history = []
+    for step in range(1, config.iterations + 1):
+        optimizer.zero_grad(set_to_none=True)
+        terms = evaluate(vgg, image, content_features, targets, config.loss)
+        terms.total.backward()
+        optimizer.step()
+        with torch.no_grad():
+            image.clamp_(0.0, 255.0)
+        history.append(terms.as_floats())
+        if progress is not None:
+            progress(step, history[-1])
+    return history

@@ -1,0 +1,124 @@
+"""The only module that reads and writes image files.
+
+Contract used everywhere else: a tensor of shape (3, H, W) for one image or (N, 3, H, W) for a batch,
+RGB, float32 with values in [0, 255]. Files on disk are 8-bit RGB.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from stylexport.errors import StylexportError
+from stylexport.fileio import atomic_path
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+MIN_SIZE = 16  # the transformer needs at least this many pixels on each side
+SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP", ".tif": "TIFF",
+                ".tiff": "TIFF"}
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB: alpha composited on white, 16-bit scaled, CMYK and palettes converted."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(np.round(arr * (255.0 / peak)), 0, 255).astype(np.uint8), mode="L")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def read_image(path: str | os.PathLike, *, min_size: int = MIN_SIZE) -> torch.Tensor:
+    """Read an image file as a (3, H, W) float32 RGB tensor in [0, 255], EXIF orientation applied."""
+    path = Path(path)
+    if not path.exists():
+        raise StylexportError(f"image not found: {path}; check the path")
+    if path.is_dir():
+        raise StylexportError(f"{path} is a folder, not an image file")
+    if path.stat().st_size == 0:
+        raise StylexportError(f"image file is empty: {path}; replace it with a readable image")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb = _to_rgb(img)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        reason = str(exc).split("\n")[0] or type(exc).__name__
+        raise StylexportError(f"cannot read image {path}: {reason}; is it a complete image file?") from None
+    w, h = rgb.size
+    if min(w, h) < min_size:
+        raise StylexportError(f"image {path} is {w}x{h}; each side must be at least {min_size} px")
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float().contiguous()
+
+
+def save_image(image: torch.Tensor, path: str | os.PathLike, *, quality: int = 95) -> Path:
+    """Write a (3, H, W) or (1, 3, H, W) tensor in [0, 255] as 8-bit RGB, clamped, atomically."""
+    path = Path(path)
+    fmt = SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise StylexportError(f"cannot save {path}: unknown image suffix {path.suffix!r}; use one of "
+                              f"{', '.join(sorted(SAVE_FORMATS))}")
+    if image.dim() == 4:
+        if image.shape[0] != 1:
+            raise ValueError(f"save_image takes one image, got a batch of {image.shape[0]}")
+        image = image[0]
+    arr = image.detach().float().cpu().clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    with atomic_path(path) as tmp:
+        kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+        Image.fromarray(arr, mode="RGB").save(tmp, format=fmt, **kwargs)
+    return path
+
+
+def resize_max_side(image: torch.Tensor, max_side: int | None) -> torch.Tensor:
+    """Scale so the longer side is ``max_side`` (antialiased); None keeps the size."""
+    if max_side is None:
+        return image
+    h, w = image.shape[-2:]
+    scale = max_side / max(h, w)
+    size = [max(1, round(h * scale)), max(1, round(w * scale))]
+    return TF.resize(image, size, antialias=True).clamp(0, 255)
+
+
+def find_images(inputs: Iterable[str | os.PathLike], *, recursive: bool = True) -> list[Path]:
+    """Expand files and folders into a sorted list of image files; folders with none are an error."""
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            files = sorted(f for f in p.glob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise StylexportError(f"no images in folder {p} (looked for {', '.join(IMAGE_SUFFIXES)})")
+            found.extend(files)
+        elif p.exists():
+            found.append(p)
+        else:
+            raise StylexportError(f"input not found: {p}; check the path")
+    return found
+
+
+def sample_paths() -> tuple[Path, Path]:
+    """The photo and the style image that ship with the package (public domain, see NOTICE)."""
+    assets = Path(__file__).parent / "assets"
+    return assets / "sample_photo.jpg", assets / "sample_style.jpg"
+
+
+def as_batch(images: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """(3,H,W) -> (1,3,H,W); a list of same-sized images -> (N,3,H,W)."""
+    if isinstance(images, torch.Tensor):
+        return images.unsqueeze(0) if images.dim() == 3 else images
+    return torch.stack(list(images))

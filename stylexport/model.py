@@ -1,0 +1,100 @@
+"""TransformerNet: Johnson et al.'s feed-forward style network, as in Wang, Guo & Lu, section 3.
+
+conv 9x9 3->32, conv 3x3/2 32->64, conv 3x3/2 64->128, five residual blocks (128),
+2 x (nearest upsample x2 + conv 3x3), conv 9x9 32->3. Instance norm (affine) + ReLU after every
+conv but the last; reflection padding. Input and output are RGB in [0, 255].
+
+The output has exactly the input's height and width for any size >= 16: the input is reflection-padded
+to a multiple of 4 inside ``forward`` and the result cropped, so exported graphs behave the same.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ARCHITECTURE = "transformer-net/1"
+SIZE_MULTIPLE = 4  # two stride-2 convs down, two x2 upsamples back
+MIN_SIDE = 16
+
+
+class ConvLayer(nn.Conv2d):
+    """A convolution with reflection padding that keeps the size (divided by the stride)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
+                         padding_mode="reflect")
+
+
+class ConvBlock(nn.Module):
+    """ConvLayer -> InstanceNorm (affine) -> ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
+        super().__init__()
+        self.conv = ConvLayer(in_channels, out_channels, kernel_size, stride)
+        self.norm = nn.InstanceNorm2d(out_channels, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(self.conv(x)))
+
+
+class UpsampleConvBlock(ConvBlock):
+    """Nearest-neighbour x2 upsampling, then a ConvBlock (avoids transposed-conv checkerboards)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class ResidualBlock(nn.Module):
+    """conv-norm-relu-conv-norm plus the identity (He et al.; Gross & Wilber's variant used by Johnson)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = ConvLayer(channels, channels, 3)
+        self.norm1 = nn.InstanceNorm2d(channels, affine=True)
+        self.conv2 = ConvLayer(channels, channels, 3)
+        self.norm2 = nn.InstanceNorm2d(channels, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.norm1(self.conv1(x)))
+        return x + self.norm2(self.conv2(y))
+
+
+class TransformerNet(nn.Module):
+    """Image transformation network f_W: (N, 3, H, W) RGB [0,255] -> same shape, RGB [0,255]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(ConvBlock(3, 32, 9), ConvBlock(32, 64, 3, 2), ConvBlock(64, 128, 3, 2))
+        self.residuals = nn.Sequential(*(ResidualBlock(128) for _ in range(5)))
+        self.decoder = nn.Sequential(UpsampleConvBlock(128, 64, 3), UpsampleConvBlock(64, 32, 3))
+        self.head = ConvLayer(32, 3, 9)
+
+    def forward(self, x: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Stylize; ``clamp=False`` returns the raw output (training uses it so gradients are not cut)."""
+        h, w = x.shape[-2], x.shape[-1]
+        pad_h = (SIZE_MULTIPLE - h % SIZE_MULTIPLE) % SIZE_MULTIPLE
+        pad_w = (SIZE_MULTIPLE - w % SIZE_MULTIPLE) % SIZE_MULTIPLE
+        y = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        y = self.head(self.decoder(self.residuals(self.encoder(y))))
+        y = y[..., :h, :w]
+        return y.clamp(0.0, 255.0) if clamp else y
+
+
+def conv_macs_per_pixel(model: nn.Module) -> int:
+    """Multiply-accumulates per input pixel, counted from the conv layers (at a size divisible by 4).
+
+    Each conv's spatial size relative to the input follows from the strides and upsampling; the norms,
+    ReLUs and additions are not counted (they are not multiply-accumulates).
+    """
+    macs = 0.0
+    scale = 1.0  # output pixels per input pixel of the layer being visited
+    for module in model.modules():
+        if isinstance(module, UpsampleConvBlock):
+            scale *= 4.0
+        if isinstance(module, nn.Conv2d):
+            scale /= module.stride[0] * module.stride[1]
+            k = module.kernel_size[0] * module.kernel_size[1]
+            macs += scale * module.out_channels * module.in_channels // module.groups * k
+    return round(macs)

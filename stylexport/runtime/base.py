@@ -1,0 +1,76 @@
+"""The one protocol every backend follows, and the input check they all share.
+
+A runner takes a (N, 3, H, W) float32 batch, RGB in [0, 255], and returns the same shape and range.
+``Runner.infer`` validates the batch before the backend's own code runs, so every backend rejects a bad
+input with the same message (Polygraphy's pattern).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from stylexport.errors import StylexportError
+from stylexport.model import MIN_SIDE
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "stylized"
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """What a backend accepts. ``None`` bounds mean 'any'."""
+
+    name: str = INPUT_NAME
+    min_side: int = MIN_SIDE
+    fixed_hw: tuple[int, int] | None = None  # a fixed-size model
+    min_shape: tuple[int, int, int, int] | None = None  # an engine's optimization profile (N, C, H, W)
+    max_shape: tuple[int, int, int, int] | None = None
+    fixed_batch: int | None = None
+
+
+def check_batch(batch: Any, spec: InputSpec) -> None:
+    """Raise a one-line StylexportError naming the tensor, the shape received and the shape expected."""
+    if not isinstance(batch, torch.Tensor):
+        raise StylexportError(f"input {spec.name!r}: expected a torch.Tensor, got {type(batch).__name__}")
+    shape = tuple(batch.shape)
+    if batch.dim() != 4 or shape[1] != 3:
+        raise StylexportError(f"input {spec.name!r}: got shape {shape}, expected (N, 3, H, W) RGB")
+    if not batch.is_floating_point():
+        raise StylexportError(f"input {spec.name!r}: got dtype {batch.dtype}, expected float32 in [0, 255]")
+    n, _, h, w = shape
+    if min(h, w) < spec.min_side:
+        raise StylexportError(f"input {spec.name!r}: got {h}x{w}, expected H and W >= {spec.min_side}")
+    if spec.fixed_hw is not None and (h, w) != spec.fixed_hw:
+        raise StylexportError(f"input {spec.name!r}: got {h}x{w}, this model only takes "
+                              f"{spec.fixed_hw[0]}x{spec.fixed_hw[1]}")
+    if spec.fixed_batch is not None and n != spec.fixed_batch:
+        raise StylexportError(f"input {spec.name!r}: got batch {n}, this model only takes batch {spec.fixed_batch}")
+    if spec.min_shape is not None and spec.max_shape is not None:
+        lo, hi = spec.min_shape, spec.max_shape
+        if not all(a <= b <= c for a, b, c in zip(lo, shape, hi, strict=True)):
+            raise StylexportError(f"input {spec.name!r}: shape {shape} is outside the engine's profile "
+                                  f"min {lo} .. max {hi}; rebuild the engine with --min/--max covering it")
+
+
+class Runner:
+    """Base class: subclasses set ``name``/``spec`` and implement ``_run``."""
+
+    name: str = "runner"
+    spec: InputSpec = InputSpec()
+    device: torch.device = torch.device("cpu")
+    metadata: dict[str, Any]
+
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        check_batch(batch, self.spec)
+        return self._run(batch)
+
+    __call__ = infer
+
+    def _run(self, batch: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.name

@@ -1,0 +1,55 @@
+"""PyTorch backends: eager FP32 (the paper's path), FP16 channels_last, and torch.compile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from stylexport.errors import StylexportError
+from stylexport.model import TransformerNet
+from stylexport.runtime.base import Runner
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' is CUDA when present, else CPU; asking for CUDA without one is an error, not a fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise StylexportError(f"device {name!r} requested but no CUDA GPU is available; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise StylexportError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
+
+
+class TorchRunner(Runner):
+    """Run a TransformerNet with torch. Inputs and outputs stay float32 [0,255]; compute may be half."""
+
+    def __init__(self, model: TransformerNet, *, device: torch.device | str = "cpu", precision: str = "fp32",
+                 channels_last: bool = False, compile: bool = False, compile_mode: str | None = None,
+                 metadata: dict[str, Any] | None = None):
+        if precision not in PRECISIONS:
+            raise StylexportError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        self.device = torch.device(device)
+        if precision == "fp16" and self.device.type == "cpu":
+            raise StylexportError("FP16 is not supported by the torch CPU backend; use --precision fp32 or a GPU")
+        self.precision = precision
+        self.dtype = _DTYPES[precision]
+        self.channels_last = channels_last
+        self.metadata = dict(metadata or {})
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.eval().to(self.device, self.dtype, memory_format=memory_format)
+        self._forward = torch.compile(self.model, mode=compile_mode, dynamic=False) if compile else self.model
+        parts = ["torch", precision] + (["channels_last"] if channels_last else []) + (["compile"] if compile else [])
+        self.name = "-".join(parts)
+
+    @torch.inference_mode()
+    def _run(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.to(self.device, self.dtype, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._forward(x).float()

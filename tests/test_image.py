@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stylexport.errors import StylexportError
+from stylexport.image import find_images, read_image, save_image
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, :20] = 255  # left half white
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    path = tmp_path / "rot.jpg"
+    img.save(path, exif=exif, quality=100)
+    out = read_image(path)
+    assert out.shape == (3, 40, 20)
+    assert out[:, :5].mean() > 200 and out[:, -5:].mean() < 50  # white half is now on top
+
+
+def test_modes_become_rgb(tmp_path):
+    gray = Image.fromarray(np.full((20, 20), 100, np.uint8), "L")
+    gray.save(tmp_path / "g.png")
+    assert torch.equal(read_image(tmp_path / "g.png"), torch.full((3, 20, 20), 100.0))
+
+    pal = Image.fromarray(np.full((20, 20, 3), (10, 200, 30), np.uint8)).convert("P", palette=Image.Palette.ADAPTIVE)
+    pal.save(tmp_path / "p.png")
+    assert read_image(tmp_path / "p.png")[:, 0, 0].tolist() == [10, 200, 30]
+
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[..., 3] = 0  # fully transparent red -> white
+    rgba[:10, :, 3] = 255  # top half opaque red
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    out = read_image(tmp_path / "a.png")
+    assert out[:, 0, 0].tolist() == [255, 0, 0]
+    assert out[:, 19, 0].tolist() == [255, 255, 255]
+
+    cmyk = Image.new("CMYK", (20, 20), (0, 255, 255, 0))  # pure red in CMYK
+    cmyk.save(tmp_path / "c.jpg", quality=100)
+    r, g, b = read_image(tmp_path / "c.jpg")[:, 10, 10].tolist()
+    assert r > 240 and g < 15 and b < 15
+
+
+def test_16bit_png_scaled_to_8bit(tmp_path):
+    arr = np.full((20, 20), 65535, np.uint16)
+    arr[:, 10:] = 32896  # ~ 128 * 257
+    Image.fromarray(arr).save(tmp_path / "deep.png")
+    out = read_image(tmp_path / "deep.png")
+    assert out[0, 0, 0] == 255 and out[0, 0, 15] == 128
+
+
+@pytest.mark.parametrize("content,match", [(b"", "empty"), (b"not an image at all", "cannot read image")])
+def test_bad_files_name_the_file(tmp_path, content, match):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(StylexportError, match=match) as err:
+        read_image(path)
+    assert "bad.jpg" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_truncated_file(tmp_path, make_image):
+    good = make_image("t.png", 64, 64)
+    data = good.read_bytes()
+    good.write_bytes(data[: len(data) // 2])
+    with pytest.raises(StylexportError, match="cannot read image .*t.png"):
+        read_image(good)
+
+
+def test_too_small(make_image):
+    with pytest.raises(StylexportError, match="is 12x40; each side must be at least 16"):
+        read_image(make_image("small.png", 40, 12))
+
+
+def test_missing_and_empty_folder(tmp_path):
+    with pytest.raises(StylexportError, match="not found"):
+        read_image(tmp_path / "nope.jpg")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StylexportError, match="no images in folder"):
+        find_images([tmp_path / "empty"])
+
+
+def test_save_round_trip_clamps_and_leaves_no_temp(tmp_path):
+    img = torch.rand(3, 20, 30) * 300 - 20
+    path = save_image(img, tmp_path / "sub" / "out.png")
+    back = read_image(path)
+    torch.testing.assert_close(back, img.clamp(0, 255).round())
+    assert [p.name for p in path.parent.iterdir()] == ["out.png"]
+
+
+def test_save_unknown_suffix(tmp_path):
+    with pytest.raises(StylexportError, match="unknown image suffix '.xyz'"):
+        save_image(torch.zeros(3, 20, 20), tmp_path / "o.xyz")
+    assert not list(tmp_path.iterdir())
