@@ -183,6 +183,140 @@ def stylize(
     typer.echo(f"wrote {written[0] if single else f'{len(written)} images to {output}'}")
 
 
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint=option) from None
+    if not values:
+        raise typer.BadParameter("give at least one number", param_hint=option)
+    return values
+
+
+@app.command()
+def train(
+    style: Annotated[Path | None, typer.Option(help="Style image (the painting).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Folder tree of training photos (e.g. COCO train2014).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="New run folder.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run saved in this folder.")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Training steps (overrides --epochs).")] = None,
+    epochs: Annotated[float | None, typer.Option(min=0.0, help="Passes over the data (paper: 2).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (paper: 4).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate (paper: 1e-3).")] = None,
+    image_size: Annotated[int | None, typer.Option(min=16, help="Training crop size (paper: 256).")] = None,
+    style_size: Annotated[int | None, typer.Option(min=16, help="Longer side of the style image.")] = None,
+    content_weight: Annotated[float | None, typer.Option(help="λc (paper: 1).")] = None,
+    style_weight: Annotated[float | None, typer.Option(help="λs (paper: 1e4-1e5).")] = None,
+    tv_weight: Annotated[float | None, typer.Option(help="λtv (paper: 1e-7).")] = None,
+    style_layers: Annotated[str | None, typer.Option(help="Comma-separated VGG layers for the style loss.")] = None,
+    content_layer: Annotated[str | None, typer.Option(help="VGG layer for the content loss.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (weights, data order, crops).")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(min=1, help="Steps between checkpoints.")] = None,
+    preview_every: Annotated[int | None, typer.Option(min=1, help="Steps between preview images.")] = None,
+    log_every: Annotated[int | None, typer.Option(min=1, help="Steps between loss-history entries.")] = None,
+    workers: Annotated[int | None, typer.Option(min=0, help="DataLoader worker processes.")] = None,
+    amp: Annotated[str | None, typer.Option(help="Mixed precision on CUDA: auto, bf16, fp16, off.")] = None,
+    vgg_weights: VggOption = None,
+    device: Annotated[str | None, typer.Option(help="auto (CUDA when present), cpu, cuda.")] = None,
+) -> None:
+    """Train a feed-forward style network (Johnson et al.) on the perceptual loss; resumable."""
+    import dataclasses
+
+    from stylexport.losses import LossConfig
+    from stylexport.train import CONFIG_FILE, TrainConfig
+    from stylexport.train import train as run_training
+
+    if resume is not None:
+        if output is not None and output != resume:
+            raise StylexportError(f"--resume {resume} continues that run; drop -o {output}")
+        config_path = resume / CONFIG_FILE
+        if not config_path.is_file():
+            raise StylexportError(f"cannot resume {resume}: no {CONFIG_FILE} there; is it a stylexport run folder?")
+        saved = json.loads(config_path.read_text())
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        base = TrainConfig(**{k: v for k, v in saved.items() if k in fields and k != "loss"},
+                           loss=LossConfig(**{**saved["loss"], "style_layers": tuple(saved["loss"]["style_layers"])}))
+        run_dir = resume
+    else:
+        if style is None or data is None or output is None:
+            raise StylexportError("train needs --style IMAGE, --data FOLDER and -o RUN_FOLDER (or --resume RUN_FOLDER)")
+        base = TrainConfig(style=str(style), data=str(data))
+        run_dir = output
+    loss = base.loss
+    if any(v is not None for v in (content_weight, style_weight, tv_weight, style_layers, content_layer)):
+        loss = _loss_config(content_weight if content_weight is not None else loss.content_weight,
+                            style_weight if style_weight is not None else loss.style_weight,
+                            tv_weight if tv_weight is not None else loss.tv_weight, loss.tv_beta,
+                            style_layers or ",".join(loss.style_layers), content_layer or loss.content_layer)
+    overrides = {"style": str(style) if style else None, "data": str(data) if data else None, "steps": steps,
+                 "epochs": epochs, "batch_size": batch_size, "lr": lr, "image_size": image_size,
+                 "style_size": style_size, "seed": seed, "checkpoint_every": checkpoint_every,
+                 "preview_every": preview_every, "log_every": log_every, "workers": workers, "amp": amp,
+                 "vgg_weights": vgg_weights, "device": device}
+    config = dataclasses.replace(base, loss=loss, **{k: v for k, v in overrides.items() if v is not None})
+
+    with _progress() as bar:
+        task = bar.add_task("train", total=None, info="")
+
+        def report(info) -> None:
+            losses = " ".join(f"{k} {v:.3g}" for k, v in info.losses.items())
+            bar.update(task, total=info.total_steps, completed=info.step,
+                       info=f"{info.images_per_second:.1f} img/s  {losses}")
+
+        result = run_training(config, run_dir, resume=resume is not None, progress=report)
+    typer.echo(f"trained {result.steps} steps in {result.seconds:.1f} s ({result.images_per_second:.1f} images/s); "
+               f"model {run_dir / 'model.safetensors'}, loss curve {run_dir / 'loss.png'}, previews in "
+               f"{run_dir / 'previews'}")
+    if result.skipped_files:
+        typer.echo(f"skipped {len(result.skipped_files)} unreadable files, e.g. {result.skipped_files[0]}")
+
+
+@app.command()
+def sweep(
+    content: Annotated[Path | None, typer.Argument(help="Content photo. Default: the bundled sample photo.")] = None,
+    style: Annotated[Path | None, typer.Argument(help="Style image. Default: the bundled sample painting.")] = None,
+    style_weights: Annotated[str, typer.Option(help="Comma-separated λs values (columns).")] = "1e4,1e5,1e6",
+    tv_weights: Annotated[str, typer.Option(help="Comma-separated λtv values (rows).")] = "1e-7",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Contact sheet image.")] = Path("sweep.jpg"),
+    iterations: Annotated[int, typer.Option(min=1, help="L-BFGS iterations per tile.")] = 50,
+    size: Annotated[int, typer.Option(min=16, help="Longer side of the content image, px.")] = 192,
+    content_weight: float = 1.0,
+    seed: int = 0,
+    vgg_weights: VggOption = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Choose loss weights before a long training run: quick Gatys runs over a grid, one labelled sheet."""
+    from stylexport.figures import contact_sheet
+    from stylexport.fileio import write_text_atomic
+    from stylexport.gatys import GatysConfig
+    from stylexport.gatys import sweep as run_sweep
+    from stylexport.image import read_image, resize_max_side, sample_paths, save_image
+    from stylexport.runtime import pick_device
+    from stylexport.vgg import load_vgg
+
+    sws = _floats(style_weights, "--style-weights")
+    tvs = _floats(tv_weights, "--tv-weights")
+    default_content, default_style = sample_paths()
+    content, style = content or default_content, style or default_style
+    dev = pick_device(device)
+    content_img = resize_max_side(read_image(content), size)[None].to(dev)
+    style_img = resize_max_side(read_image(style), size)[None].to(dev)
+    vgg = load_vgg(vgg_weights, dev)
+    base = GatysConfig(iterations=iterations, seed=seed, loss=_loss_config(content_weight, 1.0, 0.0, 2.0))
+    with _progress() as bar:
+        task = bar.add_task("sweep", total=len(sws) * len(tvs), info="")
+        rows = run_sweep(content_img, style_img, vgg, base, style_weights=sws, tv_weights=tvs,
+                         progress=lambda done, total: bar.update(task, completed=done))
+    sheet = contact_sheet([[r.image[0] for r in row] for row in rows], row_labels=[f"tv {t:g}" for t in tvs],
+                          col_labels=[f"style {s:g}" for s in sws],
+                          title=f"{content.name} x {style.name}, {iterations} L-BFGS iterations")
+    save_image(sheet, output)
+    losses = [{"style_weight": s, "tv_weight": t, **r.losses} for t, row in zip(tvs, rows, strict=True)
+              for s, r in zip(sws, row, strict=True)]
+    write_text_atomic(output.with_suffix(".json"), json.dumps(losses, indent=2) + "\n")
+    typer.echo(f"wrote {output} ({len(tvs)} x {len(sws)} tiles)")
+
+
 def main() -> None:
     app(prog_name="stylexport")
 

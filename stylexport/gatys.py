@@ -134,3 +134,24 @@ def _run_adam(image, vgg, content_features, targets, config: GatysConfig, progre
         if progress is not None:
             progress(step, history[-1])
     return history
+
+
+def sweep(content: torch.Tensor, style: torch.Tensor, vgg: VGG16Features, base: GatysConfig, *,
+          style_weights: list[float], tv_weights: list[float],
+          progress: Callable[[int, int], None] | None = None) -> list[list[GatysResult]]:
+    """The paper's way of choosing weights (its Figures 2 and 3): one Gatys run per (tv, style) pair.
+
+    Returns rows by TV weight, columns by style weight.
+    """
+    rows = []
+    done = 0
+    for tv in tv_weights:
+        row = []
+        for sw in style_weights:
+            loss = dataclasses.replace(base.loss, style_weight=sw, tv_weight=tv)
+            row.append(stylize_gatys(content, style, vgg, dataclasses.replace(base, loss=loss)))
+            done += 1
+            if progress is not None:
+                progress(done, len(style_weights) * len(tv_weights))
+        rows.append(row)
+    return rows

@@ -24,6 +24,7 @@ from stylexport import __version__
 from stylexport.checkpoint import save_checkpoint
 from stylexport.data import EpochSampler, PhotoCrops, collate, list_photos
 from stylexport.errors import StylexportError
+from stylexport.figures import plot_history
 from stylexport.fileio import atomic_path, sha256_file, write_text_atomic
 from stylexport.gatys import style_targets
 from stylexport.image import read_image, resize_max_side, sample_paths, save_image
@@ -150,31 +151,19 @@ def _save_previews(model: TransformerNet, photos: list[torch.Tensor], path: Path
     save_image(torch.cat([row_in, row_out], dim=-2), path)
 
 
-def plot_history(history: list[dict[str, float]], path: Path) -> None:
-    """Figure 7 of the paper: total, content and style loss against iterations; full run and first steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not history:
-        return
-    steps = [h["step"] for h in history]
-    first = max(1, min(len(history), max(10, len(history) // 10)))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, n, title in ((axes[0], len(history), "whole run"), (axes[1], first, f"first {steps[first - 1]} steps")):
-        for key in ("total", "content", "style"):
-            ax.plot(steps[:n], [h[key] for h in history[:n]], label=key)
-        ax.set_yscale("log")
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("weighted loss")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+def _read_history(path: Path, up_to: int) -> list[dict[str, Any]]:
+    """Loss history lines up to step ``up_to``; a line cut short by a kill is ignored."""
+    if not path.exists():
+        return []
+    history = []
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if entry.get("step", up_to + 1) <= up_to:
+            history.append(entry)
+    return history
 
 
 def _distributed() -> tuple[int, int]:
@@ -250,8 +239,9 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         if not resume:
             write_text_atomic(run_dir / CONFIG_FILE, json.dumps(described, indent=2) + "\n")
     history_path = run_dir / HISTORY_FILE
-    history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.exists() else []
-    history = [h for h in history if h["step"] <= step]
+    history = _read_history(history_path, up_to=step)
+    if main and resume:  # drop entries logged after the checkpoint we continue from
+        write_text_atomic(history_path, "".join(json.dumps(h) + "\n" for h in history))
 
     def checkpoint() -> None:
         if not main:
@@ -265,7 +255,6 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         save_checkpoint(run_dir / MODEL_FILE, model, {**meta, "step": step, "loss": dataclasses.asdict(loss_cfg),
                                                       "train": {"batch_size": config.batch_size, "lr": config.lr,
                                                                 "style_size": config.style_size}})
-        write_text_atomic(history_path, "".join(json.dumps(h) + "\n" for h in history))
         plot_history(history, run_dir / "loss.png")
 
     skipped: set[str] = set()
@@ -303,6 +292,9 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
             window_start, window_images = now, 0
             values = terms.as_floats()
             history.append({"step": step, **values, "images_per_second": ips})
+            if main:
+                with history_path.open("a") as f:
+                    f.write(json.dumps(history[-1]) + "\n")
             if progress is not None and main:
                 progress(StepInfo(step, total_steps, values, ips))
         if main and (step % config.preview_every == 0 or step == total_steps):
@@ -312,7 +304,5 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         if step >= total_steps:
             break
     seconds = time.perf_counter() - start_time
-    if skipped and main:
-        log.warning("skipped %d unreadable files", len(skipped))
     return TrainResult(run_dir=run_dir, steps=step, skipped_files=sorted(skipped), seconds=seconds,
                        images_per_second=images_seen / max(seconds, 1e-9))
