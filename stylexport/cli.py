@@ -156,7 +156,8 @@ def gatys(
 @app.command()
 def stylize(
     inputs: Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="A checkpoint (.safetensors or .pth).")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="A checkpoint (.safetensors/.pth), an .onnx model "
+                                        "(ours or a third-party one) or a TensorRT .plan.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output image (one input) or folder.")],
     size: Annotated[int | None, typer.Option(min=16, help="Resize so the longer side is this, px.")] = None,
     device: DeviceOption = "auto",
@@ -175,12 +176,73 @@ def stylize(
         task = bar.add_task("stylize", total=len(files), info=runner.name)
         for path in files:
             image = resize_max_side(read_image(path), size)
-            result = runner.infer(image[None])
+            result = runner.infer_any_size(image[None])
             suffix = path.suffix.lower() if path.suffix.lower() in SAVE_FORMATS else ".png"
             target = output if single else output / (path.stem + suffix)
             written.append(save_image(result, target))
             bar.advance(task)
     typer.echo(f"wrote {written[0] if single else f'{len(written)} images to {output}'}")
+
+
+def _shape(text: str, option: str, batch: int) -> tuple[int, int, int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not HxW, e.g. 1080x1920", param_hint=option) from None
+    if min(h, w) < 16:
+        raise typer.BadParameter(f"{text!r}: each side must be at least 16", param_hint=option)
+    return (batch, 3, h, w)
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A stylexport or pytorch/examples checkpoint.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the artifacts and export.json.")]
+    = Path("exported"),
+    onnx: Annotated[bool, typer.Option("--onnx", help="ONNX FP32 (dynamic batch/height/width).")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="ONNX FP16 (FP32 instance norm, float32 I/O).")] = False,
+    trt: Annotated[bool, typer.Option("--trt", help="TensorRT FP16 engine; needs TensorRT and a GPU.")] = False,
+    min_size: Annotated[str, typer.Option("--min", help="TensorRT profile: smallest HxW.")] = "64x64",
+    opt_size: Annotated[str, typer.Option("--opt", help="TensorRT profile: HxW to tune for.")] = "1080x1920",
+    max_size: Annotated[str, typer.Option("--max", help="TensorRT profile: largest HxW.")] = "2160x3840",
+    batch: Annotated[str, typer.Option(help="TensorRT profile batch sizes: min,opt,max.")] = "1,1,1",
+    workspace: Annotated[float, typer.Option(help="TensorRT builder workspace, GiB.")] = 4.0,
+) -> None:
+    """Export a checkpoint to deployable artifacts; each is checked against PyTorch FP32 before it is kept.
+
+    With no format flag: --onnx and --fp16.
+    """
+    from rich.table import Table
+
+    from stylexport.export import Profile
+    from stylexport.export import export as run_export
+
+    formats = [name for name, on in (("onnx", onnx), ("onnx-fp16", fp16), ("trt", trt)) if on] or ["onnx", "onnx-fp16"]
+    try:
+        b_min, b_opt, b_max = (int(v) for v in batch.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{batch!r} is not three numbers min,opt,max", param_hint="--batch") from None
+    profile = Profile(min=_shape(min_size, "--min", b_min), opt=_shape(opt_size, "--opt", b_opt),
+                      max=_shape(max_size, "--max", b_max))
+    if not all(a <= b <= c for a, b, c in zip(profile.min, profile.opt, profile.max, strict=True)):
+        raise typer.BadParameter(f"need min <= opt <= max, got {profile.min} / {profile.opt} / {profile.max}",
+                                 param_hint="--min/--opt/--max")
+    with _progress() as bar:
+        task = bar.add_task("export", total=len(formats), info="")
+
+        def report(name: str) -> None:
+            bar.update(task, info=name, completed=formats.index(name))
+
+        reports = run_export(checkpoint, formats, output, profile=profile, workspace_gib=workspace, progress=report)
+    table = Table(title=f"exported {checkpoint.name} -> {output}")
+    for col in ("format", "file", "max abs err (0-255)", "PSNR vs torch fp32", "NaN/inf", "size", "build"):
+        table.add_column(col)
+    for r in reports:
+        table.add_row(r.format, Path(r.path).name, f"{r.parity['max_abs']:.3g}", f"{r.parity['psnr_db']:.1f} dB",
+                      "none" if r.parity["finite"] else "YES", f"{r.size_bytes / 1e6:.1f} MB",
+                      f"{r.build_seconds:.1f} s")
+    Console().print(table)
+    typer.echo(f"all {len(reports)} artifacts passed their parity checks; report in {output / 'export.json'}")
 
 
 def _floats(text: str, option: str) -> list[float]:

@@ -6,23 +6,39 @@ import os
 from pathlib import Path
 
 from stylexport.errors import StylexportError
-from stylexport.runtime.base import INPUT_NAME, OUTPUT_NAME, InputSpec, Runner, check_batch
+from stylexport.contract import INPUT_NAME, OUTPUT_NAME
+from stylexport.runtime.base import InputSpec, Runner, check_batch
 from stylexport.runtime.torch_backend import TorchRunner, pick_device
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAME", "InputSpec", "Runner", "TorchRunner", "check_batch", "open_runner",
            "pick_device"]
 
 
+ARTIFACT_KINDS = ".safetensors/.pth checkpoints, .onnx models, .plan TensorRT engines"
+
+
 def open_runner(path: str | os.PathLike, *, device: str = "auto", precision: str = "fp32") -> Runner:
-    """Load any artifact stylexport reads: a checkpoint (.safetensors/.pth)."""
+    """Load any artifact stylexport reads; the backend follows from the file's kind.
+
+    Checkpoints run on torch (``precision`` fp32/fp16/bf16), .onnx on ONNX Runtime (CUDA when ``device``
+    resolves to a GPU and onnxruntime-gpu is installed), .plan on TensorRT.
+    """
     from stylexport.checkpoint import CHECKPOINT_SUFFIXES, load_checkpoint
 
     path = Path(path)
     suffix = path.suffix.lower()
+    if not path.is_file():
+        raise StylexportError(f"model not found: {path}; pass one of: {ARTIFACT_KINDS}")
     if suffix in CHECKPOINT_SUFFIXES:
         loaded = load_checkpoint(path)
         meta = {**loaded.metadata, "style_name": loaded.style_name, "source_sha256": loaded.sha256}
         return TorchRunner(loaded.model, device=pick_device(device), precision=precision, metadata=meta)
-    if not path.exists():
-        raise StylexportError(f"model not found: {path}; pass a checkpoint")
-    raise StylexportError(f"model {path}: unknown kind {suffix!r}; stylexport reads {', '.join(CHECKPOINT_SUFFIXES)}")
+    if suffix == ".onnx":
+        from stylexport.runtime.onnxruntime_backend import OrtRunner
+
+        return OrtRunner(path, provider="cuda" if pick_device(device).type == "cuda" else "cpu")
+    if suffix == ".plan":
+        from stylexport.runtime.tensorrt_backend import TrtRunner
+
+        return TrtRunner(path)
+    raise StylexportError(f"model {path}: unknown kind {suffix!r}; stylexport reads {ARTIFACT_KINDS}")

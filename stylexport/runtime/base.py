@@ -8,15 +8,16 @@ input with the same message (Polygraphy's pattern).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import torch
 
+from stylexport.contract import INPUT_NAME
 from stylexport.errors import StylexportError
 from stylexport.model import MIN_SIDE
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "stylized"
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,5 +73,16 @@ class Runner:
     def _run(self, batch: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def describe(self) -> str:
-        return self.name
+    def infer_any_size(self, batch: torch.Tensor) -> torch.Tensor:
+        """``infer``, except that a fixed-size model gets the batch resized to its size and back, with a warning."""
+        fixed = self.spec.fixed_hw
+        if fixed is None or tuple(batch.shape[-2:]) == fixed:
+            return self.infer(batch)
+        import torchvision.transforms.v2.functional as TF
+
+        if not getattr(self, "_warned_resize", False):
+            log.warning("%s only takes %dx%d images; resizing %dx%d inputs to it and back", self.name, *fixed,
+                        *batch.shape[-2:])
+            self._warned_resize = True
+        out = self.infer(TF.resize(batch, list(fixed), antialias=True).clamp(0, 255))
+        return TF.resize(out.float().cpu(), list(batch.shape[-2:]), antialias=True).clamp(0, 255)

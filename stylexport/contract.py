@@ -1,0 +1,40 @@
+"""The input/output contract, stated once and carried inside every artifact stylexport writes.
+
+ONNX files hold it in ``metadata_props`` (keys prefixed ``stylexport.``); TensorRT plans and AOTInductor
+packages in a JSON sidecar. Hosts (Python runtimes, the C++ host) validate it before running anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stylexport import __version__
+from stylexport.model import ARCHITECTURE, MIN_SIDE
+
+CONTRACT_VERSION = "1"
+INPUT_NAME = "image"
+OUTPUT_NAME = "stylized"
+PREFIX = "stylexport."
+
+CONTRACT: dict[str, str] = {
+    "contract_version": CONTRACT_VERSION,
+    "input_name": INPUT_NAME,
+    "output_name": OUTPUT_NAME,
+    "layout": "NCHW",
+    "color": "RGB",
+    "dtype": "float32",
+    "value_range": "0-255",
+    "output_clamped": "true",
+    "size_rule": f"any H, W >= {MIN_SIDE}",
+    "min_side": str(MIN_SIDE),
+}
+
+
+def artifact_metadata(*, style_name: str, source_sha256: str, precision: str, fmt: str,
+                      extra: dict[str, Any] | None = None) -> dict[str, str]:
+    """Everything an artifact says about itself, as strings."""
+    meta = {**CONTRACT, "style_name": style_name, "source_sha256": source_sha256, "precision": precision,
+            "format": fmt, "architecture": ARCHITECTURE, "stylexport_version": __version__}
+    for key, value in (extra or {}).items():
+        meta[key] = value if isinstance(value, str) else str(value)
+    return meta

@@ -1,0 +1,101 @@
+"""ONNX export with torch's current exporter (torch.export based), dynamic batch/height/width.
+
+The graph's contract goes into ``metadata_props``; the ONNX checker runs on every file written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from stylexport.contract import INPUT_NAME, OUTPUT_NAME, PREFIX
+from stylexport.errors import StylexportError
+from stylexport.fileio import atomic_path
+from stylexport.model import MIN_SIDE, TransformerNet
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+DIM_NAMES = ("batch", None, "height", "width")
+
+
+def _quiet():
+    """The exporter prints progress lines and warnings of its own; keep the CLI's output ours."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    for name in ("onnx_ir", "onnxscript", "torch.onnx"):
+        logger = logging.getLogger(name)
+        stack.callback(logger.setLevel, logger.level)
+        logger.setLevel(logging.WARNING)
+    return stack
+
+
+def torch_to_onnx_proto(model: TransformerNet, *, max_side: int = 8192, max_batch: int = 256, opset: int = OPSET):
+    """Trace the model into an ONNX ModelProto with dynamic (batch, height, width)."""
+    import onnx
+
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    height = torch.export.Dim("height", min=MIN_SIDE, max=max_side)
+    width = torch.export.Dim("width", min=MIN_SIDE, max=max_side)
+    example = torch.rand(1, 3, 64, 72) * 255
+    with _quiet():
+        program = torch.onnx.export(model.eval().float(), (example,), dynamo=True, input_names=[INPUT_NAME],
+                                    output_names=[OUTPUT_NAME], opset_version=opset, verbose=False,
+                                    dynamic_shapes={"x": {0: batch, 2: height, 3: width}})
+    proto = program.model_proto
+    # The output has the input's shape; say so with the same dimension names.
+    for dim, name in zip(proto.graph.output[0].type.tensor_type.shape.dim, DIM_NAMES, strict=True):
+        if name is not None:
+            dim.ClearField("dim_value")
+            dim.dim_param = name
+    del proto.metadata_props[:]
+    onnx.checker.check_model(proto, full_check=False)
+    return proto
+
+
+def set_metadata(proto, metadata: dict[str, str]) -> None:
+    """Add ``metadata`` (keys prefixed ``stylexport.``) to the model's metadata_props."""
+    import onnx
+
+    props = {p.key: p.value for p in proto.metadata_props}
+    props.update({PREFIX + key: value for key, value in metadata.items()})
+    onnx.helper.set_model_props(proto, props)
+
+
+def read_metadata(path_or_proto) -> dict[str, str]:
+    """The ``stylexport.`` metadata of an ONNX file, prefix removed ({} for a third-party model)."""
+    import onnx
+
+    if hasattr(path_or_proto, "graph"):
+        proto = path_or_proto
+    else:
+        proto = onnx.load(str(path_or_proto), load_external_data=False)
+    return {p.key[len(PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(PREFIX)}
+
+
+def save_onnx(proto, path: str | os.PathLike) -> Path:
+    import onnx
+
+    path = Path(path)
+    onnx.checker.check_model(proto, full_check=False)
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+    return path
+
+
+def load_onnx(path: str | os.PathLike):
+    import onnx
+
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - corrupt or truncated protobuf
+        raise StylexportError(f"cannot read ONNX file {path}: {str(exc).splitlines()[0][:160]}; export it again") \
+            from None

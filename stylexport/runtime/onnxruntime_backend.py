@@ -1,0 +1,88 @@
+"""ONNX Runtime backend: CPU and CUDA execution providers (TensorRT EP when present), IO binding on CUDA."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stylexport.errors import StylexportError
+from stylexport.runtime.base import InputSpec, Runner
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "EXHAUSTIVE", "cudnn_conv_use_max_workspace": "1"}),
+             "CPUExecutionProvider"],
+    "tensorrt": [("TensorrtExecutionProvider", {"trt_fp16_enable": True}), "CUDAExecutionProvider",
+                 "CPUExecutionProvider"],
+}
+
+
+class OrtRunner(Runner):
+    """Run an ONNX style model: ours (contract in metadata) or a third-party one with a single image input."""
+
+    def __init__(self, path: str | os.PathLike, *, provider: str = "cpu"):
+        import onnxruntime as ort
+
+        from stylexport.export.onnx import read_metadata
+
+        self.path = Path(path)
+        if provider not in PROVIDERS:
+            raise StylexportError(f"unknown ONNX Runtime provider {provider!r}; use {', '.join(PROVIDERS)}")
+        wanted = PROVIDERS[provider][0]
+        wanted = wanted[0] if isinstance(wanted, tuple) else wanted
+        if wanted not in ort.get_available_providers():
+            hint = "pip install 'stylexport[gpu]' (onnxruntime-gpu)" if provider != "cpu" else "reinstall onnxruntime"
+            raise StylexportError(f"ONNX Runtime has no {wanted} here (available: "
+                                  f"{', '.join(ort.get_available_providers())}); {hint}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=PROVIDERS[provider])
+        except Exception as exc:  # noqa: BLE001 - corrupt, truncated, unsupported ops
+            raise StylexportError(f"cannot load ONNX model {self.path}: {str(exc).splitlines()[0][:200]}; "
+                                  "export it again") from None
+        self.metadata = read_metadata(self.path)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            shapes = ", ".join(f"{i.name}{i.shape}" for i in inputs)
+            raise StylexportError(f"ONNX model {self.path} has inputs {shapes}; a style model needs exactly one "
+                                  "(N, 3, H, W) image input")
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+        n, _, h, w = inputs[0].shape
+        fixed = (h, w) if isinstance(h, int) and isinstance(w, int) else None
+        self.spec = InputSpec(name=self.input_name, fixed_hw=fixed, fixed_batch=n if isinstance(n, int) else None)
+        self.provider = provider
+        self.device = torch.device("cuda" if provider != "cpu" else "cpu")
+        precision = self.metadata.get("precision", "fp16" if self.input_dtype == np.float16 else "model")
+        self.name = f"onnxruntime-{provider}-{precision}"
+
+    def _run(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.provider == "cpu":
+            x = batch.detach().cpu().numpy().astype(self.input_dtype, copy=False)
+            (y,) = self.session.run([self.output_name], {self.input_name: x})
+            return torch.from_numpy(np.asarray(y, dtype=np.float32))
+        return self._run_bound(batch)
+
+    def _run_bound(self, batch: torch.Tensor) -> torch.Tensor:
+        """IO binding: the input and output stay in GPU memory."""
+        dtype = torch.float16 if self.input_dtype == np.float16 else torch.float32
+        x = batch.to(self.device, dtype).contiguous()
+        out_dtype = self.session.get_outputs()[0].type
+        y = torch.empty(x.shape, dtype=torch.float16 if out_dtype == "tensor(float16)" else torch.float32,
+                        device=self.device)
+        binding = self.session.io_binding()
+        binding.bind_input(self.input_name, "cuda", self.device.index or 0, self.input_dtype, tuple(x.shape),
+                           x.data_ptr())
+        binding.bind_output(self.output_name, "cuda", self.device.index or 0,
+                            np.float16 if y.dtype == torch.float16 else np.float32, tuple(y.shape), y.data_ptr())
+        torch.cuda.current_stream().synchronize()
+        self.session.run_with_iobinding(binding)
+        return y.float()
