@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stylexport.errors import StylexportError
 from stylexport.contract import INPUT_NAME, OUTPUT_NAME
+from stylexport.errors import StylexportError
 from stylexport.runtime.base import InputSpec, Runner, check_batch
 from stylexport.runtime.torch_backend import TorchRunner, pick_device
 
