@@ -245,6 +245,64 @@ def export(
     typer.echo(f"all {len(reports)} artifacts passed their parity checks; report in {output / 'export.json'}")
 
 
+@app.command()
+def bench(
+    model: Annotated[Path | None, typer.Argument(help="A checkpoint. Default: random weights (timing only).")] = None,
+    backends: Annotated[str | None, typer.Option(help="Comma-separated: torch-fp32, torch-fp16-cl, torch-compile, "
+                                                 "ort-cpu, ort-cuda-fp32, ort-cuda-fp16, trt-fp16. Default: all "
+                                                 "(those this machine cannot run are reported as skipped).")] = None,
+    sizes: Annotated[str | None, typer.Option(help="Comma-separated HxW or 256, 512, 720p, 1080p, 4k. Default: up "
+                                              "to 4k on a GPU, 256,512 on CPU.")] = None,
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
+    repeats: Annotated[int, typer.Option(min=1, help="Timed calls per backend and shape.")] = 50,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed calls first (compilation, autotuning).")] = 10,
+    gatys_iterations: Annotated[str | None, typer.Option(help="Gatys L-BFGS iteration counts. Default: "
+                                                         "100,300,500 on a GPU, 20 on CPU; 0 to skip.")] = None,
+    gatys_sizes: Annotated[str | None, typer.Option(help="Gatys image sizes. Default: 256,512 on a GPU, 256 on "
+                                                    "CPU.")] = None,
+    train_throughput: Annotated[bool | None, typer.Option(help="Also time training steps (default: on a GPU).")]
+    = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Results JSON (.md and .png are written beside)")]
+    = Path("bench.json"),
+    device: DeviceOption = "auto",
+) -> None:
+    """Time every backend at every size against torch FP32 (the paper's path) and Gatys, on this machine."""
+    from rich.table import Table
+
+    from stylexport.bench import BenchConfig, parse_size, write_results
+    from stylexport.bench import run as run_bench
+    from stylexport.runtime import pick_device
+
+    gpu = pick_device(device).type == "cuda"
+    size_list = tuple(parse_size(v) for v in (sizes or ("256,512,720p,1080p,4k" if gpu else "256,512")).split(","))
+    gi = [int(v) for v in _floats(gatys_iterations or ("100,300,500" if gpu else "20"), "--gatys-iterations") if v]
+    gs = [int(v) for v in _floats(gatys_sizes or ("256,512" if gpu else "256"), "--gatys-sizes")]
+    config = BenchConfig(backends=tuple(b.strip() for b in backends.split(",")) if backends else None,
+                         sizes=size_list, batches=tuple(int(v) for v in _floats(batch, "--batch")), warmup=warmup,
+                         repeats=repeats, block=min(10, repeats), gatys_iterations=tuple(gi), gatys_sizes=tuple(gs),
+                         train_throughput=gpu if train_throughput is None else train_throughput, device=device)
+    with _progress() as bar:
+        task = bar.add_task("bench", total=None, info="")
+        results = run_bench(model, config, progress=lambda what: bar.update(task, info=what))
+    paths = write_results(results, output)
+    table = Table(title=f"stylexport bench on {results['environment'].get('gpu') or results['environment']['cpu']}")
+    for col in ("backend", "size", "batch", "p50 ms", "p95 ms", "FPS", "e2e p50 ms", "% of floor", "PSNR"):
+        table.add_column(col)
+    for r in results["results"]:
+        if "error" in r:
+            table.add_row(r["backend"], f"{r['height']}x{r['width']}", str(r["batch"]), "failed", r["error"][:60])
+            continue
+        e2e = r.get("end_to_end")
+        psnr_db = r["quality_vs_torch_fp32"]["psnr_db"]
+        table.add_row(r["backend"], f"{r['height']}x{r['width']}", str(r["batch"]), f"{r['compute']['p50_ms']:.2f}",
+                      f"{r['compute']['p95_ms']:.2f}", f"{r['fps']:.1f}", f"{e2e['p50_ms']:.2f}" if e2e else "-",
+                      f"{r['percent_of_floor']:.1f}", "exact" if psnr_db == float("inf") else f"{psnr_db:.1f}")
+    for name, why in results["skipped"].items():
+        table.add_row(name, "skipped", "", why[:70])
+    Console().print(table)
+    typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
+
+
 def _floats(text: str, option: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]

@@ -1,0 +1,75 @@
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from stylexport.bench import BenchConfig, Skip, make_backend, parse_size, percentiles, run
+from stylexport.cli import app
+from stylexport.errors import StylexportError
+
+runner = CliRunner()
+
+
+def test_percentiles_by_hand():
+    # 1..100: rank (n-1)p = 99p from the start, interpolated linearly.
+    stats = percentiles([float(i) for i in range(100, 0, -1)])
+    assert stats["p50_ms"] == pytest.approx(50.5)
+    assert stats["p95_ms"] == pytest.approx(95.05)
+    assert stats["p99_ms"] == pytest.approx(99.01)
+    assert stats["mean_ms"] == pytest.approx(50.5) and stats["min_ms"] == 1.0 and stats["n"] == 100
+    assert percentiles([4.0, 1.0, 3.0])["p50_ms"] == 3.0
+
+
+def test_parse_size():
+    assert parse_size("1080p") == (1080, 1920) and parse_size("4K") == (2160, 3840) and parse_size("33x65") == (33, 65)
+    with pytest.raises(StylexportError, match="use HxW"):
+        parse_size("huge")
+
+
+def test_unavailable_backend_is_skipped_with_reason(monkeypatch):
+    import stylexport.bench as bench
+
+    monkeypatch.setattr(bench, "_has", lambda module: False)
+    import torch
+
+    with pytest.raises(Skip, match="TensorRT is not installed"):
+        make_backend("trt-fp16", None, None, torch.device("cpu"))
+    with pytest.raises(StylexportError, match="unknown backend 'tpu'"):
+        make_backend("tpu", None, None, torch.device("cpu"))
+
+
+def test_harness_on_cpu_writes_required_fields(tmp_path):
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", "--backends", "torch-fp32,ort-cpu,trt-fp16", "--sizes", "32x48",
+                                 "--repeats", "4", "--warmup", "1", "--gatys-iterations", "0", "-o", str(out),
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    env = data["environment"]
+    for key in ("date", "command", "torch", "onnxruntime", "device", "cpu", "stylexport"):
+        assert env[key], key
+    assert data["flop_per_pixel"] == 307584
+    assert data["ceilings"]["matmul_tflops"] > 0 and data["ceilings"]["copy_gb_per_s"] > 0
+    assert set(data["skipped"]) == {"trt-fp16"} and data["skipped"]["trt-fp16"]
+    rows = {r["backend"]: r for r in data["results"]}
+    assert set(rows) == {"torch-fp32", "ort-cpu"}
+    for r in rows.values():
+        assert r["compute"]["n"] == 4 and r["compute"]["p50_ms"] > 0
+        assert r["end_to_end"]["p50_ms"] > 0
+        assert r["fps"] == pytest.approx(1000.0 / r["compute"]["p50_ms"])
+        flops = 307584 * 32 * 48
+        assert r["achieved_tflops"] == pytest.approx(flops / (r["compute"]["p50_ms"] / 1e3) / 1e12)
+        assert r["quality_vs_torch_fp32"]["finite"]
+    assert math.isinf(rows["torch-fp32"]["quality_vs_torch_fp32"]["psnr_db"])
+    assert rows["ort-cpu"]["quality_vs_torch_fp32"]["max_abs"] < 0.05
+    assert out.with_suffix(".md").read_text().count("| torch-fp32 | 32x48 | 1 |") == 1
+    assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_gatys_rows(vgg):
+    data = run(None, BenchConfig(backends=("torch-fp32",), sizes=((32, 32),), repeats=2, block=2, warmup=0,
+                                 gatys_iterations=(2,), gatys_sizes=(48,), device="cpu"))
+    (row,) = data["gatys"]
+    assert row["size"] == 48 and row["iterations"] == 2 and row["seconds"] > 0
+    assert set(row["gatys_loss"]) == set(row["feed_forward_loss"]) == {"total", "content", "style", "tv"}
