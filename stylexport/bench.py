@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 NAMED_SIZES = {"256": (256, 256), "512": (512, 512), "720p": (720, 1280), "1080p": (1080, 1920),
                "4k": (2160, 3840)}
 ALL_BACKENDS = ("torch-fp32", "torch-fp16-cl", "torch-compile", "ort-cpu", "ort-cuda-fp32", "ort-cuda-fp16",
-                "trt-fp16")
+                "trt-fp16", "aoti-cpu", "aoti-cuda-fp16")
+# Compiled on demand; on a CPU machine that takes minutes, so there they run only when asked for by name.
+OPT_IN_ON_CPU = ("aoti-cpu",)
 
 
 class Skip(Exception):
@@ -132,6 +134,14 @@ def make_backend(name: str, model: TransformerNet, artifacts: Callable[[str], Pa
         from stylexport.runtime.tensorrt_backend import TrtRunner
 
         return TrtRunner(artifacts("trt"))
+    if name.startswith("aoti-"):
+        from stylexport.runtime.aoti_backend import AotiRunner
+
+        if name == "aoti-cuda-fp16":
+            if not cuda:
+                raise Skip("the AOTInductor FP16 package is compiled for CUDA")
+            return AotiRunner(artifacts("aoti-cuda-fp16"))
+        return AotiRunner(artifacts("aoti"))
     raise StylexportError(f"unknown backend {name!r}; choose from {', '.join(ALL_BACKENDS)}")
 
 
@@ -301,12 +311,16 @@ def run(model_path: str | Path | None, config: BenchConfig,
         model = load_checkpoint(checkpoint).model
         model_desc = str(model_path)
     artifacts = _artifact_builder(checkpoint, workdir)
-    names = config.backends or tuple(b for b in ALL_BACKENDS if b != "ort-cpu" or device.type == "cpu")
+    cpu = device.type == "cpu"
+    names = config.backends or tuple(b for b in ALL_BACKENDS if b != "ort-cpu" or cpu)
 
     runners, skipped = {}, {}
     for name in names:
         if progress:
             progress(f"preparing {name}")
+        if cpu and config.backends is None and name in OPT_IN_ON_CPU:
+            skipped[name] = f"compiling takes minutes on CPU; ask for it with --backends {name}"
+            continue
         try:
             runners[name] = make_backend(name, model, artifacts, device)
         except Skip as why:

@@ -153,35 +153,99 @@ def gatys(
                f"loss {result.losses['total']:.4g})")
 
 
+StrengthOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Blend: 0 the photo, 1 full style.")]
+ColorsOption = Annotated[bool, typer.Option("--preserve-colors", help="Keep the photo's colours: transfer "
+                                            "luminance only.")]
+
+
 @app.command()
 def stylize(
     inputs: Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")],
     model: Annotated[Path, typer.Option("--model", "-m", help="A checkpoint (.safetensors/.pth), an .onnx model "
-                                        "(ours or a third-party one) or a TensorRT .plan.")],
+                                        "(ours or a third-party one), a TensorRT .plan or an AOTInductor .pt2.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output image (one input) or folder.")],
     size: Annotated[int | None, typer.Option(min=16, help="Resize so the longer side is this, px.")] = None,
+    strength: StrengthOption = 1.0,
+    preserve_colors: ColorsOption = False,
+    tile: Annotated[int | None, typer.Option(min=16, help="Stylize in tiles of this many px (for images too "
+                                             "large for memory); instance-norm statistics are shared across "
+                                             "tiles, so there are no seams. Checkpoints only.")] = None,
+    tile_margin: Annotated[int, typer.Option(min=0, help="Context around each tile, px (multiple of 4).")] = 64,
     device: DeviceOption = "auto",
 ) -> None:
     """Stylize images with a trained feed-forward network."""
+    from stylexport.controls import apply_controls
     from stylexport.image import SAVE_FORMATS, find_images, read_image, resize_max_side, save_image
-    from stylexport.runtime import open_runner
+    from stylexport.runtime import TorchRunner, open_runner
 
     files = find_images(inputs)
     single = len(files) == 1 and output.suffix.lower() in SAVE_FORMATS
     if not single and output.suffix.lower() in SAVE_FORMATS:
         raise StylexportError(f"{len(files)} inputs but output {output} is one image; pass a folder for -o")
     runner = open_runner(model, device=device)
+    if tile is not None and not isinstance(runner, TorchRunner):
+        raise StylexportError(f"--tile needs a checkpoint (.safetensors/.pth), not {model.name}: tiles share "
+                              "instance-norm statistics, which exported engines cannot do")
     written = []
     with _progress() as bar:
         task = bar.add_task("stylize", total=len(files), info=runner.name)
         for path in files:
             image = resize_max_side(read_image(path), size)
-            result = runner.infer_any_size(image[None])
+            if tile is not None:
+                from stylexport.tiles import stylize_tiled
+
+                sub = bar.add_task("tiles", total=None, info=path.name)
+                result = stylize_tiled(runner.model, image, tile=tile, margin=tile_margin, device=runner.device,
+                                       progress=lambda done, total, sub=sub: bar.update(sub, completed=done,
+                                                                                         total=total))
+                bar.remove_task(sub)
+            else:
+                result = runner.infer_any_size(image[None])
+            result = apply_controls(result.float().cpu(), image[None], strength=strength, colors=preserve_colors)
             suffix = path.suffix.lower() if path.suffix.lower() in SAVE_FORMATS else ".png"
             target = output if single else output / (path.stem + suffix)
             written.append(save_image(result, target))
             bar.advance(task)
     typer.echo(f"wrote {written[0] if single else f'{len(written)} images to {output}'}")
+
+
+@app.command()
+def video(
+    source: Annotated[Path, typer.Argument(help="A video file, or a folder of frames.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="A checkpoint, .onnx, .plan or .pt2 model.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="A video file (.mp4, .mkv, .mov, .webm, .avi) "
+                                         "or a folder for PNG frames.")],
+    batch: Annotated[int, typer.Option(min=1, help="Frames per model call.")] = 1,
+    strength: StrengthOption = 1.0,
+    preserve_colors: ColorsOption = False,
+    stabilize: Annotated[float, typer.Option(min=0.0, max=0.99, help="Temporal smoothing of the output where "
+                                             "the input is still (0 off; 0.5 is a good start).")] = 0.0,
+    fps: Annotated[float | None, typer.Option(help="Frame rate when the input is a folder of frames "
+                                              "(default 25).")] = None,
+    crf: Annotated[int, typer.Option(min=0, max=51, help="H.264 quality (lower is better).")] = 18,
+    device: DeviceOption = "auto",
+    precision: Annotated[str, typer.Option(help="Checkpoints on torch: fp32, fp16 or bf16.")] = "fp32",
+) -> None:
+    """Stylize a video (audio, frame rate and duration kept) or a folder of frames."""
+    from stylexport.runtime import open_runner
+    from stylexport.video import stylize_video
+
+    runner = open_runner(model, device=device, precision=precision)
+    with _progress() as bar:
+        task = bar.add_task("video", total=None, info=runner.name)
+        start = time.perf_counter()
+
+        def report(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total,
+                       info=f"{runner.name} {done / max(time.perf_counter() - start, 1e-9):.1f} frames/s")
+
+        result = stylize_video(source, output, runner, batch=batch, strength=strength, colors=preserve_colors,
+                               stabilize=stabilize, fps=fps, crf=crf, progress=report)
+    flick = f"flicker {result.flicker_raw:.2f}"
+    if stabilize:
+        flick += f" -> {result.flicker_out:.2f} levels with --stabilize {stabilize:g}"
+    typer.echo(f"wrote {output}: {result.frames} frames {result.width}x{result.height} at {result.fps:.3g} fps, "
+               f"{result.codec}, audio {result.audio}; {result.frames / result.seconds:.1f} frames/s; {flick}")
 
 
 def _shape(text: str, option: str, batch: int) -> tuple[int, int, int, int]:
@@ -202,6 +266,8 @@ def export(
     onnx: Annotated[bool, typer.Option("--onnx", help="ONNX FP32 (dynamic batch/height/width).")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="ONNX FP16 (FP32 instance norm, float32 I/O).")] = False,
     trt: Annotated[bool, typer.Option("--trt", help="TensorRT FP16 engine; needs TensorRT and a GPU.")] = False,
+    aoti: Annotated[bool, typer.Option("--aoti", help="AOTInductor .pt2 package for CPU, and CUDA FP16 when a GPU "
+                                       "is present (for the C++ host).")] = False,
     min_size: Annotated[str, typer.Option("--min", help="TensorRT profile: smallest HxW.")] = "64x64",
     opt_size: Annotated[str, typer.Option("--opt", help="TensorRT profile: HxW to tune for.")] = "1080x1920",
     max_size: Annotated[str, typer.Option("--max", help="TensorRT profile: largest HxW.")] = "2160x3840",
@@ -212,12 +278,16 @@ def export(
 
     With no format flag: --onnx and --fp16.
     """
+    import torch
     from rich.table import Table
 
     from stylexport.export import Profile
     from stylexport.export import export as run_export
 
-    formats = [name for name, on in (("onnx", onnx), ("onnx-fp16", fp16), ("trt", trt)) if on] or ["onnx", "onnx-fp16"]
+    aoti_formats = ["aoti", "aoti-cuda-fp16"] if torch.cuda.is_available() else ["aoti"]
+    formats = [name for name, on in (("onnx", onnx), ("onnx-fp16", fp16), ("trt", trt)) if on] + \
+        (aoti_formats if aoti else [])
+    formats = formats or ["onnx", "onnx-fp16"]
     try:
         b_min, b_opt, b_max = (int(v) for v in batch.split(","))
     except ValueError:
@@ -249,7 +319,8 @@ def export(
 def bench(
     model: Annotated[Path | None, typer.Argument(help="A checkpoint. Default: random weights (timing only).")] = None,
     backends: Annotated[str | None, typer.Option(help="Comma-separated: torch-fp32, torch-fp16-cl, torch-compile, "
-                                                 "ort-cpu, ort-cuda-fp32, ort-cuda-fp16, trt-fp16. Default: all "
+                                                 "ort-cpu, ort-cuda-fp32, ort-cuda-fp16, trt-fp16, aoti-cpu, "
+                                                 "aoti-cuda-fp16. Default: all "
                                                  "(those this machine cannot run are reported as skipped).")] = None,
     sizes: Annotated[str | None, typer.Option(help="Comma-separated HxW or 256, 512, 720p, 1080p, 4k. Default: up "
                                               "to 4k on a GPU, 256,512 on CPU.")] = None,
@@ -435,6 +506,37 @@ def sweep(
               for s, r in zip(sws, row, strict=True)]
     write_text_atomic(output.with_suffix(".json"), json.dumps(losses, indent=2) + "\n")
     typer.echo(f"wrote {output} ({len(tvs)} x {len(sws)} tiles)")
+
+
+engines_app = typer.Typer(cls=_Group, no_args_is_help=True,
+                          help="The C++ host in engines/cpp: build it against the installed torch.")
+app.add_typer(engines_app, name="engines")
+
+
+@engines_app.command("build")
+def engines_build(
+    build_dir: Annotated[Path, typer.Option("--build-dir", "-o", help="CMake build folder.")] = Path("build/engines"),
+    source: Annotated[Path | None, typer.Option(help="engines/cpp folder. Default: this checkout's.")] = None,
+    tensorrt_root: Annotated[Path | None, typer.Option(help="TensorRT install prefix: adds the TensorRT backend.")]
+    = None,
+    tensorrt_headers: Annotated[Path | None, typer.Option(
+        help="TensorRT include folder: compile (not link) the TensorRT backend, to type-check it without TensorRT "
+             "libraries.")] = None,
+    aoti: Annotated[bool, typer.Option(help="The AOTInductor backend (libtorch).")] = True,
+    clean: Annotated[bool, typer.Option(help="Delete the build folder first.")] = False,
+) -> None:
+    """Configure and build the C++ `stylize` program and its library with CMake.
+
+    Needs cmake, a C++20 compiler, libpng, libjpeg and nlohmann/json (Debian: apt install cmake g++ libpng-dev
+    libjpeg-dev nlohmann-json3-dev).
+    """
+    from stylexport.engines import build
+
+    with console.status(f"building the C++ host in {build_dir} (cmake; a minute or two)"):
+        program = build(build_dir, source=source, tensorrt_root=tensorrt_root, tensorrt_include=tensorrt_headers,
+                        aoti=aoti, clean=clean)
+    engine = "MODEL.aoti.pt2" if aoti else "MODEL.plan"
+    typer.echo(f"built {program}\nrun it: {program} {engine} photo.jpg out.png --repeat 50")
 
 
 def main() -> None:

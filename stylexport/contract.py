@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from stylexport import __version__
+from stylexport.errors import StylexportError
 from stylexport.model import ARCHITECTURE, MIN_SIDE
 
 CONTRACT_VERSION = "1"
@@ -38,3 +39,27 @@ def artifact_metadata(*, style_name: str, source_sha256: str, precision: str, fm
     for key, value in (extra or {}).items():
         meta[key] = value if isinstance(value, str) else str(value)
     return meta
+
+
+def check_contract(meta: dict[str, Any], source: str, formats: tuple[str, ...]) -> None:
+    """Refuse an artifact whose self-description does not match what stylexport hosts feed it.
+
+    The C++ host (engines/cpp/src/metadata.cpp) applies the same rules with the same wording.
+    """
+    def get(key: str) -> str:
+        if key not in meta:
+            raise StylexportError(f"engine metadata {source} has no {key!r}; re-export the engine with "
+                                  "stylexport export")
+        return str(meta[key])
+
+    version = get("contract_version")
+    if version != CONTRACT_VERSION:
+        raise StylexportError(f"engine metadata {source}: contract_version {version!r}, this stylexport implements "
+                              f"{CONTRACT_VERSION!r}; re-export the engine with this stylexport")
+    for key in ("input_name", "layout", "color", "dtype", "value_range"):
+        if get(key) != CONTRACT[key]:
+            raise StylexportError(f"engine metadata {source}: {key} {get(key)!r}, stylexport feeds {CONTRACT[key]!r}; "
+                                  "this engine was not written by stylexport export, or was edited")
+    if get("format") not in formats:
+        raise StylexportError(f"engine metadata {source}: format {get('format')!r} does not match the engine file "
+                              f"(expected {', '.join(formats)}); keep each engine with its own sidecar")

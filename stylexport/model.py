@@ -70,6 +70,7 @@ class TransformerNet(nn.Module):
         self.residuals = nn.Sequential(*(ResidualBlock(128) for _ in range(5)))
         self.decoder = nn.Sequential(UpsampleConvBlock(128, 64, 3), UpsampleConvBlock(64, 32, 3))
         self.head = ConvLayer(32, 3, 9)
+        self.crop_with_pad = False  # set by the AOTInductor exporter (see forward)
 
     def forward(self, x: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         """Stylize; ``clamp=False`` returns the raw output (training uses it so gradients are not cut)."""
@@ -78,7 +79,13 @@ class TransformerNet(nn.Module):
         pad_w = (SIZE_MULTIPLE - w % SIZE_MULTIPLE) % SIZE_MULTIPLE
         y = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
         y = self.head(self.decoder(self.residuals(self.encoder(y))))
-        y = y[..., :h, :w]
+        if self.crop_with_pad:
+            # The same values as the slice below, but torch.export can prove the shape for every (H, W), so
+            # the AOTInductor package stays dynamic without guards. (ONNX keeps the slice: negative Pad is
+            # rejected by ONNX's reference evaluator.)
+            y = F.pad(y, (0, -pad_w, 0, -pad_h))
+        else:
+            y = y[..., :h, :w]
         return y.clamp(0.0, 255.0) if clamp else y
 
 

@@ -72,3 +72,22 @@ def random_model():
                 m.bias.uniform_(-0.2, 0.2)
         model.head.bias.fill_(127.0)
     return model
+
+
+@pytest.fixture(scope="session")
+def model_and_ckpt(tmp_path_factory):
+    """A random-weight network with a visible output range, and its checkpoint 'waves.safetensors'."""
+    from stylexport.checkpoint import save_checkpoint
+    from stylexport.model import TransformerNet
+
+    torch.manual_seed(0)
+    model = TransformerNet().eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.InstanceNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+        model.head.weight.mul_(20.0)
+        model.head.bias.fill_(127.0)
+    path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "waves.safetensors", model, {"style_name": "waves"})
+    return model, path

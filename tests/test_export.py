@@ -7,7 +7,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from stylexport.checkpoint import save_checkpoint
 from stylexport.cli import app
 from stylexport.errors import StylexportError
 from stylexport.export import FORMATS, export
@@ -25,23 +24,6 @@ runner = CliRunner()
 
 def photo(h, w, seed=0):
     return torch.from_numpy(smooth_image(h, w, seed)).permute(2, 0, 1).float()[None].contiguous()
-
-
-@pytest.fixture(scope="session")
-def model_and_ckpt(tmp_path_factory):
-    from stylexport.model import TransformerNet
-
-    torch.manual_seed(0)
-    model = TransformerNet().eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.InstanceNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-        model.head.weight.mul_(20.0)
-        model.head.bias.fill_(127.0)
-    path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "waves.safetensors", model, {"style_name": "waves"})
-    return model, path
 
 
 @pytest.fixture(scope="session")

@@ -137,6 +137,31 @@ def _build_trt(job: ExportJob) -> Path:
     return plan
 
 
+def _build_aoti(job: ExportJob) -> Path:
+    from stylexport.export.aoti import compile_package
+
+    fmt = FORMATS["aoti"]
+    package = job.out_dir / f"{job.stem}{fmt.suffix}"
+    compile_package(job.loaded.model, package, metadata=job.metadata(fmt), device=torch.device("cpu"))
+    return package
+
+
+def _build_aoti_cuda_fp16(job: ExportJob) -> Path:
+    from stylexport.export.aoti import compile_package
+
+    fmt = FORMATS["aoti-cuda-fp16"]
+    package = job.out_dir / f"{job.stem}{fmt.suffix}"
+    compile_package(job.fp16_model(), package, metadata=job.metadata(fmt, fp16_method="exact rescaling"),
+                    device=torch.device("cuda"), fp16=True)
+    return package
+
+
+def _aoti_runner(path: Path):
+    from stylexport.runtime.aoti_backend import AotiRunner
+
+    return AotiRunner(path)
+
+
 def _ort_runner(path: Path):
     import onnxruntime as ort
 
@@ -173,6 +198,11 @@ FORMATS: dict[str, Format] = {
                Tolerance(min_psnr_db=45.0), _build_onnx_fp16, _fp16_runner),
         Format("trt", ".plan", "fp16", "TensorRT FP16 engine (plan + .plan.json sidecar); needs TensorRT and a GPU",
                ("cuda", "tensorrt"), Tolerance(min_psnr_db=45.0), _build_trt, _trt_runner),
+        Format("aoti", ".aoti.pt2", "fp32", "AOTInductor package for CPU (Python and the C++ host via libtorch)", (),
+               Tolerance(max_abs=0.5), _build_aoti, _aoti_runner),
+        Format("aoti-cuda-fp16", ".aoti-cuda-fp16.pt2", "fp16",
+               "AOTInductor package for CUDA, FP16 compute behind float32 I/O; needs a GPU", ("cuda",),
+               Tolerance(min_psnr_db=45.0), _build_aoti_cuda_fp16, _aoti_runner),
     )
 }
 

@@ -31,10 +31,13 @@ def _quiet():
     stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
     stack.enter_context(warnings.catch_warnings())
     warnings.simplefilter("ignore")
-    for name in ("onnx_ir", "onnxscript", "torch.onnx"):
+    levels = {"onnx_ir": logging.WARNING, "onnxscript": logging.WARNING, "torch.onnx": logging.WARNING,
+              # AOTInductor's compile warns that no CUDA runtime is found on CPU-only machines: expected there.
+              "torch.utils.cpp_extension": logging.ERROR, "torch._inductor": logging.ERROR}
+    for name, level in levels.items():
         logger = logging.getLogger(name)
         stack.callback(logger.setLevel, logger.level)
-        logger.setLevel(logging.WARNING)
+        logger.setLevel(level)
     return stack
 
 

@@ -14,14 +14,14 @@ __all__ = ["INPUT_NAME", "OUTPUT_NAME", "InputSpec", "Runner", "TorchRunner", "c
            "pick_device"]
 
 
-ARTIFACT_KINDS = ".safetensors/.pth checkpoints, .onnx models, .plan TensorRT engines"
+ARTIFACT_KINDS = ".safetensors/.pth checkpoints, .onnx models, .plan TensorRT engines, .pt2 AOTInductor packages"
 
 
 def open_runner(path: str | os.PathLike, *, device: str = "auto", precision: str = "fp32") -> Runner:
     """Load any artifact stylexport reads; the backend follows from the file's kind.
 
     Checkpoints run on torch (``precision`` fp32/fp16/bf16), .onnx on ONNX Runtime (CUDA when ``device``
-    resolves to a GPU and onnxruntime-gpu is installed), .plan on TensorRT.
+    resolves to a GPU and onnxruntime-gpu is installed), .plan on TensorRT, .pt2 on AOTInductor.
     """
     from stylexport.checkpoint import CHECKPOINT_SUFFIXES, load_checkpoint
 
@@ -41,4 +41,8 @@ def open_runner(path: str | os.PathLike, *, device: str = "auto", precision: str
         from stylexport.runtime.tensorrt_backend import TrtRunner
 
         return TrtRunner(path)
+    if suffix == ".pt2":
+        from stylexport.runtime.aoti_backend import AotiRunner
+
+        return AotiRunner(path, device=device)
     raise StylexportError(f"model {path}: unknown kind {suffix!r}; stylexport reads {ARTIFACT_KINDS}")

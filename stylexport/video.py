@@ -1,0 +1,388 @@
+"""``stylexport video``: decode with PyAV, stylize on any backend, encode; audio, frame rate and duration kept.
+
+Frames move through three stages at once: a decoder thread (demux + decode), the model on the caller's
+thread (batched), and an encoder thread (encode + mux); bounded queues between them keep memory flat.
+Audio packets are copied as they are (no re-encode) when the output container takes the codec, otherwise
+re-encoded to AAC. The output is written to a temporary file beside the target and renamed at the end: a
+failure or Ctrl-C never leaves a partial video. Folders of frames work as input and as output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stylexport.controls import Stabilizer, apply_controls, check_strength, flicker
+from stylexport.errors import StylexportError
+from stylexport.fileio import atomic_path, ensure_parent
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm")
+# Preferred video codecs per container, best first; the first one this FFmpeg build has is used.
+CODECS = {".webm": ("libvpx-vp9", "libvpx"), ".avi": ("mpeg4",)}
+DEFAULT_CODECS = ("libx264", "h264", "libopenh264", "mpeg4")
+_END = object()
+
+
+def import_av():
+    try:
+        import av
+    except ImportError:
+        raise StylexportError("video needs PyAV: pip install 'stylexport[video]'") from None
+    av.logging.set_level(av.logging.ERROR)
+    return av
+
+
+@dataclasses.dataclass
+class VideoReport:
+    frames: int
+    width: int
+    height: int
+    fps: float
+    duration_s: float | None
+    codec: str
+    audio: str  # "copied", "re-encoded (aac)", "none"
+    seconds: float = 0.0
+    flicker_raw: float = 0.0  # flicker of the network's output
+    flicker_out: float = 0.0  # after stabilization (equal to raw when off)
+
+
+def pick_codec(av, suffix: str) -> str:
+    for name in CODECS.get(suffix, DEFAULT_CODECS):
+        try:
+            av.Codec(name, "w")
+            return name
+        except Exception:  # noqa: BLE001 - this FFmpeg build lacks it
+            continue
+    raise StylexportError(f"this FFmpeg build has no encoder for {suffix} videos; write .mp4 or a folder of frames")
+
+
+def _open_input(av, path: Path):
+    if not path.exists():
+        raise StylexportError(f"video not found: {path}")
+    try:
+        container = av.open(str(path))
+    except Exception as exc:  # noqa: BLE001 - FFmpeg's own errors, shown in one line
+        raise StylexportError(f"cannot read {path} as a video ({str(exc).splitlines()[0][:120]}); pass a video file "
+                              "FFmpeg can decode, or a folder of frames") from None
+    if not container.streams.video:
+        container.close()
+        raise StylexportError(f"{path} has no video stream; pass a video file or a folder of frames")
+    return container
+
+
+class _FrameStats:
+    """Running flicker (see controls.flicker) on downscaled frames, before and after stabilization."""
+
+    def __init__(self, side: int = 128):
+        self.side = side
+        self.prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.raw = self.out = 0.0
+        self.n = 0
+
+    def _small(self, t: torch.Tensor) -> torch.Tensor:
+        h, w = t.shape[-2:]
+        scale = self.side / max(h, w)
+        if scale >= 1:
+            return t.float().cpu()
+        return torch.nn.functional.interpolate(t.float().cpu()[None], scale_factor=scale, mode="area")[0]
+
+    def add(self, content: torch.Tensor, raw: torch.Tensor, out: torch.Tensor) -> None:
+        cur = (self._small(content), self._small(raw), self._small(out))
+        if self.prev is not None:
+            self.raw += flicker([self.prev[1], cur[1]], [self.prev[0], cur[0]])
+            self.out += flicker([self.prev[2], cur[2]], [self.prev[0], cur[0]])
+            self.n += 1
+        self.prev = cur
+
+
+def _stylize_stream(frames: Iterator[tuple[object, np.ndarray]], runner, *, batch: int, strength: float,
+                    colors: bool, stabilize: float, emit: Callable[[object, np.ndarray], None],
+                    stats: _FrameStats) -> int:
+    """Run frames (key, HxWx3 uint8) through the model in batches; emit (key, uint8 frame) in order."""
+    stabilizer = Stabilizer(stabilize) if stabilize else None
+    pending: list[tuple[object, np.ndarray]] = []
+    count = 0
+
+    def flush() -> None:
+        nonlocal count
+        if not pending:
+            return
+        content = torch.stack([torch.from_numpy(a).permute(2, 0, 1) for _, a in pending]).float()
+        raw = runner.infer(content)
+        for i, (key, _) in enumerate(pending):
+            styled = apply_controls(raw[i], content[i], strength=strength, colors=colors)
+            out = stabilizer(styled, content[i]) if stabilizer else styled
+            stats.add(content[i], styled, out)
+            emit(key, out.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+            count += 1
+        pending.clear()
+
+    for key, array in frames:
+        if pending and pending[0][1].shape != array.shape:
+            flush()
+        pending.append((key, array))
+        if len(pending) >= batch:
+            flush()
+    flush()
+    return count
+
+
+def _threaded(produce: Callable[[Callable[[object], None]], None], maxsize: int) -> Iterator:
+    """Run ``produce(put)`` in a thread; iterate what it puts. Its exceptions re-raise here."""
+    q: queue.Queue = queue.Queue(maxsize=maxsize)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise SystemExit  # the consumer gave up; end the thread quietly
+
+    def run() -> None:
+        try:
+            produce(put)
+        except SystemExit:
+            return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            errors.append(exc)
+        put(_END) if not stop.is_set() else None
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                break
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    if errors:
+        raise errors[0]
+
+
+def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, batch: int = 1, strength: float = 1.0,
+                  colors: bool = False, stabilize: float = 0.0, fps: float | None = None, crf: int = 18,
+                  progress: Callable[[int, int | None], None] | None = None) -> VideoReport:
+    """Stylize ``src`` (a video file or a folder of frames) into ``dst`` (a video file or a folder)."""
+    import time
+
+    check_strength(strength)
+    if batch < 1:
+        raise StylexportError(f"--batch {batch}: use 1 or more")
+    src, dst = Path(src), Path(dst)
+    if src.is_dir():
+        frames_in, info = _folder_frames(src, fps)
+    else:
+        frames_in, info = None, None
+    start = time.perf_counter()
+    if dst.suffix.lower() in VIDEO_SUFFIXES:
+        report = _to_video(src, dst, runner, frames_in, info, batch=batch, strength=strength, colors=colors,
+                           stabilize=stabilize, crf=crf, progress=progress)
+    elif dst.suffix:
+        raise StylexportError(f"output {dst}: unknown video type {dst.suffix!r}; use one of "
+                              f"{', '.join(VIDEO_SUFFIXES)} or a folder (no suffix) for frames")
+    else:
+        report = _to_folder(src, dst, runner, frames_in, info, batch=batch, strength=strength, colors=colors,
+                            stabilize=stabilize, progress=progress)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _folder_frames(folder: Path, fps: float | None):
+    from stylexport.image import find_images, read_image
+
+    paths = find_images([folder], recursive=False)
+    first = read_image(paths[0])
+
+    def frames(put=None):
+        for p in paths:
+            yield p, read_image(p).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+    info = {"count": len(paths), "width": first.shape[2], "height": first.shape[1], "fps": fps or 25.0,
+            "names": [p.stem for p in paths]}
+    return frames, info
+
+
+def _video_frames(av, container) -> tuple[Callable, dict]:
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+    duration = float(container.duration / 1e6) if container.duration else None
+    count = stream.frames or (round(duration * float(rate)) if duration else None)
+    info = {"count": count, "width": stream.codec_context.width, "height": stream.codec_context.height,
+            "fps": float(rate), "rate": rate, "time_base": stream.time_base, "duration": duration}
+    return stream, info
+
+
+def _to_folder(src: Path, dst: Path, runner, frames_in, info, *, progress, **opts) -> VideoReport:
+    from stylexport.image import save_image
+
+    av = None
+    container = None
+    if frames_in is None:
+        av = import_av()
+        container = _open_input(av, src)
+        stream, info = _video_frames(av, container)
+        names = None
+
+        def frames_in():
+            for i, frame in enumerate(container.decode(stream)):
+                yield f"frame_{i:06d}", frame.to_ndarray(format="rgb24")
+    else:
+        names = info["names"]
+    dst.mkdir(parents=True, exist_ok=True)
+    stats = _FrameStats()
+    written = 0
+
+    def emit(key, array) -> None:
+        nonlocal written
+        name = key.stem if isinstance(key, Path) else str(key)
+        save_image(torch.from_numpy(array).permute(2, 0, 1).float(), dst / f"{name}.png")
+        written += 1
+        if progress:
+            progress(written, info["count"])
+
+    try:
+        n = _stylize_stream(iter(frames_in()), runner, emit=emit, stats=stats, **opts)
+    finally:
+        if container is not None:
+            container.close()
+    if n == 0:
+        raise StylexportError(f"{src} has no frames")
+    del names
+    return VideoReport(frames=n, width=info["width"], height=info["height"], fps=info["fps"],
+                       duration_s=info.get("duration"), codec="png frames", audio="none",
+                       flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1))
+
+
+def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int, progress, **opts) -> VideoReport:
+    av = import_av()
+    container = None
+    audio_in = None
+    if frames_in is None:
+        container = _open_input(av, src)
+        vstream, info = _video_frames(av, container)
+        audio_in = container.streams.audio[0] if container.streams.audio else None
+    rate = info.get("rate") or Fraction(info["fps"]).limit_denominator(1001)
+    codec = pick_codec(av, dst.suffix.lower())
+    ensure_parent(dst)
+    stats = _FrameStats()
+    audio_mode = "none"
+    with atomic_path(dst) as tmp:
+        out = av.open(str(tmp), mode="w", format=_format_for(dst))
+        try:
+            ostream = out.add_stream(codec, rate=rate)
+            ostream.width, ostream.height = info["width"], info["height"]
+            even = info["width"] % 2 == 0 and info["height"] % 2 == 0
+            ostream.pix_fmt = "yuv420p" if even or codec not in ("libx264",) else "yuv444p"
+            if codec == "libx264":
+                ostream.options = {"crf": str(crf), "preset": "medium"}
+            if not even and codec != "libx264":
+                raise StylexportError(f"{codec} needs an even frame size and this video is {info['width']}x"
+                                      f"{info['height']}; write .mp4 (H.264 takes any size) or a folder")
+            if "time_base" in info:
+                ostream.time_base = info["time_base"]
+            astream, audio_mode = _audio_stream(av, out, audio_in)
+            lock = threading.Lock()
+            written = 0
+
+            def mux(packets) -> None:
+                with lock:
+                    out.mux(packets)
+
+            if container is not None:
+                def produce(put) -> None:
+                    streams = [vstream] + ([audio_in] if audio_in is not None else [])
+                    for packet in container.demux(*streams):
+                        if packet.stream.type == "audio":
+                            if packet.dts is None:
+                                continue
+                            put(("audio", packet))
+                            continue
+                        for frame in packet.decode():
+                            put(("video", (frame.pts, frame.time_base, frame.to_ndarray(format="rgb24"))))
+
+                audio_pending: list = []
+
+                def frames() -> Iterator[tuple[object, np.ndarray]]:
+                    for kind, item in _threaded(produce, maxsize=8):
+                        if kind == "audio":
+                            audio_pending.append(item)
+                            continue
+                        pts, tb, array = item
+                        yield (pts, tb), array
+                frame_iter = frames()
+            else:
+                audio_pending = []
+                frame_iter = (((i, Fraction(1) / rate), a) for i, (_, a) in enumerate(frames_in()))
+
+            def emit(key, array) -> None:
+                nonlocal written
+                pts, tb = key
+                frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+                frame.pts, frame.time_base = pts, tb
+                mux(ostream.encode(frame))
+                while audio_pending:
+                    _mux_audio(astream, audio_pending.pop(0), mux)
+                written += 1
+                if progress:
+                    progress(written, info["count"])
+
+            n = _stylize_stream(frame_iter, runner, emit=emit, stats=stats, **opts)
+            if n == 0:
+                raise StylexportError(f"{src} has no frames")
+            mux(ostream.encode(None))
+            while audio_pending:
+                _mux_audio(astream, audio_pending.pop(0), mux)
+            if audio_mode.startswith("re-encoded"):
+                mux(astream.encode(None))
+        finally:
+            out.close()
+            if container is not None:
+                container.close()
+    return VideoReport(frames=n, width=info["width"], height=info["height"], fps=float(rate),
+                       duration_s=info.get("duration"), codec=codec, audio=audio_mode,
+                       flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1))
+
+
+def _format_for(dst: Path) -> str | None:
+    return {".m4v": "mp4", ".mkv": "matroska"}.get(dst.suffix.lower())
+
+
+def _audio_stream(av, out, audio_in):
+    if audio_in is None:
+        return None, "none"
+    try:
+        return out.add_stream_from_template(audio_in), "copied"
+    except Exception:  # noqa: BLE001 - the container does not take this codec: re-encode
+        stream = out.add_stream("aac", rate=audio_in.rate or 48000)
+        return stream, "re-encoded (aac)"
+
+
+def _mux_audio(astream, packet, mux) -> None:
+    if astream is None:
+        return
+    if astream.codec_context.name == "aac" and packet.stream.codec_context.name != "aac":
+        for frame in packet.decode():
+            frame.pts = None
+            mux(astream.encode(frame))
+        return
+    packet.stream = astream
+    mux(packet)

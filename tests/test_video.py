@@ -1,0 +1,165 @@
+"""stylexport video: synthetic clips made here with PyAV round-trip with frames, size, rate and audio kept."""
+
+import fractions
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from stylexport.checkpoint import save_checkpoint
+from stylexport.cli import app
+from stylexport.errors import StylexportError
+from stylexport.runtime import TorchRunner
+
+av = pytest.importorskip("av", reason="PyAV is not installed: pip install 'stylexport[video]'")
+from stylexport.video import stylize_video  # noqa: E402
+
+runner = CliRunner()
+
+
+def make_clip(path, *, frames=12, w=64, h=48, fps=10, audio=True, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    out = av.open(str(path), "w")
+    video = out.add_stream("libx264", rate=fps)
+    video.width, video.height, video.pix_fmt = w, h, "yuv444p"
+    video.options = {"qp": "0"}  # lossless: a static clip decodes to identical frames
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([128 + 80 * np.sin(xx / 7.0), 128 + 80 * np.cos(yy / 5.0), 128 + 60 * np.sin((xx + yy) / 9.0)], -1)
+    for i in range(frames):
+        img = np.clip(base + rng.normal(0, noise, base.shape), 0, 255).astype(np.uint8)
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts, frame.time_base = i, fractions.Fraction(1, fps)
+        out.mux(video.encode(frame))
+    out.mux(video.encode(None))
+    out.close()
+    if audio:
+        _add_audio(path, seconds=frames / fps)
+    return path
+
+
+def _add_audio(path, seconds):
+    """Remux with a 440 Hz AAC track (streams must be added before the header is written)."""
+    src = av.open(str(path))
+    tmp = path.with_name("with_audio" + path.suffix)
+    out = av.open(str(tmp), "w")
+    vin = src.streams.video[0]
+    vout = out.add_stream_from_template(vin)
+    aout = out.add_stream("aac", rate=48000)
+    aout.layout = "mono"
+    for packet in src.demux(vin):
+        if packet.dts is None:
+            continue
+        packet.stream = vout
+        out.mux(packet)
+    samples = int(48000 * seconds)
+    pcm = (0.3 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)[None]
+    for s in range(0, samples, 1024):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[:, s:s + 1024]), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 48000, s
+        out.mux(aout.encode(frame))
+    out.mux(aout.encode(None))
+    out.close()
+    src.close()
+    tmp.replace(path)
+
+
+def probe(path):
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        n = sum(1 for _ in c.decode(v))
+        return {"frames": n, "size": (v.codec_context.width, v.codec_context.height), "rate": v.average_rate,
+                "audio": [s.codec_context.name for s in c.streams.audio], "duration": c.duration / 1e6}
+
+
+@pytest.fixture
+def model_runner(random_model):
+    return TorchRunner(random_model)
+
+
+def test_clip_round_trips_with_frames_size_rate_and_audio(tmp_path, model_runner):
+    clip = make_clip(tmp_path / "clip.mp4")
+    before = probe(clip)
+    assert before["audio"] == ["aac"] and before["frames"] == 12
+    report = stylize_video(clip, tmp_path / "out.mp4", model_runner, batch=4)
+    after = probe(tmp_path / "out.mp4")
+    assert after["frames"] == 12 and after["size"] == (64, 48) and after["rate"] == 10
+    assert after["audio"] == ["aac"] and report.audio == "copied"
+    assert after["duration"] == pytest.approx(before["duration"], abs=0.1)
+    assert report.frames == 12 and report.codec == "libx264"
+
+
+def test_folders_of_frames_in_and_out(tmp_path, model_runner):
+    clip = make_clip(tmp_path / "clip.mp4", frames=5, audio=False)
+    report = stylize_video(clip, tmp_path / "frames", model_runner)
+    names = sorted(p.name for p in (tmp_path / "frames").iterdir())
+    assert names == [f"frame_{i:06d}.png" for i in range(5)] and report.frames == 5
+    report = stylize_video(tmp_path / "frames", tmp_path / "again.mkv", model_runner, fps=24)
+    after = probe(tmp_path / "again.mkv")
+    assert after["frames"] == 5 and after["rate"] == 24 and after["audio"] == []
+
+
+def test_flicker_zero_for_static_clip_and_stabilization_lowers_it_on_a_noisy_one(tmp_path, model_and_ckpt):
+    flickery = TorchRunner(model_and_ckpt[0])  # a high-gain random network: it amplifies frame-to-frame noise
+    static = stylize_video(make_clip(tmp_path / "static.mp4", audio=False), tmp_path / "s.mp4", flickery)
+    assert static.flicker_raw == pytest.approx(0.0, abs=1e-6)
+    noisy_clip = make_clip(tmp_path / "noisy.mp4", audio=False, noise=6.0)
+    plain = stylize_video(noisy_clip, tmp_path / "n.mp4", flickery)
+    stabilized = stylize_video(noisy_clip, tmp_path / "n2.mp4", flickery, stabilize=0.8)
+    assert plain.flicker_raw > 0.5 and plain.flicker_out == plain.flicker_raw
+    assert stabilized.flicker_raw == pytest.approx(plain.flicker_raw)
+    assert stabilized.flicker_out < 0.5 * stabilized.flicker_raw
+    print(f"flicker on the noisy clip: {stabilized.flicker_raw:.3f} -> {stabilized.flicker_out:.3f} levels")
+
+
+def test_video_controls_strength_zero_returns_the_frames(tmp_path, model_runner):
+    clip = make_clip(tmp_path / "clip.mp4", frames=3, audio=False)
+    stylize_video(clip, tmp_path / "orig", model_runner, strength=0.0)
+    from stylexport.image import read_image
+
+    with av.open(str(clip)) as c:
+        first = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    got = read_image(tmp_path / "orig" / "frame_000000.png").permute(1, 2, 0).numpy()
+    assert np.array_equal(got.astype(np.uint8), first)
+
+
+def test_bad_inputs_get_clear_messages_and_leave_nothing(tmp_path, model_runner):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(StylexportError, match="cannot read .* as a video"):
+        stylize_video(text, tmp_path / "out.mp4", model_runner)
+    with pytest.raises(StylexportError, match="video not found"):
+        stylize_video(tmp_path / "missing.mp4", tmp_path / "out.mp4", model_runner)
+    clip = make_clip(tmp_path / "clip.mp4", frames=2, audio=False)
+    with pytest.raises(StylexportError, match="unknown video type '.gif'"):
+        stylize_video(clip, tmp_path / "out.gif", model_runner)
+    assert not (tmp_path / "out.mp4").exists()
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_failure_midway_removes_the_partial_output(tmp_path, random_model):
+    clip = make_clip(tmp_path / "clip.mp4", frames=6, audio=False)
+
+    class Failing(TorchRunner):
+        calls = 0
+
+        def _run(self, batch):
+            Failing.calls += 1
+            if Failing.calls == 3:
+                raise StylexportError("out of memory (simulated)")
+            return super()._run(batch)
+
+    with pytest.raises(StylexportError, match="simulated"):
+        stylize_video(clip, tmp_path / "out.mp4", Failing(random_model))
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
+
+
+def test_video_cli(tmp_path, random_model):
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", random_model, {"style_name": "m"})
+    clip = make_clip(tmp_path / "clip.mp4", frames=4)
+    result = runner.invoke(app, ["video", str(clip), "-m", str(ckpt), "-o", str(tmp_path / "o.mp4"), "--stabilize",
+                                 "0.5", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "4 frames 64x48" in result.output and "audio copied" in result.output and "flicker" in result.output
+    result = runner.invoke(app, ["video", str(tmp_path / "nope.mp4"), "-m", str(ckpt), "-o", str(tmp_path / "x.mp4")])
+    assert result.exit_code == 2 and "video not found" in result.output
+    assert "Traceback" not in result.output
