@@ -58,36 +58,32 @@ def vgg():
     return load_vgg("offline")
 
 
-@pytest.fixture
-def random_model():
+def random_net(bias: float = 0.2, head_gain: float = 1.0):
+    """A seeded random-weight TransformerNet with random affine norms, so its output is not trivially flat."""
     from stylexport.model import TransformerNet
 
     torch.manual_seed(0)
     model = TransformerNet().eval()
-    # Random affine norms so the output is not trivially flat.
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.InstanceNorm2d):
                 m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
+                m.bias.uniform_(-bias, bias)
+        model.head.weight.mul_(head_gain)
         model.head.bias.fill_(127.0)
     return model
 
 
+@pytest.fixture
+def random_model():
+    return random_net()
+
+
 @pytest.fixture(scope="session")
 def model_and_ckpt(tmp_path_factory):
-    """A random-weight network with a visible output range, and its checkpoint 'waves.safetensors'."""
+    """A high-gain random-weight network (a visible output range) and its checkpoint 'waves.safetensors'."""
     from stylexport.checkpoint import save_checkpoint
-    from stylexport.model import TransformerNet
 
-    torch.manual_seed(0)
-    model = TransformerNet().eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.InstanceNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-        model.head.weight.mul_(20.0)
-        model.head.bias.fill_(127.0)
+    model = random_net(bias=0.3, head_gain=20.0)
     path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "waves.safetensors", model, {"style_name": "waves"})
     return model, path
