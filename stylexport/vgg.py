@@ -190,6 +190,20 @@ def weights_from_file(path: str | os.PathLike) -> VggWeights:
     return VggWeights(state, preprocessing, f"file {path.name}")
 
 
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the URL's host opens: offline machines skip the download attempt (and
+    torch.hub's 'Downloading ...' line) at once."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def weights_from_torchvision(*, allow_download: bool = True) -> VggWeights | None:
     """torchvision's IMAGENET1K_V1, from the hub cache or a download; None when neither works."""
     cached = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILE
@@ -198,8 +212,12 @@ def weights_from_torchvision(*, allow_download: bool = True) -> VggWeights | Non
                           "torchvision", "torchvision IMAGENET1K_V1 (cached)")
     if not allow_download or os.environ.get("STYLEXPORT_OFFLINE"):
         return None
+    from torchvision.models import VGG16_Weights
+
+    if not _reachable(VGG16_Weights.IMAGENET1K_V1.url):
+        log.info("torchvision VGG16 weights are not cached and %s is unreachable", VGG16_Weights.IMAGENET1K_V1.url)
+        return None
     try:
-        from torchvision.models import VGG16_Weights
 
         state = VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
     except Exception as exc:  # noqa: BLE001 - any network failure means "try the next source"

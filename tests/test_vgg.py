@@ -109,3 +109,16 @@ def test_features_are_normalised_per_layer(vgg):
     out = vgg(photo, vggmod.LAYERS)
     for name, f in out.items():
         assert f.pow(2).mean().sqrt().item() == pytest.approx(1.0, rel=1e-4), name
+
+
+def test_reachable_tells_an_open_port_from_a_closed_one():
+    import socket
+
+    from stylexport.vgg import _reachable
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        assert _reachable(f"http://127.0.0.1:{port}/weights.pth")
+    assert not _reachable(f"http://127.0.0.1:{port}/weights.pth", timeout=1.0)
