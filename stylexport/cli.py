@@ -153,6 +153,43 @@ def gatys(
                f"loss {result.losses['total']:.4g})")
 
 
+StyleOption = Annotated[str | None, typer.Option("--style", "-s", help="A shipped style by name (stylexport "
+                                                "styles lists them), instead of --model.")]
+
+
+def _model_path(model: Path | None, style: str | None) -> Path:
+    if (model is None) == (style is None):
+        raise StylexportError("pass either --model FILE or --style NAME (stylexport styles lists the names)")
+    if style is not None:
+        from stylexport.styles import find_style
+
+        return find_style(style).model
+    return model
+
+
+@app.command()
+def styles() -> None:
+    """List the installed style models, with their paintings' thumbnails."""
+    from rich.table import Table
+
+    from stylexport.styles import list_styles, styles_dir
+
+    found = list_styles()
+    if not found:
+        typer.echo(f"no style models installed in {styles_dir()}; train one (training/README.md) or set "
+                   "STYLEXPORT_STYLES_DIR to a folder of them")
+        return
+    table = Table(title=f"styles in {styles_dir()}")
+    for col in ("name", "painting", "licence", "training steps", "size", "thumbnail"):
+        table.add_column(col)
+    for st in found:
+        m = st.metadata
+        table.add_row(st.name, str(m.get("painting") or m.get("style_name", "")), str(m.get("painting_license", "")),
+                      str(m.get("step", "")), f"{st.model.stat().st_size / 1e6:.1f} MB",
+                      str(st.thumbnail) if st.thumbnail else "-")
+    Console(width=200).print(table)
+
+
 StrengthOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Blend: 0 the photo, 1 full style.")]
 ColorsOption = Annotated[bool, typer.Option("--preserve-colors", help="Keep the photo's colours: transfer "
                                             "luminance only.")]
@@ -161,9 +198,11 @@ ColorsOption = Annotated[bool, typer.Option("--preserve-colors", help="Keep the 
 @app.command()
 def stylize(
     inputs: Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="A checkpoint (.safetensors/.pth), an .onnx model "
-                                        "(ours or a third-party one), a TensorRT .plan or an AOTInductor .pt2.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output image (one input) or folder.")],
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="A checkpoint (.safetensors/.pth), an .onnx "
+                                               "model (ours or a third-party one), a TensorRT .plan or an "
+                                               "AOTInductor .pt2.")] = None,
+    style: StyleOption = None,
     size: Annotated[int | None, typer.Option(min=16, help="Resize so the longer side is this, px.")] = None,
     strength: StrengthOption = 1.0,
     preserve_colors: ColorsOption = False,
@@ -178,6 +217,7 @@ def stylize(
     from stylexport.image import SAVE_FORMATS, find_images, read_image, resize_max_side, save_image
     from stylexport.runtime import TorchRunner, open_runner
 
+    model = _model_path(model, style)
     files = find_images(inputs)
     single = len(files) == 1 and output.suffix.lower() in SAVE_FORMATS
     if not single and output.suffix.lower() in SAVE_FORMATS:
@@ -212,9 +252,11 @@ def stylize(
 @app.command()
 def video(
     source: Annotated[Path, typer.Argument(help="A video file, or a folder of frames.")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="A checkpoint, .onnx, .plan or .pt2 model.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="A video file (.mp4, .mkv, .mov, .webm, .avi) "
                                          "or a folder for PNG frames.")],
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="A checkpoint, .onnx, .plan or .pt2 model.")]
+    = None,
+    style: StyleOption = None,
     batch: Annotated[int, typer.Option(min=1, help="Frames per model call.")] = 1,
     strength: StrengthOption = 1.0,
     preserve_colors: ColorsOption = False,
@@ -230,7 +272,7 @@ def video(
     from stylexport.runtime import open_runner
     from stylexport.video import stylize_video
 
-    runner = open_runner(model, device=device, precision=precision)
+    runner = open_runner(_model_path(model, style), device=device, precision=precision)
     with _progress() as bar:
         task = bar.add_task("video", total=None, info=runner.name)
         start = time.perf_counter()

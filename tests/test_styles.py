@@ -1,0 +1,49 @@
+"""Shipped style models: shipping a trained run, listing, and --style resolution."""
+
+import torch
+from typer.testing import CliRunner
+
+from stylexport.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from stylexport.cli import app
+from stylexport.image import read_image
+from stylexport.styles import STYLES_ENV, find_style, list_styles, ship_style
+
+runner = CliRunner()
+
+
+def test_ship_list_and_stylize_by_name(tmp_path, monkeypatch, random_model, make_image):
+    zoo = tmp_path / "zoo"
+    monkeypatch.setenv(STYLES_ENV, str(zoo))
+    run = save_checkpoint(tmp_path / "model.safetensors", random_model, {"style_name": "painting", "step": 20000})
+    painting = make_image("painting.png", h=300, w=400)
+    shipped = ship_style(run, "my_style", painting, provenance={"painting_license": "public-domain"})
+    # FP16 weights: half the size, same network to within FP16 rounding of the weights.
+    assert shipped.model.stat().st_size < 0.55 * run.stat().st_size
+    meta = read_metadata(shipped.model)
+    assert meta["style_name"] == "my_style" and meta["step"] == 20000 and meta["weights_dtype"] == "float16"
+    assert meta["painting_license"] == "public-domain"
+    x = read_image(make_image(h=40, w=56))[None]
+    with torch.no_grad():
+        assert float((load_checkpoint(shipped.model).model(x) - random_model(x)).abs().max()) < 1.0
+    assert max(read_image(shipped.thumbnail).shape[1:]) == 256
+
+    assert [s.name for s in list_styles()] == ["my_style"] and find_style("my_style").model == shipped.model
+    result = runner.invoke(app, ["styles"])
+    assert result.exit_code == 0 and "my_style" in result.output and "public-domain" in result.output
+    out = tmp_path / "out.png"
+    result = runner.invoke(app, ["stylize", str(make_image(h=40, w=56)), "--style", "my_style", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert read_image(out).shape == (3, 40, 56)
+    result = runner.invoke(app, ["stylize", str(make_image()), "--style", "nope", "-o", str(out)])
+    assert result.exit_code == 2 and "unknown style 'nope'; installed: my_style" in result.output
+
+
+def test_model_or_style_is_required_and_empty_zoo_is_explained(tmp_path, monkeypatch, make_image):
+    monkeypatch.setenv(STYLES_ENV, str(tmp_path / "empty"))
+    result = runner.invoke(app, ["stylize", str(make_image()), "-o", str(tmp_path / "o.png")])
+    assert result.exit_code == 2 and "pass either --model FILE or --style NAME" in result.output
+    out = str(tmp_path / "o.png")
+    result = runner.invoke(app, ["stylize", str(make_image()), "--style", "starry_night", "-o", out])
+    assert result.exit_code == 2 and "no style models are installed" in result.output
+    result = runner.invoke(app, ["styles"])
+    assert result.exit_code == 0 and "no style models installed" in result.output
