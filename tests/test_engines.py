@@ -203,3 +203,20 @@ def test_cuda_fp16_package_matches_and_cpp_host_runs_it(model_and_ckpt, cpp_host
     python = to_u8(open_runner(package).infer(read_image(src)[None])).astype(np.int16)
     assert np.abs(cpp - python).max() <= 1
     print(f"C++ host, AOTInductor CUDA FP16, 1080p end-to-end: p50 {summary['p50_ms']:.2f} ms")
+
+
+def test_bench_times_the_aoti_package(aoti_package, model_and_ckpt, monkeypatch, tmp_path):
+    import stylexport.bench as bench
+
+    _, ckpt = model_and_ckpt
+    monkeypatch.setattr(bench, "_artifact_builder", lambda checkpoint, workdir: lambda fmt: aoti_package)
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", str(ckpt), "--backends", "torch-fp32,aoti-cpu,aoti-cuda-fp16", "--sizes",
+                                 "32x48", "--repeats", "3", "--warmup", "1", "--gatys-iterations", "0", "-o", str(out),
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    rows = {r["backend"]: r for r in data["results"]}
+    assert rows["aoti-cpu"]["compute"]["n"] == 3
+    assert rows["aoti-cpu"]["quality_vs_torch_fp32"]["max_abs"] < 0.05
+    assert "compiled for CUDA" in data["skipped"]["aoti-cuda-fp16"]
