@@ -410,9 +410,9 @@ def bench(
         table.add_row(r["backend"], f"{r['height']}x{r['width']}", str(r["batch"]), f"{r['compute']['p50_ms']:.2f}",
                       f"{r['compute']['p95_ms']:.2f}", f"{r['fps']:.1f}", f"{e2e['p50_ms']:.2f}" if e2e else "-",
                       f"{r['percent_of_floor']:.1f}", "exact" if psnr_db == float("inf") else f"{psnr_db:.1f}")
-    for name, why in results["skipped"].items():
-        table.add_row(name, "skipped", "", why[:70])
     Console().print(table)
+    for name, why in results["skipped"].items():
+        typer.echo(f"skipped {name}: {why}")
     typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
 

@@ -52,6 +52,7 @@ def test_harness_on_cpu_writes_required_fields(tmp_path):
     assert data["flop_per_pixel"] == 307584
     assert data["ceilings"]["matmul_tflops"] > 0 and data["ceilings"]["copy_gb_per_s"] > 0
     assert set(data["skipped"]) == {"trt-fp16"} and data["skipped"]["trt-fp16"]
+    assert f"skipped trt-fp16: {data['skipped']['trt-fp16']}" in result.output  # whole, on one line
     rows = {r["backend"]: r for r in data["results"]}
     assert set(rows) == {"torch-fp32", "ort-cpu"}
     for r in rows.values():
