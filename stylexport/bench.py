@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from stylexport import __version__
+from stylexport import __version__, backends
+from stylexport.devices import cpu_flags, cpu_name, gpu_identity, has_module, ort_providers
 from stylexport.errors import StylexportError
 from stylexport.metrics import compare
 from stylexport.model import TransformerNet, conv_macs_per_pixel
@@ -39,10 +39,9 @@ log = logging.getLogger(__name__)
 
 NAMED_SIZES = {"256": (256, 256), "512": (512, 512), "720p": (720, 1280), "1080p": (1080, 1920),
                "4k": (2160, 3840)}
-ALL_BACKENDS = ("torch-fp32", "torch-fp16-cl", "torch-compile", "ort-cpu", "ort-cuda-fp32", "ort-cuda-fp16",
-                "trt-fp16", "aoti-cpu", "aoti-cuda-fp16")
+ALL_BACKENDS = backends.NAMES
 # Compiled on demand; on a CPU machine that takes minutes, so there they run only when asked for by name.
-OPT_IN_ON_CPU = ("aoti-cpu",)
+OPT_IN_ON_CPU = tuple(b.name for b in backends.BACKENDS if b.cpu_opt_in)
 
 
 class Skip(Exception):
@@ -85,64 +84,34 @@ class BenchConfig:
 # ---------------------------------------------------------------- backends
 
 
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
-def _ort_providers() -> list[str]:
-    import onnxruntime as ort
-
-    return ort.get_available_providers()
-
-
 def make_backend(name: str, model: TransformerNet, artifacts: Callable[[str], Path], device: torch.device):
     """A Runner for ``name``, or Skip(reason)."""
     from stylexport.runtime import TorchRunner
 
-    cuda = device.type == "cuda"
+    why = backends.unavailable(name, device)  # also refuses unknown names
+    if why:
+        raise Skip(why)
     if name == "torch-fp32":
         return TorchRunner(model, device=device)
-    if name == "torch-fp16-cl":
-        if not cuda:
-            raise Skip("FP16 needs a CUDA GPU")
+    if name in ("torch-fp16-cl", "torch-compile"):
         from stylexport.export.fp16 import rescale_for_fp16
 
+        compiled = name == "torch-compile"
         return TorchRunner(rescale_for_fp16(model, [_photo(256, 256)]), device=device, precision="fp16",
-                           channels_last=True)
-    if name == "torch-compile":
-        if not cuda:
-            raise Skip("torch.compile max-autotune with CUDA graphs is a GPU backend")
-        from stylexport.export.fp16 import rescale_for_fp16
-
-        return TorchRunner(rescale_for_fp16(model, [_photo(256, 256)]), device=device, precision="fp16",
-                           channels_last=True, compile=True, compile_mode="max-autotune")
+                           channels_last=True, compile=compiled, compile_mode="max-autotune" if compiled else None)
     if name.startswith("ort-"):
         from stylexport.runtime.onnxruntime_backend import OrtRunner
 
         if name == "ort-cpu":
             return OrtRunner(artifacts("onnx"), provider="cpu")
-        if "CUDAExecutionProvider" not in _ort_providers() or not cuda:
-            raise Skip("needs onnxruntime-gpu and a CUDA GPU (pip install 'stylexport[gpu]')")
         return OrtRunner(artifacts("onnx" if name.endswith("fp32") else "onnx-fp16"), provider="cuda")
     if name == "trt-fp16":
-        if not _has("tensorrt"):
-            raise Skip("TensorRT is not installed")
-        if not cuda:
-            raise Skip("TensorRT needs a CUDA GPU")
         from stylexport.runtime.tensorrt_backend import TrtRunner
 
         return TrtRunner(artifacts("trt"))
-    if name.startswith("aoti-"):
-        from stylexport.runtime.aoti_backend import AotiRunner
+    from stylexport.runtime.aoti_backend import AotiRunner
 
-        if name == "aoti-cuda-fp16":
-            if not cuda:
-                raise Skip("the AOTInductor FP16 package is compiled for CUDA")
-            return AotiRunner(artifacts("aoti-cuda-fp16"))
-        return AotiRunner(artifacts("aoti"))
-    raise StylexportError(f"unknown backend {name!r}; choose from {', '.join(ALL_BACKENDS)}")
+    return AotiRunner(artifacts("aoti-cuda-fp16" if name == "aoti-cuda-fp16" else "aoti"))
 
 
 # ---------------------------------------------------------------- inputs and timing
@@ -238,41 +207,16 @@ def environment(device: torch.device) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "stylexport": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "onnxruntime": ort.__version__, "onnxruntime_providers": ort.get_available_providers(),
-        "tensorrt": None, "device": str(device), "cpu": _cpu_name(), "cpu_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
+        "onnxruntime": ort.__version__, "onnxruntime_providers": ort_providers(),
+        "tensorrt": None, "device": str(device), "cpu": cpu_name(), "cpu_flags": list(cpu_flags()),
+        "cpu_threads": torch.get_num_threads(), "platform": platform.platform(),
     }
-    if _has("tensorrt"):
+    if has_module("tensorrt"):
         import tensorrt
 
         env["tensorrt"] = tensorrt.__version__
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        env.update(gpu=props.name, compute_capability=f"{props.major}.{props.minor}",
-                   gpu_memory_gib=round(props.total_memory / 2**30, 1), cuda=torch.version.cuda,
-                   cudnn=torch.backends.cudnn.version())
-        env.update(_nvidia_smi())
+    env.update(gpu_identity(device))
     return env
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _nvidia_smi() -> dict[str, str]:
-    fields = "driver_version,clocks.sm,clocks.mem,clocks.max.sm,power.limit,temperature.gpu"
-    try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip().splitlines()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return {}
-    return dict(zip(fields.split(","), (v.strip() for v in out.split(",")), strict=False))
 
 
 # ---------------------------------------------------------------- the run

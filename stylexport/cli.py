@@ -29,7 +29,8 @@ console = Console(stderr=True)
 
 
 class _Group(TyperGroup):
-    """Turn user mistakes (StylexportError) into one line on stderr and exit code 2, never a traceback."""
+    """Turn user mistakes into one line on stderr and exit code 2, never a traceback or a boxed usage screen:
+    StylexportError from the library, and typer's own option errors (bad values, missing options)."""
 
     def invoke(self, ctx):
         try:
@@ -37,16 +38,58 @@ class _Group(TyperGroup):
         except StylexportError as exc:
             typer.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except typer.TyperException as exc:  # typer's vendored click usage errors derive from it
+            if not hasattr(exc, "format_message"):
+                raise
+            command = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
+            message = " ".join(exc.format_message().split())
+            typer.echo(f"error: {message} (see {command} --help)", err=True)
+            sys.exit(getattr(exc, "exit_code", 2))
 
 
 app = typer.Typer(cls=_Group, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Fast neural style transfer you can ship: train, export, benchmark, embed.")
 
 
+class _Progress(Progress):
+    """rich's bar on a terminal; elsewhere (CI logs, pipes) a plain line per task every ``every`` seconds and
+    one when a task finishes, so long jobs are never silent."""
+
+    every = 10.0
+
+    def __init__(self, *columns, **kwargs):
+        super().__init__(*columns, **kwargs)
+        self._lines = not self.console.is_terminal
+        self._last: dict = {}
+
+    def update(self, task_id, **kwargs) -> None:
+        super().update(task_id, **kwargs)
+        if self._lines:
+            self._maybe_print(task_id)
+
+    def advance(self, task_id, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        if self._lines:
+            self._maybe_print(task_id)
+
+    def _maybe_print(self, task_id) -> None:
+        task = self._tasks[task_id]
+        now = time.monotonic()
+        finished = task.total is not None and task.completed >= task.total
+        if not finished and now - self._last.get(task_id, -1e9) < self.every:
+            return
+        if finished and self._last.get(task_id) == "done":
+            return
+        self._last[task_id] = "done" if finished else now
+        of = f"/{task.total:g}" if task.total is not None else ""
+        info = task.fields.get("info", "")
+        print(f"{task.description}: {task.completed:g}{of} after {task.elapsed or 0:.0f} s {info}".rstrip(),
+              file=sys.stderr, flush=True)
+
+
 def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
-                    transient=True)
+    return _Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=True)
 
 
 def _version(value: bool) -> None:
@@ -63,6 +106,11 @@ def _main(
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+
+
+GATYS_ITERATIONS = "60,30,15"
+GATYS_SCALES = "0.5,0.75,1"
+GATYS_LAYER_WEIGHTS = "0.01,0.1,1,1"
 
 
 class Optimizer(StrEnum):
@@ -100,14 +148,20 @@ def gatys(
     style: Annotated[Path | None, typer.Argument(help="Style image. Default: the bundled sample painting.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output image; a .json of the losses goes beside it.")]
     = Path("stylized.jpg"),
-    iterations: Annotated[int, typer.Option(min=1, help="Optimizer iterations.")] = 100,
+    iterations: Annotated[str, typer.Option(help="Optimizer iterations: one count per scale, or one for all.")]
+    = GATYS_ITERATIONS,
+    scales: Annotated[str, typer.Option(help="Coarse-to-fine passes as fractions of --size, rising to 1 "
+                                        "(1 alone: one pass at full size).")] = GATYS_SCALES,
     optimizer: Annotated[Optimizer, typer.Option(help="Pixel optimizer.")] = Optimizer.lbfgs,
     init: Annotated[Init, typer.Option(help="Start image.")] = Init.content,
-    size: Annotated[int, typer.Option(min=16, help="Longer side of the content image, px.")] = 256,
+    size: Annotated[int, typer.Option(min=16, help="Longer side of the content image, px.")] = 512,
     style_size: Annotated[int | None, typer.Option(min=16, help="Longer side of the style image (default: --size).")]
     = None,
     content_weight: Annotated[float, typer.Option(help="λc in equation (5).")] = 1.0,
-    style_weight: Annotated[float, typer.Option(help="λs in equation (5).")] = 1e5,
+    style_weight: Annotated[float, typer.Option(help="λs in equation (5).")] = 1e6,
+    style_layer_weights: Annotated[str, typer.Option(help="Weight of each style layer (relu1_2, relu2_2, relu3_3, "
+                                                     "relu4_3); 1,1,1,1 is the paper's equal weighting.")]
+    = GATYS_LAYER_WEIGHTS,
     tv_weight: Annotated[float, typer.Option(help="λtv in equation (5).")] = 1e-7,
     tv_beta: Annotated[float, typer.Option(help="β of the total-variation term (1 or 2).")] = 2.0,
     lr: Annotated[float | None, typer.Option(help="Step size (default 1 for L-BFGS, 4 for Adam).")] = None,
@@ -115,9 +169,16 @@ def gatys(
     vgg_weights: VggOption = None,
     device: DeviceOption = "auto",
 ) -> None:
-    """Stylize one photo by optimising its pixels against the VGG16 loss (Gatys et al.): slow, the reference."""
+    """Stylize one photo by optimising its pixels against the VGG16 loss (Gatys et al.): slow, the reference.
+
+    Defaults: 512 px, coarse to fine (256 -> 384 -> 512 px), relu1_2 and relu2_2 down-weighted (with equal
+    weights their Gram terms are 100-300x the deeper ones' and paint a fine mesh; docs/gatys.md).
+    """
+    import dataclasses
+
     import torch
 
+    from stylexport.devices import cpu_flags, cpu_name
     from stylexport.fileio import write_text_atomic
     from stylexport.gatys import GatysConfig, stylize_gatys
     from stylexport.image import read_image, resize_max_side, sample_paths, save_image
@@ -127,14 +188,22 @@ def gatys(
     default_content, default_style = sample_paths()
     content, style = content or default_content, style or default_style
     dev = pick_device(device)
-    cfg = GatysConfig(iterations=iterations, optimizer=optimizer.value, init=init.value, lr=lr, seed=seed,
-                      loss=_loss_config(content_weight, style_weight, tv_weight, tv_beta))
+    counts = tuple(int(v) for v in _floats(iterations, "--iterations"))
+    fractions = tuple(_floats(scales, "--scales"))
+    loss = dataclasses.replace(_loss_config(content_weight, style_weight, tv_weight, tv_beta),
+                               style_layer_weights=tuple(_floats(style_layer_weights, "--style-layer-weights")))
+    try:
+        cfg = GatysConfig(iterations=counts, scales=fractions, optimizer=optimizer.value, init=init.value, lr=lr,
+                          seed=seed, loss=loss)
+        loss.layer_weights()
+    except ValueError as exc:
+        raise StylexportError(str(exc)) from None
     content_img = resize_max_side(read_image(content), size)[None].to(dev)
     style_img = resize_max_side(read_image(style), style_size or size)[None].to(dev)
     vgg = load_vgg(vgg_weights, dev)
     start = time.perf_counter()
     with _progress() as bar:
-        task = bar.add_task(f"gatys {optimizer.value}", total=iterations, info="")
+        task = bar.add_task(f"gatys {optimizer.value}", total=cfg.total_iterations, info="")
 
         def report(step: int, losses: dict[str, float]) -> None:
             bar.update(task, completed=step, info=" ".join(f"{k} {v:.4g}" for k, v in losses.items()))
@@ -142,11 +211,15 @@ def gatys(
         result = stylize_gatys(content_img, style_img, vgg, cfg, progress=report)
     seconds = time.perf_counter() - start
     save_image(result.image, output)
-    report_json = {"content": str(content), "style": str(style), "output": str(output),
-                   "size": list(result.image.shape[-2:]), "iterations": iterations, "seconds": seconds,
-                   "device": str(dev), "torch": torch.__version__, "losses": result.losses,
+    bundled = {default_content: f"bundled:{default_content.name}", default_style: f"bundled:{default_style.name}"}
+    report_json = {"content": bundled.get(content, str(content)), "style": bundled.get(style, str(style)),
+                   "output": str(output), "command": " ".join(["stylexport", *sys.argv[1:]]),
+                   "size": list(result.image.shape[-2:]), "iterations": cfg.total_iterations,
+                   "stages": [{"scale": sc, "iterations": n} for sc, n in cfg.stages()], "seconds": seconds,
+                   "device": str(dev), "cpu": cpu_name(), "cpu_flags": list(cpu_flags()),
+                   "threads": torch.get_num_threads(), "torch": torch.__version__, "losses": result.losses,
                    "config": {"optimizer": optimizer.value, "init": init.value, "lr": lr, "seed": seed,
-                              **cfg.loss.__dict__}, **vgg.describe()}
+                              **dataclasses.asdict(cfg.loss)}, **vgg.describe()}
     write_text_atomic(output.with_suffix(".json"), json.dumps(report_json, indent=2) + "\n")
     typer.echo(f"wrote {output} ({result.image.shape[-1]}x{result.image.shape[-2]}, {seconds:.1f} s, "
                f"loss {result.losses['total']:.4g})")
@@ -186,7 +259,7 @@ def styles() -> None:
         table.add_row(st.name, str(m.get("painting") or m.get("style_name", "")), str(m.get("painting_license", "")),
                       str(m.get("step", "")), f"{st.model.stat().st_size / 1e6:.1f} MB",
                       str(st.thumbnail) if st.thumbnail else "-")
-    Console(width=200).print(table)
+    _stdout().print(table)
 
 
 StrengthOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Blend: 0 the photo, 1 full style.")]
@@ -352,7 +425,7 @@ def export(
         table.add_row(r.format, Path(r.path).name, f"{r.parity['max_abs']:.3g}", f"{r.parity['psnr_db']:.1f} dB",
                       "none" if r.parity["finite"] else "YES", f"{r.size_bytes / 1e6:.1f} MB",
                       f"{r.build_seconds:.1f} s")
-    Console().print(table)
+    _stdout().print(table)
     typer.echo(f"all {len(reports)} artifacts passed their parity checks; report in {output / 'export.json'}")
 
 
@@ -409,7 +482,7 @@ def bench(
         table.add_row(r["backend"], f"{r['height']}x{r['width']}", str(r["batch"]), f"{r['compute']['p50_ms']:.2f}",
                       f"{r['compute']['p95_ms']:.2f}", f"{r['fps']:.1f}", f"{e2e['p50_ms']:.2f}" if e2e else "-",
                       f"{r['percent_of_floor']:.1f}", "exact" if psnr_db == float("inf") else f"{psnr_db:.1f}")
-    Console().print(table)
+    _stdout().print(table)
     for name, why in results["skipped"].items():
         typer.echo(f"skipped {name}: {why}")
     typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
@@ -547,6 +620,39 @@ def sweep(
               for s, r in zip(sws, row, strict=True)]
     write_text_atomic(output.with_suffix(".json"), json.dumps(losses, indent=2) + "\n")
     typer.echo(f"wrote {output} ({len(tvs)} x {len(sws)} tiles)")
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON, for scripts.")] = False,
+) -> None:
+    """What this machine can do with stylexport: versions, GPU, runtimes, compilers, VGG weights, styles, and
+    each backend's status (runs here, or why not)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from stylexport.doctor import OK, diagnose
+
+    checks = diagnose()
+    if as_json:
+        typer.echo(json.dumps([c.as_dict() for c in checks], indent=2))
+        return
+    table = Table(title="stylexport doctor")
+    for col in ("", "check", "status", "detail"):
+        table.add_column(col, overflow="fold")
+    marks = {OK: "[green]ok[/]", "missing": "[yellow]missing[/]", "info": "", "error": "[red]error[/]"}
+    section = None
+    for c in checks:
+        table.add_row(c.section if c.section != section else "", escape(c.name), marks.get(c.status, c.status),
+                      escape(c.detail))
+        section = c.section
+    _stdout().print(table)
+
+
+def _stdout() -> Console:
+    """Tables on stdout: the terminal's width on a terminal; never cut to 80 columns in a pipe or a log."""
+    out = Console()
+    return out if out.is_terminal else Console(width=160)
 
 
 engines_app = typer.Typer(cls=_Group, no_args_is_help=True,

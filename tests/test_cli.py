@@ -85,8 +85,28 @@ def test_gatys_writes_image_and_losses(tmp_path, make_image, vgg):
                  "--iterations", "3", "--size", "32", "--vgg-weights", "offline")
     assert result.exit_code == 0, result.output
     report = json.loads(out.with_suffix(".json").read_text())
-    assert report["iterations"] == 3 and set(report["losses"]) == {"total", "content", "style", "tv"}
+    assert report["iterations"] == 3 * 3 and set(report["losses"]) == {"total", "content", "style", "tv"}
+    assert report["stages"] == [{"scale": 0.5, "iterations": 3}, {"scale": 0.75, "iterations": 3},
+                                {"scale": 1.0, "iterations": 3}]
+    assert report["config"]["style_layer_weights"] == [0.01, 0.1, 1.0, 1.0]
     assert report["vgg_preprocessing"] == "caffe"
+    from PIL import Image
+
+    assert Image.open(out).size == (32, 32)
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--scales", "1,0.5"), ("rise to 1.0",)),
+    (("--scales", "0.5,1", "--iterations", "1,2,3"), ("one per scale",)),
+    (("--style-layer-weights", "1,1"), ("one weight per style layer",)),
+    (("--iterations", "ten"), ("--iterations", "comma-separated")),
+])
+def test_gatys_bad_stage_options_are_one_line(tmp_path, make_image, args, words):
+    out = tmp_path / "o.png"
+    result = run("gatys", make_image(), make_image("s.png"), "-o", out, "--size", "32", *args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and all(w in result.output for w in words), result.output
+    assert not out.exists()
 
 
 def test_gatys_missing_weights_message(tmp_path, make_image):

