@@ -569,6 +569,8 @@ def train(
                        info=f"{info.images_per_second:.1f} img/s  {losses}")
 
         result = run_training(config, run_dir, resume=resume is not None, progress=report)
+    if not result.main:  # other torchrun ranks: rank 0 reports for the run
+        return
     typer.echo(f"trained {result.steps} steps in {result.seconds:.1f} s ({result.images_per_second:.1f} images/s); "
                f"model {run_dir / 'model.safetensors'}, loss curve {run_dir / 'loss.png'}, previews in "
                f"{run_dir / 'previews'}")

@@ -88,6 +88,7 @@ class TrainResult:
     skipped_files: list[str]
     seconds: float
     images_per_second: float
+    main: bool = True  # rank 0 (or the only process): the one that writes and reports
 
 
 def _rng_state() -> dict[str, Any]:
@@ -174,6 +175,16 @@ def _distributed() -> tuple[int, int]:
     return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
 
 
+def _global_mean(terms, world: int) -> dict[str, float]:
+    """The loss terms averaged over all ranks: the loss of the whole batch, as one process would log it."""
+    values = terms.as_floats()
+    if world == 1:
+        return values
+    packed = torch.tensor([values[k] for k in values], dtype=torch.float64)
+    torch.distributed.all_reduce(packed)
+    return {k: float(v) / world for k, v in zip(values, packed, strict=True)}
+
+
 def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False,
           progress: Callable[[StepInfo], None] | None = None) -> TrainResult:
     """Train a style network into ``run_dir``; ``resume`` continues the run saved there."""
@@ -191,6 +202,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     if not resume and run_dir.exists() and any(run_dir.iterdir()):
         raise StylexportError(f"run folder {run_dir} already exists; pass --resume {run_dir} to continue it, or "
                               "choose a new folder")
+    if world > 1:  # every rank has checked the folder before rank 0 starts writing into it
+        torch.distributed.barrier()
 
     style_image = read_image(config.style)
     style_image = resize_max_side(style_image, config.style_size)
@@ -290,7 +303,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
             now = time.perf_counter()
             ips = window_images / max(now - window_start, 1e-9)
             window_start, window_images = now, 0
-            values = terms.as_floats()
+            values = _global_mean(terms, world)
             history.append({"step": step, **values, "images_per_second": ips})
             if main:
                 with history_path.open("a") as f:
@@ -305,4 +318,4 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
             break
     seconds = time.perf_counter() - start_time
     return TrainResult(run_dir=run_dir, steps=step, skipped_files=sorted(skipped), seconds=seconds,
-                       images_per_second=images_seen / max(seconds, 1e-9))
+                       images_per_second=images_seen / max(seconds, 1e-9), main=main)
