@@ -73,14 +73,15 @@ class _Progress(Progress):
             self._maybe_print(task_id)
 
     def _maybe_print(self, task_id) -> None:
+        """A line every ``every`` seconds (the first after ``every`` seconds, so quick jobs stay quiet), and a
+        last one when a task that printed finishes."""
         task = self._tasks[task_id]
         now = time.monotonic()
+        state = self._last.setdefault(task_id, {"since": now, "printed": False, "done": False})
         finished = task.total is not None and task.completed >= task.total
-        if not finished and now - self._last.get(task_id, -1e9) < self.every:
+        if state["done"] or not (finished and state["printed"] or now - state["since"] >= self.every):
             return
-        if finished and self._last.get(task_id) == "done":
-            return
-        self._last[task_id] = "done" if finished else now
+        state.update(since=now, printed=True, done=finished)
         of = f"/{task.total:g}" if task.total is not None else ""
         info = task.fields.get("info", "")
         print(f"{task.description}: {task.completed:g}{of} after {task.elapsed or 0:.0f} s {info}".rstrip(),
@@ -285,40 +286,44 @@ def stylize(
     device: DeviceOption = "auto",
 ) -> None:
     """Stylize images with a trained feed-forward network."""
-    from stylexport.controls import apply_controls
-    from stylexport.image import SAVE_FORMATS, find_images, read_image, resize_max_side, save_image
+    from stylexport.image import find_images
     from stylexport.runtime import TorchRunner, open_runner
+    from stylexport.stylize import plan_outputs, stylize_files
 
     model = _model_path(model, style)
     files = find_images(inputs)
-    single = len(files) == 1 and output.suffix.lower() in SAVE_FORMATS
-    if not single and output.suffix.lower() in SAVE_FORMATS:
-        raise StylexportError(f"{len(files)} inputs but output {output} is one image; pass a folder for -o")
+    targets = plan_outputs(files, output)
     runner = open_runner(model, device=device)
     if tile is not None and not isinstance(runner, TorchRunner):
         raise StylexportError(f"--tile needs a checkpoint (.safetensors/.pth), not {model.name}: tiles share "
                               "instance-norm statistics, which exported engines cannot do")
-    written = []
     with _progress() as bar:
         task = bar.add_task("stylize", total=len(files), info=runner.name)
-        for path in files:
-            image = resize_max_side(read_image(path), size)
-            if tile is not None:
-                from stylexport.tiles import stylize_tiled
+        infer = None
+        if tile is not None:
+            from stylexport.tiles import stylize_tiled
 
+            def infer(image, path):
                 sub = bar.add_task("tiles", total=None, info=path.name)
-                result = stylize_tiled(runner.model, image, tile=tile, margin=tile_margin, device=runner.device,
-                                       progress=lambda done, total, sub=sub: bar.update(sub, completed=done,
-                                                                                         total=total))
-                bar.remove_task(sub)
-            else:
-                result = runner.infer_any_size(image[None])
-            result = apply_controls(result.float().cpu(), image[None], strength=strength, colors=preserve_colors)
-            suffix = path.suffix.lower() if path.suffix.lower() in SAVE_FORMATS else ".png"
-            target = output if single else output / (path.stem + suffix)
-            written.append(save_image(result, target))
-            bar.advance(task)
-    typer.echo(f"wrote {written[0] if single else f'{len(written)} images to {output}'}")
+                try:
+                    return stylize_tiled(runner.model, image, tile=tile, margin=tile_margin, device=runner.device,
+                                         progress=lambda done, total: bar.update(sub, completed=done, total=total))
+                finally:
+                    bar.remove_task(sub)
+
+        report = stylize_files(runner, files, targets, size=size, strength=strength, colors=preserve_colors,
+                               infer=infer, progress=lambda path: bar.advance(task))
+    if len(targets) == 1 and report.written:
+        typer.echo(f"wrote {report.written[0]}")
+    elif report.written:
+        typer.echo(f"wrote {len(report.written)} images to {output}")
+    if len(files) == 1 and report.failed:
+        raise StylexportError(report.failed[0][1])
+    for path, reason in report.failed:
+        typer.echo(f"failed: {path}: {reason}", err=True)
+    if report.failed:
+        raise StylexportError(f"{len(report.failed)} of {len(files)} images failed (each is listed above); the "
+                              "others were written")
 
 
 @app.command()
@@ -688,7 +693,15 @@ def engines_build(
     typer.echo(f"built {program}\nrun it: {program} {engine} photo.jpg out.png --repeat 50")
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C, so temporary files are removed and nothing half-written stays behind."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     app(prog_name="stylexport")
 
 

@@ -57,9 +57,10 @@ def _torch() -> list[Check]:
               Check("torch", "torchvision", OK, _version("torchvision") or "?")]
     if torch.cuda.is_available():
         gpu = gpu_identity(torch.device("cuda"))
+        driver = gpu.get("driver_version", "?")
         checks.append(Check("torch", "GPU", OK, f"{gpu['gpu']} (sm {gpu['compute_capability']}, "
-                                                  f"{gpu['gpu_memory_gib']} GiB), driver {gpu.get('driver_version', '?')}"
-                                                  f", CUDA {gpu['cuda']}, cuDNN {gpu['cudnn']}"))
+                                                  f"{gpu['gpu_memory_gib']} GiB), driver {driver}, "
+                                                  f"CUDA {gpu['cuda']}, cuDNN {gpu['cudnn']}"))
     else:
         checks.append(Check("torch", "GPU", MISSING, "no CUDA GPU visible to torch: CPU paths only"))
     return checks

@@ -1,4 +1,10 @@
-"""Atomic file writes: a crash or kill never leaves a half-written artifact behind."""
+"""Atomic file writes: a crash or kill never leaves a half-written artifact behind.
+
+A file is written under a hidden temporary name that carries the writer's process id
+(``.NAME.PID.RANDOM.tmpSUFFIX``) and renamed into place. A writer killed with SIGKILL cannot clean up after
+itself, so every write first removes the temporaries of the same target left by processes that no longer
+run; SIGTERM and Ctrl-C unwind normally (the CLI turns SIGTERM into an exception) and clean up at once.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +23,11 @@ def ensure_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StylexportError(f"cannot create folder {path.parent}: {exc.strerror}; "
+        raise StylexportError(f"cannot create folder {path.parent}: {exc.strerror or exc}; "
                               "choose another output path") from None
+    if path.is_dir():
+        raise StylexportError(f"output {path} is an existing folder; name a file that is not a folder, or remove "
+                              "the folder")
     if not os.access(path.parent, os.W_OK):
         raise StylexportError(f"cannot write to folder {path.parent}: permission denied; choose another output path")
 
@@ -40,7 +49,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     ensure_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    remove_stale_temporaries(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp" + path.suffix,
+                                   dir=path.parent)
+    except OSError as exc:
+        raise StylexportError(f"cannot write {path}: {exc.strerror or exc}; choose another output path") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -50,6 +64,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete temporaries of ``path`` whose writer process is gone (killed before it could rename)."""
+    removed = []
+    prefix = f".{path.name}."
+    suffix = ".tmp" + path.suffix
+    try:
+        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)]
+    except OSError:
+        return removed
+    for tmp in candidates:
+        pid = tmp.name[len(prefix):].split(".", 1)[0]  # untagged (older versions): never a live writer's
+        if pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))):
+            continue
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

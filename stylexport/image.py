@@ -20,6 +20,19 @@ from stylexport.fileio import atomic_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 MIN_SIZE = 16  # the transformer needs at least this many pixels on each side
+MAX_PIXELS_ENV = "STYLEXPORT_MAX_PIXELS"
+DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's decompression-bomb error threshold (2 x MAX_IMAGE_PIXELS)
+
+
+def max_pixels() -> int:
+    """The largest image (in pixels) read_image opens; STYLEXPORT_MAX_PIXELS raises it on purpose."""
+    value = os.environ.get(MAX_PIXELS_ENV)
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    try:
+        return int(float(value))
+    except ValueError:
+        raise StylexportError(f"{MAX_PIXELS_ENV}={value!r} is not a number of pixels, e.g. 300000000") from None
 SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP", ".tif": "TIFF",
                 ".tiff": "TIFF"}
 
@@ -42,6 +55,16 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _open_unchecked(path: Path) -> Image.Image:
+    """Image.open without Pillow's global bomb check, which cannot say the image's size."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        return Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 def read_image(path: str | os.PathLike, *, min_size: int = MIN_SIZE) -> torch.Tensor:
     """Read an image file as a (3, H, W) float32 RGB tensor in [0, 255], EXIF orientation applied."""
     path = Path(path)
@@ -51,8 +74,15 @@ def read_image(path: str | os.PathLike, *, min_size: int = MIN_SIZE) -> torch.Te
         raise StylexportError(f"{path} is a folder, not an image file")
     if path.stat().st_size == 0:
         raise StylexportError(f"image file is empty: {path}; replace it with a readable image")
+    limit = max_pixels()
     try:
-        with Image.open(path) as img:
+        img = _open_unchecked(path)  # the header only: our own check below names the size and the fix
+        with img:
+            w, h = img.size
+            if w * h > limit:
+                raise StylexportError(f"image {path} is {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} "
+                                      "that guards against decompression bombs; if you trust the file, raise it "
+                                      f"with {MAX_PIXELS_ENV}={w * h}")
             img.load()
             img = ImageOps.exif_transpose(img)
             rgb = _to_rgb(img)

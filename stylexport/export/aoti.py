@@ -20,21 +20,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from stylexport.artifacts import read_sidecar as _read_sidecar
+from stylexport.artifacts import sidecar_path
 from stylexport.contract import PREFIX
-from stylexport.errors import StylexportError
 from stylexport.export.onnx import _quiet
 from stylexport.fileio import ensure_parent, write_text_atomic
 from stylexport.model import MIN_SIDE
 
 log = logging.getLogger(__name__)
 
-SIDECAR_SUFFIX = ".json"
 MAX_SIDE = 8192
 MAX_BATCH = 64
-
-
-def sidecar_path(package: str | os.PathLike) -> Path:
-    return Path(str(package) + SIDECAR_SUFFIX)
 
 
 class HalfPrecision(nn.Module):
@@ -95,14 +91,4 @@ def _package_metadata(package: Path) -> dict[str, str]:
 
 
 def read_sidecar(package: str | os.PathLike) -> dict[str, Any]:
-    side = sidecar_path(package)
-    if not side.is_file():
-        raise StylexportError(f"package {package} has no sidecar {side.name}; export it again with "
-                              "stylexport export --aoti (keep the two files together)")
-    try:
-        meta = json.loads(side.read_text())
-    except (OSError, ValueError) as exc:
-        raise StylexportError(f"cannot read {side}: {exc}; export the package again") from None
-    if not isinstance(meta, dict):
-        raise StylexportError(f"{side} is not a JSON object; export the package again")
-    return meta
+    return _read_sidecar(package, noun="package", remake="export it again with stylexport export --aoti")

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
+from stylexport.artifacts import load_onnx  # noqa: F401 - part of this module's API
+from stylexport.artifacts import read_onnx_metadata as read_metadata  # noqa: F401
 from stylexport.contract import INPUT_NAME, OUTPUT_NAME, PREFIX
-from stylexport.errors import StylexportError
 from stylexport.fileio import atomic_path
 from stylexport.model import MIN_SIDE, TransformerNet
 
@@ -73,17 +74,6 @@ def set_metadata(proto, metadata: dict[str, str]) -> None:
     onnx.helper.set_model_props(proto, props)
 
 
-def read_metadata(path_or_proto) -> dict[str, str]:
-    """The ``stylexport.`` metadata of an ONNX file, prefix removed ({} for a third-party model)."""
-    import onnx
-
-    if hasattr(path_or_proto, "graph"):
-        proto = path_or_proto
-    else:
-        proto = onnx.load(str(path_or_proto), load_external_data=False)
-    return {p.key[len(PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(PREFIX)}
-
-
 def save_onnx(proto, path: str | os.PathLike) -> Path:
     import onnx
 
@@ -92,13 +82,3 @@ def save_onnx(proto, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
     return path
-
-
-def load_onnx(path: str | os.PathLike):
-    import onnx
-
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - corrupt or truncated protobuf
-        raise StylexportError(f"cannot read ONNX file {path}: {str(exc).splitlines()[0][:160]}; export it again") \
-            from None

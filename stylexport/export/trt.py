@@ -13,42 +13,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from stylexport.artifacts import sidecar_path
 from stylexport.contract import INPUT_NAME
 from stylexport.errors import StylexportError
 from stylexport.fileio import atomic_path, write_bytes_atomic, write_text_atomic
+from stylexport.runtime.tensorrt_backend import gpu_identity, import_tensorrt
 
 log = logging.getLogger(__name__)
-
-SIDECAR_SUFFIX = ".json"  # engine.plan -> engine.plan.json
-
-
-def import_tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise StylexportError("TensorRT is not installed; pip install 'stylexport[trt]' on a machine with an NVIDIA "
-                              "GPU, or export --onnx/--fp16 and run them with ONNX Runtime") from None
-    return trt
-
-
-def sidecar_path(plan: str | os.PathLike) -> Path:
-    return Path(str(plan) + SIDECAR_SUFFIX)
-
-
-def gpu_identity() -> dict[str, str]:
-    import torch
-
-    if not torch.cuda.is_available():
-        raise StylexportError("building or running a TensorRT engine needs an NVIDIA GPU; none is visible")
-    props = torch.cuda.get_device_properties(0)
-    return {"gpu_name": props.name, "compute_capability": f"{props.major}.{props.minor}",
-            "cuda_version": str(torch.version.cuda)}
-
 
 def build_engine(onnx_fp32: Path, onnx_fp16: Path, plan: Path, *, metadata: dict[str, str],
                  min_shape: tuple[int, int, int, int], opt_shape: tuple[int, int, int, int],

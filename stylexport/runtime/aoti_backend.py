@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
+from stylexport.artifacts import read_sidecar, sidecar_path
 from stylexport.contract import check_contract
 from stylexport.errors import StylexportError
-from stylexport.export.aoti import read_sidecar, sidecar_path
 from stylexport.runtime.base import InputSpec, Runner
 
 AOTI_FORMATS = ("aoti", "aoti-cuda-fp16")
@@ -18,7 +18,7 @@ AOTI_FORMATS = ("aoti", "aoti-cuda-fp16")
 class AotiRunner(Runner):
     def __init__(self, package: str | os.PathLike, device: str = "auto"):
         self.path = Path(package)
-        self.metadata = read_sidecar(self.path)
+        self.metadata = read_sidecar(self.path, noun="package", remake="export it again with stylexport export --aoti")
         check_contract(self.metadata, str(sidecar_path(self.path)), AOTI_FORMATS)
         built_for = self.metadata.get("device", "cpu")
         if device not in ("auto", built_for):

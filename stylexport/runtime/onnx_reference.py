@@ -20,7 +20,8 @@ class OnnxReferenceRunner(Runner):
     def __init__(self, path: str | os.PathLike):
         from onnx.reference import ReferenceEvaluator
 
-        from stylexport.export.onnx import load_onnx, read_metadata
+        from stylexport.artifacts import load_onnx
+        from stylexport.artifacts import read_onnx_metadata as read_metadata
 
         self.path = Path(path)
         proto = load_onnx(self.path)

@@ -29,7 +29,7 @@ class OrtRunner(Runner):
     def __init__(self, path: str | os.PathLike, *, provider: str = "cpu"):
         import onnxruntime as ort
 
-        from stylexport.export.onnx import read_metadata
+        from stylexport.artifacts import read_onnx_metadata as read_metadata
 
         self.path = Path(path)
         if provider not in PROVIDERS:
@@ -50,10 +50,12 @@ class OrtRunner(Runner):
                                   "export it again") from None
         self.metadata = read_metadata(self.path)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            shapes = ", ".join(f"{i.name}{i.shape}" for i in inputs)
-            raise StylexportError(f"ONNX model {self.path} has inputs {shapes}; a style model needs exactly one "
-                                  "(N, 3, H, W) image input")
+        signature = (", ".join(f"{i.name} {i.shape} {i.type}" for i in inputs) + " -> " +
+                     ", ".join(f"{o.name} {o.shape} {o.type}" for o in outputs))
+        channels = inputs[0].shape[1] if len(inputs) == 1 and len(inputs[0].shape) == 4 else None
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or (isinstance(channels, int) and channels != 3):
+            raise StylexportError(f"ONNX model {self.path} is {signature}; stylexport runs RGB image-to-image "
+                                  "style models with one (N, 3, H, W) input")
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
         n, _, h, w = inputs[0].shape

@@ -6,15 +6,35 @@ documented TensorRT 10 name-based API.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
 
+from stylexport.artifacts import read_sidecar
+from stylexport.contract import check_contract
 from stylexport.errors import StylexportError
-from stylexport.export.trt import gpu_identity, import_tensorrt, sidecar_path
 from stylexport.runtime.base import InputSpec, Runner
+
+TRT_FORMATS = ("tensorrt-plan",)
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise StylexportError("TensorRT is not installed; pip install 'stylexport[trt]' on a machine with an NVIDIA "
+                              "GPU, or export --onnx/--fp16 and run them with ONNX Runtime") from None
+    return trt
+
+
+def gpu_identity() -> dict[str, str]:
+    """The GPU an engine is built for (engines do not move between GPU models)."""
+    if not torch.cuda.is_available():
+        raise StylexportError("building or running a TensorRT engine needs an NVIDIA GPU; none is visible")
+    props = torch.cuda.get_device_properties(0)
+    return {"gpu_name": props.name, "compute_capability": f"{props.major}.{props.minor}",
+            "cuda_version": str(torch.version.cuda)}
 
 
 def check_engine_matches_here(plan: Path, sidecar: dict, trt_version: str) -> None:
@@ -31,11 +51,8 @@ def check_engine_matches_here(plan: Path, sidecar: dict, trt_version: str) -> No
 class TrtRunner(Runner):
     def __init__(self, plan: str | os.PathLike):
         self.path = Path(plan)
-        side = sidecar_path(self.path)
-        if not side.is_file():
-            raise StylexportError(f"engine {self.path} has no sidecar {side.name}; rebuild it with stylexport "
-                                  "export --trt")
-        self.metadata = json.loads(side.read_text())
+        self.metadata = read_sidecar(self.path, noun="engine", remake="rebuild it with stylexport export --trt")
+        check_contract(self.metadata, f"{self.path}.json", TRT_FORMATS)
         trt = import_tensorrt()
         check_engine_matches_here(self.path, self.metadata, trt.__version__)
         self.logger = trt.Logger(trt.Logger.WARNING)

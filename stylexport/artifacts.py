@@ -1,0 +1,66 @@
+"""Reading what an artifact says about itself: JSON sidecars beside engines, metadata inside ONNX files.
+
+The ground floor for runtimes and exporters alike (a deployed runtime never needs the exporter). Every
+failure is one line naming the file and how to make a good one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from stylexport.contract import PREFIX
+from stylexport.errors import StylexportError
+
+SIDECAR_SUFFIX = ".json"
+
+
+def sidecar_path(artifact: str | os.PathLike) -> Path:
+    """``engine.plan`` -> ``engine.plan.json``; the sidecar travels with its engine."""
+    return Path(str(artifact) + SIDECAR_SUFFIX)
+
+
+def read_sidecar(artifact: str | os.PathLike, *, noun: str, remake: str) -> dict[str, Any]:
+    """The sidecar of ``artifact`` as a dict; ``noun`` names the artifact ("engine", "package") and ``remake``
+    says how to make a good one, for the messages."""
+    side = sidecar_path(artifact)
+    if not side.is_file():
+        raise StylexportError(f"{noun} {artifact} has no sidecar {side.name}; {remake} (keep the two files together)")
+    try:
+        meta = json.loads(side.read_text())
+    except UnicodeDecodeError:
+        raise StylexportError(f"sidecar {side} is not text (JSON expected); {remake}") from None
+    except ValueError as exc:
+        raise StylexportError(f"sidecar {side} is not valid JSON ({exc}); {remake}") from None
+    except OSError as exc:
+        raise StylexportError(f"cannot read sidecar {side}: {exc.strerror or exc}; {remake}") from None
+    if not isinstance(meta, dict):
+        raise StylexportError(f"sidecar {side} holds a JSON {type(meta).__name__}, not an object; {remake}")
+    return meta
+
+
+def load_onnx(path: str | os.PathLike):
+    import onnx
+
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - corrupt or truncated protobuf
+        raise StylexportError(f"cannot read ONNX file {path}: {str(exc).splitlines()[0][:160]}; export it again") \
+            from None
+
+
+def read_onnx_metadata(path_or_proto) -> dict[str, str]:
+    """The ``stylexport.`` metadata of an ONNX file, prefix removed ({} for a third-party model)."""
+    import onnx
+
+    if hasattr(path_or_proto, "graph"):
+        proto = path_or_proto
+    else:
+        try:
+            proto = onnx.load(str(path_or_proto), load_external_data=False)
+        except Exception as exc:  # noqa: BLE001 - corrupt or truncated protobuf
+            raise StylexportError(f"cannot read ONNX file {path_or_proto}: {str(exc).splitlines()[0][:160]}; "
+                                  "export it again") from None
+    return {p.key[len(PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(PREFIX)}

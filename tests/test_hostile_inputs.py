@@ -1,0 +1,173 @@
+"""Ordinary and hostile input from the reliability audit: every case ends in one line (or a clean skip), and
+nothing already written is lost or left half-written."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from stylexport.cli import app
+from stylexport.errors import StylexportError
+
+runner = CliRunner()
+
+
+def run(*args, env=None):
+    return runner.invoke(app, [str(a) for a in args], env=env)
+
+
+def one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in err, err
+
+
+# ---- 4. decompression bombs: one line naming the file, its pixel count, the limit and how to raise it
+
+
+def test_decompression_bomb_in_stylize_gatys_and_train(tmp_path, make_image, model_and_ckpt):
+    _, ckpt = model_and_ckpt
+    big = make_image("big.png", 48, 64)  # 3,072 pixels, over a limit of 1,000
+    env = {"STYLEXPORT_MAX_PIXELS": "1000"}
+    words = ("big.png", "64x48 = 3,072 pixels", "limit of 1,000", "STYLEXPORT_MAX_PIXELS=3072")
+    one_line_error(run("stylize", big, "-m", ckpt, "-o", tmp_path / "o.png", env=env), *words)
+    one_line_error(run("gatys", big, big, "-o", tmp_path / "g.png", "--size", "32", env=env), *words)
+    one_line_error(run("train", "--style", big, "--data", tmp_path, "-o", tmp_path / "run", "--steps", "1",
+                       env=env), *words)
+    assert not (tmp_path / "o.png").exists() and not (tmp_path / "g.png").exists()
+    # raised on purpose, the same image is read
+    result = run("stylize", big, "-m", ckpt, "-o", tmp_path / "o.png", env={"STYLEXPORT_MAX_PIXELS": "3072"})
+    assert result.exit_code == 0, result.output
+
+
+# ---- 5. one bad image does not stop a folder: every good one is written, every bad one named
+
+
+def test_folder_with_bad_images_writes_the_good_ones_and_names_the_bad(tmp_path, make_image, model_and_ckpt):
+    _, ckpt = model_and_ckpt
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "c.png"):
+        make_image(name).rename(src / name)
+    (src / "b.jpg").write_bytes(b"not a jpeg")
+    (src / "d.png").write_bytes(b"")
+    result = run("stylize", src, "-m", ckpt, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+    assert "failed: " + str(src / "b.jpg") in result.stderr and "failed: " + str(src / "d.png") in result.stderr
+    assert "is empty" in result.stderr and "cannot read image" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 2 of 4 images failed")
+
+
+# ---- 6. outputs keep the input tree's layout; true collisions are refused before anything is written
+
+
+def test_same_names_in_two_folders_keep_their_folders(tmp_path, make_image, model_and_ckpt):
+    _, ckpt = model_and_ckpt
+    for sub in ("in1", "in2/deep"):
+        (tmp_path / sub).mkdir(parents=True)
+        make_image("x.jpg").rename(tmp_path / sub / "x.jpg")
+    result = run("stylize", tmp_path / "in1" / "x.jpg", tmp_path / "in2", "-m", ckpt, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.jpg")) == \
+        ["in1/x.jpg", "in2/deep/x.jpg"]
+
+
+def test_true_collision_is_refused_before_writing(tmp_path, make_image, model_and_ckpt):
+    _, ckpt = model_and_ckpt
+    src = tmp_path / "in"
+    src.mkdir()
+    make_image("x.png").rename(src / "x.png")
+    Image.open(src / "x.png").save(src / "x.gif")  # .gif is saved as .png: the same output file
+    result = run("stylize", src, "-m", ckpt, "-o", tmp_path / "out")
+    one_line_error(result, "x.gif", "x.png", "would both be written to", "nothing was written")
+    assert not (tmp_path / "out").exists()
+
+
+# ---- 7. tracebacks that became one line
+
+
+def test_one_channel_onnx_model_is_refused_with_its_signature(tmp_path, make_image):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["gray"], ["out"])], "g",
+                              [helper.make_tensor_value_info("gray", TensorProto.FLOAT, [1, 1, 64, 64])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1, 64, 64])])
+    model = tmp_path / "gray.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), model)
+    one_line_error(run("stylize", make_image(), "-m", model, "-o", tmp_path / "o.png"),
+                   "gray [1, 1, 64, 64]", "(N, 3, H, W)")
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"\x89PNG not json", "is not text"),
+    (b"{not json", "is not valid JSON"),
+    (b"[1, 2]", "holds a JSON list"),
+])
+def test_plan_sidecar_that_is_not_json(tmp_path, content, words):
+    from stylexport.runtime.tensorrt_backend import TrtRunner
+
+    plan = tmp_path / "x.plan"
+    plan.write_bytes(b"plan")
+    (tmp_path / "x.plan.json").write_bytes(content)
+    with pytest.raises(StylexportError, match=words) as err:
+        TrtRunner(plan)
+    assert "x.plan.json" in str(err.value) and "rebuild it with stylexport export --trt" in str(err.value)
+
+
+@pytest.mark.parametrize("target", ["/proc/stylexport-test.png", "/sys/stylexport-test.png"])
+def test_outputs_under_proc_and_sys(tmp_path, make_image, model_and_ckpt, target):
+    _, ckpt = model_and_ckpt
+    one_line_error(run("stylize", make_image(), "-m", ckpt, "-o", target), target)
+
+
+def test_output_naming_an_existing_folder(tmp_path, make_image, model_and_ckpt):
+    _, ckpt = model_and_ckpt
+    (tmp_path / "x.png").mkdir()
+    (tmp_path / "x.png" / "keep.txt").write_text("mine")
+    one_line_error(run("stylize", make_image(), "-m", ckpt, "-o", tmp_path / "x.png"), "is an existing folder")
+    assert (tmp_path / "x.png" / "keep.txt").read_text() == "mine"
+
+
+# ---- 8. temporaries left by a killed writer are cleaned by the next write; SIGTERM cleans at once
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path, make_image):
+    from stylexport.image import read_image, save_image
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = tmp_path / f".out.png.{dead}.abc123.tmp.png"
+    legacy = tmp_path / ".out.png.k3j2x9ab.tmp.png"  # what earlier versions left (no pid)
+    live = tmp_path / f".out.png.{os.getppid()}.zzz.tmp.png"  # a writer that still runs: left alone
+    other = tmp_path / f".other.png.{dead}.abc.tmp.png"  # another target's: not ours to touch
+    for p in (stale, legacy, live, other):
+        p.write_bytes(b"partial")
+    save_image(read_image(make_image()), tmp_path / "out.png")
+    assert not stale.exists() and not legacy.exists()
+    assert live.exists() and other.exists() and (tmp_path / "out.png").is_file()
+
+
+def test_sigterm_during_a_write_leaves_no_temporary(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        from stylexport.cli import _terminate
+        from stylexport.fileio import atomic_path
+        signal.signal(signal.SIGTERM, _terminate)
+        with atomic_path({str(tmp_path / "model.onnx")!r}) as tmp:
+            tmp.write_bytes(b"half")
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pause()
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert list(tmp_path.iterdir()) == []
