@@ -576,9 +576,13 @@ def train(
         result = run_training(config, run_dir, resume=resume is not None, progress=report)
     if not result.main:  # other torchrun ranks: rank 0 reports for the run
         return
-    typer.echo(f"trained {result.steps} steps in {result.seconds:.1f} s ({result.images_per_second:.1f} images/s); "
+    ran = result.steps - result.start_step
+    where = f" (steps {result.start_step + 1}-{result.steps} of {result.total_steps})" if result.start_step else ""
+    typer.echo(f"trained {ran} steps{where} in {result.seconds:.1f} s ({result.images_per_second:.1f} images/s); "
                f"model {run_dir / 'model.safetensors'}, loss curve {run_dir / 'loss.png'}, previews in "
                f"{run_dir / 'previews'}")
+    if result.held_out:
+        typer.echo(f"previews show {result.held_out} photos held out of training (not trained on)")
     if result.skipped_files:
         typer.echo(f"skipped {len(result.skipped_files)} unreadable files, e.g. {result.skipped_files[0]}")
 

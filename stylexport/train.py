@@ -8,10 +8,12 @@ atomically, so a kill never leaves a half-written checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,9 +40,13 @@ STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 HISTORY_FILE = "history.jsonl"
+DATA_FILE = "data.tsv"  # the photos a run trains on: relative path and size, one per line
+# What a run writes before its first checkpoint: a folder holding only these (and no state.pt) is a run that
+# died before it saved anything, and a new run may take the folder over.
+RUN_FILES = (CONFIG_FILE, HISTORY_FILE, DATA_FILE, "loss.png", "previews")
 # Changing these would make a resumed run different from the one it continues.
 RESUME_MUST_MATCH = ("style_sha256", "image_size", "style_size", "batch_size", "lr", "seed", "loss", "architecture",
-                     "data_count")
+                     "data_count", "data_sha256")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +95,9 @@ class TrainResult:
     seconds: float
     images_per_second: float
     main: bool = True  # rank 0 (or the only process): the one that writes and reports
+    start_step: int = 0  # where this call began (a resumed run's checkpoint)
+    held_out: int = 0  # photos kept out of training for the previews
+    total_steps: int = 0
 
 
 def _rng_state() -> dict[str, Any]:
@@ -118,18 +127,49 @@ def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     raise StylexportError(f"unknown --amp {amp!r}; use auto, bf16, fp16 or off")
 
 
-def _describe(config: TrainConfig, style_sha: str, data_count: int, vgg_desc: dict[str, str]) -> dict[str, Any]:
+def _describe(config: TrainConfig, style_sha: str, data: list[str], vgg_desc: dict[str, str]) -> dict[str, Any]:
     d = dataclasses.asdict(config)
-    d.update(style_sha256=style_sha, style_name=Path(config.style).stem, data_count=data_count,
-             architecture=ARCHITECTURE, stylexport_version=__version__, **vgg_desc)
+    d.update(style_sha256=style_sha, style_name=Path(config.style).stem, data_count=len(data),
+             data_sha256=hashlib.sha256("\n".join(data).encode()).hexdigest(), architecture=ARCHITECTURE,
+             stylexport_version=__version__, **vgg_desc)
     return d
 
 
-def _check_resumable(saved: dict[str, Any], now: dict[str, Any], run_dir: Path) -> None:
+def _data_manifest(root: str, files: list[Path]) -> list[str]:
+    """What identifies the training photos: each one's path under the data folder and its size, sorted."""
+    base = Path(root)
+    return sorted(f"{f.relative_to(base).as_posix()}\t{f.stat().st_size}" for f in files)
+
+
+def _data_difference(run_dir: Path, now: list[str]) -> str:
+    saved_file = run_dir / DATA_FILE
+    if not saved_file.is_file():
+        return "the run folder has no data.tsv to compare with"
+    saved = set(saved_file.read_text().splitlines())
+    gone, new = sorted(saved - set(now)), sorted(set(now) - saved)
+    parts = []
+    if gone:
+        parts.append(f"{len(gone)} photo(s) missing or changed, e.g. {gone[0].split(chr(9))[0]}")
+    if new:
+        parts.append(f"{len(new)} photo(s) new or changed, e.g. {new[0].split(chr(9))[0]}")
+    return "; ".join(parts) or "the same photos in another order"
+
+
+def _check_resumable(saved: dict[str, Any], now: dict[str, Any], run_dir: Path, data: list[str]) -> None:
     for key in RESUME_MUST_MATCH:
         if saved.get(key) != now.get(key):
+            if key in ("data_sha256", "data_count"):
+                raise StylexportError(f"cannot resume {run_dir}: --data {now['data']} holds other photos than the "
+                                      f"run was trained on ({_data_difference(run_dir, data)}); resume with the "
+                                      f"original data ({saved.get('data')}) or start a new run folder")
             raise StylexportError(f"cannot resume {run_dir}: {key} was {saved.get(key)!r}, now {now.get(key)!r}; "
                                   "start a new run folder or use the original settings")
+
+
+def _died_before_first_checkpoint(run_dir: Path) -> bool:
+    """A folder holding only what a run writes before its first checkpoint, and no state.pt."""
+    return run_dir.is_dir() and not (run_dir / STATE_FILE).exists() and \
+        all(p.name in RUN_FILES or p.name.startswith(".") for p in run_dir.iterdir())
 
 
 def _preview_photos(files: list[Path], count: int) -> tuple[list[Path], list[Path]]:
@@ -141,15 +181,25 @@ def _preview_photos(files: list[Path], count: int) -> tuple[list[Path], list[Pat
     return files, [sample_paths()[0]]
 
 
+def preview_tiles(photos: list[torch.Tensor], size: int) -> list[torch.Tensor]:
+    """Photos of any aspect as size x size tiles (shorter side resized, centre cropped), so they line up."""
+    import torchvision.transforms.v2.functional as TF
+
+    return [TF.center_crop(TF.resize(p, size, antialias=True), [size, size]).clamp(0, 255) for p in photos]
+
+
 def _save_previews(model: TransformerNet, photos: list[torch.Tensor], path: Path, device: torch.device) -> None:
+    """Photos over their stylized versions. A preview is a convenience: a failure is logged, never fatal."""
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        outs = [model(p[None].to(device))[0].float().cpu() for p in photos]
-    model.train(was_training)
-    row_in = torch.cat(photos, dim=-1)
-    row_out = torch.cat(outs, dim=-1)
-    save_image(torch.cat([row_in, row_out], dim=-2), path)
+    try:
+        with torch.no_grad():
+            outs = [model(p[None].to(device))[0].float().cpu() for p in photos]
+        save_image(torch.cat([torch.cat(photos, dim=-1), torch.cat(outs, dim=-1)], dim=-2), path)
+    except Exception as exc:  # noqa: BLE001 - previews must never end a training run
+        log.warning("could not write preview %s: %s", path, exc)
+    finally:
+        model.train(was_training)
 
 
 def _read_history(path: Path, up_to: int) -> list[dict[str, Any]]:
@@ -198,8 +248,9 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         torch.cuda.set_device(device)
     state_path = run_dir / STATE_FILE
     if resume and not state_path.is_file():
-        raise StylexportError(f"cannot resume {run_dir}: it has no {STATE_FILE}; start a new run without --resume")
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+        raise StylexportError(f"cannot resume {run_dir}: it has no {STATE_FILE} (the run stopped before its first "
+                              "checkpoint); start it again without --resume, the folder is reused")
+    if not resume and run_dir.exists() and any(run_dir.iterdir()) and not _died_before_first_checkpoint(run_dir):
         raise StylexportError(f"run folder {run_dir} already exists; pass --resume {run_dir} to continue it, or "
                               "choose a new folder")
     if world > 1:  # every rank has checked the folder before rank 0 starts writing into it
@@ -209,10 +260,15 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     style_image = resize_max_side(style_image, config.style_size)
     files = list_photos(config.data)
     train_files, preview_files = _preview_photos(files, config.previews)
+    held_out = len(files) - len(train_files)
+    if held_out:
+        log.info("holding out %d of %d photos for previews (not trained on)", held_out, len(files))
+    data = _data_manifest(config.data, train_files)
     vgg = load_vgg(config.vgg_weights, device)
-    described = _describe(config, sha256_file(config.style), len(train_files), vgg.describe())
+    described = _describe(config, sha256_file(config.style), data, vgg.describe())
     if resume:
-        _check_resumable(json.loads((run_dir / CONFIG_FILE).read_text()), json.loads(json.dumps(described)), run_dir)
+        _check_resumable(json.loads((run_dir / CONFIG_FILE).read_text()), json.loads(json.dumps(described)), run_dir,
+                         data)
 
     torch.manual_seed(config.seed)
     model = TransformerNet().to(device)
@@ -243,20 +299,45 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
                         num_workers=config.workers, pin_memory=device.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if config.workers else None)
-    previews = [resize_max_side(read_image(p), config.image_size) for p in preview_files]
+    previews = preview_tiles([read_image(p) for p in preview_files], config.image_size)
 
     main = rank == 0
+    start_step = step
     if main:
+        if not resume and _died_before_first_checkpoint(run_dir):
+            log.warning("run folder %s holds a run that stopped before its first checkpoint; starting over in it",
+                        run_dir)
+            shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "previews").mkdir(exist_ok=True)
-        if not resume:
-            write_text_atomic(run_dir / CONFIG_FILE, json.dumps(described, indent=2) + "\n")
+        write_text_atomic(run_dir / CONFIG_FILE, json.dumps(described, indent=2) + "\n")  # a resume may add steps
+        write_text_atomic(run_dir / DATA_FILE, "".join(line + "\n" for line in data))
     history_path = run_dir / HISTORY_FILE
     history = _read_history(history_path, up_to=step)
     if main and resume:  # drop entries logged after the checkpoint we continue from
         write_text_atomic(history_path, "".join(json.dumps(h) + "\n" for h in history))
 
-    def checkpoint() -> None:
+    last_saved = step if resume else None  # the checkpoint really on disk
+
+    def good_weights(x: torch.Tensor) -> bool:
+        """Finite weights whose loss on this batch is finite: only such a model is worth a checkpoint."""
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            return False
+        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            y = model(x, clamp=False)
+            after = perceptual_loss(y, vgg(y, loss_cfg.layers()), vgg(x, (loss_cfg.content_layer,))[
+                loss_cfg.content_layer], targets, loss_cfg).total
+        return bool(torch.isfinite(after))
+
+    def kept() -> str:
+        return (f"the last good checkpoint (step {last_saved}) is kept in {run_dir}" if last_saved is not None else
+                f"no checkpoint was written, so {run_dir} holds nothing to resume")
+
+    def checkpoint(x: torch.Tensor) -> None:
+        nonlocal last_saved
+        if not good_weights(x):
+            raise StylexportError(f"the weights after step {step} are not finite or give a non-finite loss; "
+                                  f"{kept()}; lower --lr or --style-weight and start a new run")
         if not main:
             return
         trained_state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -269,6 +350,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
                                                       "train": {"batch_size": config.batch_size, "lr": config.lr,
                                                                 "style_size": config.style_size}})
         plot_history(history, run_dir / "loss.png")
+        last_saved = step
 
     skipped: set[str] = set()
     start_time = time.perf_counter()
@@ -289,8 +371,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
                 content = vgg(x, (loss_cfg.content_layer,))[loss_cfg.content_layer]
         terms = perceptual_loss(y, feats, content, targets, loss_cfg)  # Grams and sums in fp32
         if not torch.isfinite(terms.total):
-            raise StylexportError(f"loss became {terms.total.item()} at step {step + 1}; the last good checkpoint "
-                                  f"(step {step - step % config.checkpoint_every}) is kept in {run_dir}; "
+            raise StylexportError(f"loss became {terms.total.item()} at step {step + 1}; {kept()}; "
                                   "lower --lr or --style-weight and start a new run")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(terms.total).backward()
@@ -313,9 +394,10 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         if main and (step % config.preview_every == 0 or step == total_steps):
             _save_previews(model, previews, run_dir / "previews" / f"step_{step:07d}.jpg", device)
         if step % config.checkpoint_every == 0 or step == total_steps:
-            checkpoint()
+            checkpoint(x)
         if step >= total_steps:
             break
     seconds = time.perf_counter() - start_time
     return TrainResult(run_dir=run_dir, steps=step, skipped_files=sorted(skipped), seconds=seconds,
-                       images_per_second=images_seen / max(seconds, 1e-9), main=main)
+                       images_per_second=images_seen / max(seconds, 1e-9), main=main, start_step=start_step,
+                       held_out=held_out, total_steps=total_steps)

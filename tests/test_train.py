@@ -146,3 +146,116 @@ def test_sweep_writes_one_tile_per_setting(tmp_path, vgg, make_image):
     assert sheet.shape[-1] > 3 * 32 and sheet.shape[-2] > 2 * 32
     result = runner.invoke(app, ["sweep", "--style-weights", "a,b"])
     assert result.exit_code == 2 and "not a comma-separated list" in result.output
+
+
+# ---- faults from the reliability audit
+
+
+def _mixed_aspect_photos(folder, n=24):
+    folder.mkdir()
+    for i in range(n):
+        h, w = ((40, 90), (90, 40), (64, 64))[i % 3]
+        Image.fromarray(smooth_image(h, w, seed=200 + i)).save(folder / f"m{i:02d}.png")
+    return folder
+
+
+def test_mixed_aspect_photos_make_previews_and_the_held_out_are_named(tmp_path, vgg, style_path):
+    data = _mixed_aspect_photos(tmp_path / "mixed")
+    run = tmp_path / "run"
+    args = ["train", "--style", style_path, "--data", data, "-o", run, "--steps", "2", "--image-size", "32",
+            "--style-size", "48", "--batch-size", "2", "--workers", "0", "--vgg-weights", "offline",
+            "--checkpoint-every", "2", "--preview-every", "1"]
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert "previews show 4 photos held out of training" in result.output
+    preview = Image.open(run / "previews" / "step_0000002.jpg")
+    assert preview.size == (4 * 32, 2 * 32)
+    assert json.loads((run / "config.json").read_text())["data_count"] == 20
+
+
+def test_a_failing_preview_never_ends_the_run(tmp_path, vgg, style_path, data_dir, monkeypatch):
+    import stylexport.train as trainmod
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(trainmod, "save_image", broken)
+    result = train(cfg(style_path, data_dir, steps=4, preview_every=1), tmp_path / "run")
+    assert result.steps == 4 and (tmp_path / "run" / "state.pt").is_file()
+
+
+def test_a_run_that_died_before_its_first_checkpoint_does_not_block_its_folder(tmp_path, vgg, style_path,
+                                                                                  data_dir, monkeypatch):
+    import stylexport.train as trainmod
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainmod.torch, "save", die)  # killed while writing its first state.pt
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(style_path, data_dir, steps=4, checkpoint_every=2), tmp_path / "run")
+    monkeypatch.undo()
+    assert (tmp_path / "run" / "config.json").is_file()
+    assert not (tmp_path / "run" / "state.pt").exists()
+    with pytest.raises(StylexportError, match=r"stopped before its first checkpoint\); start it again without --resume"):
+        train(cfg(style_path, data_dir, steps=4), tmp_path / "run", resume=True)
+    assert train(cfg(style_path, data_dir, steps=4), tmp_path / "run").steps == 4
+
+
+def test_nan_stop_keeps_only_a_good_checkpoint_and_names_it(tmp_path, vgg, style_path, data_dir):
+    from safetensors.torch import load_file
+
+    # lr 1e6: the weights after step 1 are huge; their loss is not finite, so no checkpoint is written
+    with pytest.raises(StylexportError) as err:
+        train(cfg(style_path, data_dir, steps=6, lr=1e6, checkpoint_every=1), tmp_path / "a")
+    assert "no checkpoint was written" in str(err.value)
+    assert not (tmp_path / "a" / "model.safetensors").exists()
+    # a good run, resumed with a huge learning rate refused: the message names the step really on disk
+    train(cfg(style_path, data_dir, steps=2, checkpoint_every=2), tmp_path / "b")
+    saved = load_file(tmp_path / "b" / "model.safetensors")
+    with pytest.raises(StylexportError, match=r"last good checkpoint \(step 2\) is kept"):
+        _resume_with_lr(style_path, data_dir, tmp_path / "b")
+    after = load_file(tmp_path / "b" / "model.safetensors")
+    assert all(torch.equal(saved[k], after[k]) for k in saved)  # the good checkpoint is untouched
+    assert all(torch.isfinite(v).all() for v in after.values())
+
+
+def _resume_with_lr(style_path, data_dir, run):
+    import stylexport.train as trainmod
+
+    config = cfg(style_path, data_dir, steps=6, checkpoint_every=1)
+    original = torch.optim.Adam
+
+    class Explosive(original):  # the same run, with a step size that blows the weights up after step 2
+        def load_state_dict(self, state):
+            super().load_state_dict(state)
+            for group in self.param_groups:
+                group["lr"] = 1e6
+
+    trainmod.torch.optim.Adam = Explosive
+    try:
+        trainmod.train(config, run, resume=True)
+    finally:
+        trainmod.torch.optim.Adam = original
+
+
+def test_resume_refuses_other_data_and_names_the_difference(tmp_path, vgg, style_path, data_dir):
+    train(cfg(style_path, data_dir, steps=2, checkpoint_every=2), tmp_path / "run")
+    other = tmp_path / "other"
+    other.mkdir()
+    for i, p in enumerate(sorted(data_dir.rglob("p*.jpg"))):  # the same count of readable photos, other pictures
+        Image.fromarray(smooth_image(72, 90, seed=500 + i)).save(other / f"q{i}.jpg")
+    (other / "broken.jpg").write_bytes(b"this is not a jpeg")
+    with pytest.raises(StylexportError, match=r"holds other photos than the run was trained on \(5 photo\(s\) "
+                                              r"missing or changed, e.g. p0.jpg; 5 photo\(s\) new or changed, "
+                                              r"e.g. q0.jpg\)"):
+        train(cfg(style_path, other, steps=4), tmp_path / "run", resume=True)
+    # the same photos in a copied folder are the same data: resuming with more steps reports what it ran
+    import shutil
+
+    shutil.copytree(data_dir, tmp_path / "copy", copy_function=shutil.copy2)
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path / "run"), "--data", str(tmp_path / "copy"),
+                                 "--steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert "trained 1 steps (steps 3-3 of 3)" in result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"] == str(tmp_path / "copy")
