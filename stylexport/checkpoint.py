@@ -140,6 +140,10 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     except StylexportError:
         raise
     except Exception as exc:  # noqa: BLE001 - corrupt, truncated, or pickles with code
+        if "Weights only load failed" in str(exc):  # torch's own text goes on to suggest unsafe loading: not ours
+            raise StylexportError(f"checkpoint {path} holds pickled Python objects, not only tensors, and a pickle "
+                                  "can run code; stylexport loads weights only: save the state dict as "
+                                  ".safetensors where the file came from") from None
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise StylexportError(f"cannot read checkpoint {path}: {reason}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -285,7 +285,12 @@ def stylize(
     tile_margin: Annotated[int, typer.Option(min=0, help="Context around each tile, px (multiple of 4).")] = 64,
     device: DeviceOption = "auto",
 ) -> None:
-    """Stylize images with a trained feed-forward network."""
+    """Stylize images with a trained feed-forward network.
+
+    Trust: AOTInductor packages (.pt2) and TensorRT plans (.plan) contain native code that runs when they are
+    loaded; load them only from sources you trust. Checkpoints (.safetensors, weights-only .pth) and .onnx
+    models are data: stylexport never unpickles code from them.
+    """
     from stylexport.image import find_images
     from stylexport.runtime import TorchRunner, open_runner
     from stylexport.stylize import plan_outputs, stylize_files
@@ -363,6 +368,8 @@ def video(
     flick = f"flicker {result.flicker_raw:.2f}"
     if stabilize:
         flick += f" -> {result.flicker_out:.2f} levels with --stabilize {stabilize:g}"
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"wrote {output}: {result.frames} frames {result.width}x{result.height} at {result.fps:.3g} fps, "
                f"{result.codec}, audio {result.audio}; {result.frames / result.seconds:.1f} frames/s; {flick}")
 

@@ -39,7 +39,9 @@ def import_av():
         import av
     except ImportError:
         raise StylexportError("video needs PyAV: pip install 'stylexport[video]'") from None
-    av.logging.set_level(av.logging.ERROR)
+    av.logging.set_level(av.logging.ERROR)  # FFmpeg's reasons reach PyAV's exceptions
+    if not log.isEnabledFor(logging.INFO):  # ... but its log lines never interleave with ours (see -v)
+        logging.getLogger("libav").setLevel(logging.CRITICAL + 1)
     return av
 
 
@@ -55,6 +57,17 @@ class VideoReport:
     seconds: float = 0.0
     flicker_raw: float = 0.0  # flicker of the network's output
     flicker_out: float = 0.0  # after stabilization (equal to raw when off)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def short_input_warning(src: Path, n: int, info: dict) -> list[str]:
+    """A video that decodes to fewer frames than its container declares is damaged or cut short: say so."""
+    count, fps, duration = info.get("count"), info.get("fps") or 0, info.get("duration")
+    if not count or n >= count - 1:  # one frame of rounding between duration x rate and the real count
+        return []
+    declared = f" ({n / fps:.2f} s of {duration:.2f} s)" if fps and duration else ""
+    return [f"decoded {n} frames of the {count} that {src.name} declares{declared}: the input looks damaged or "
+            "cut short, so the output is shorter"]
 
 
 def pick_codec(av, suffix: str) -> str:
@@ -240,13 +253,9 @@ def _to_folder(src: Path, dst: Path, runner, frames_in, info, *, progress, **opt
         av = import_av()
         container = _open_input(av, src)
         stream, info = _video_frames(av, container)
-        names = None
-
         def frames_in():
             for i, frame in enumerate(container.decode(stream)):
                 yield f"frame_{i:06d}", frame.to_ndarray(format="rgb24")
-    else:
-        names = info["names"]
     dst.mkdir(parents=True, exist_ok=True)
     stats = _FrameStats()
     written = 0
@@ -266,10 +275,10 @@ def _to_folder(src: Path, dst: Path, runner, frames_in, info, *, progress, **opt
             container.close()
     if n == 0:
         raise StylexportError(f"{src} has no frames")
-    del names
     return VideoReport(frames=n, width=info["width"], height=info["height"], fps=info["fps"],
                        duration_s=info.get("duration"), codec="png frames", audio="none",
-                       flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1))
+                       flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1),
+                       warnings=short_input_warning(src, n, info) if container is not None else [])
 
 
 def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int, progress, **opts) -> VideoReport:
@@ -359,7 +368,8 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int, progre
                 container.close()
     return VideoReport(frames=n, width=info["width"], height=info["height"], fps=float(rate),
                        duration_s=info.get("duration"), codec=codec, audio=audio_mode,
-                       flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1))
+                       flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1),
+                       warnings=short_input_warning(src, n, info) if container is not None else [])
 
 
 def _format_for(dst: Path) -> str | None:

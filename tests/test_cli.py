@@ -114,3 +114,9 @@ def test_gatys_missing_weights_message(tmp_path, make_image):
     result = run("gatys", make_image(), make_image("s.png"), "-o", out, "--vgg-weights", tmp_path / "no.pth")
     one_line_error(result, "no.pth", "offline-vgg")
     assert not out.exists()
+
+
+def test_stylize_help_says_which_files_to_trust():
+    result = run("stylize", "--help")
+    text = " ".join(result.output.split())
+    assert "load them only from sources you trust" in text and ".safetensors" in text and "are data" in text

@@ -163,3 +163,19 @@ def test_video_cli(tmp_path, random_model):
     result = runner.invoke(app, ["video", str(tmp_path / "nope.mp4"), "-m", str(ckpt), "-o", str(tmp_path / "x.mp4")])
     assert result.exit_code == 2 and "video not found" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_cut_short_video_warns_with_frames_and_duration(tmp_path, random_model):
+    clip = make_clip(tmp_path / "clip.mkv", frames=40, audio=False, noise=30)
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 2])  # Matroska declares its duration up front: it still opens
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", random_model, {"style_name": "m"})
+    result = runner.invoke(app, ["video", str(cut), "-o", str(tmp_path / "out.mp4"), "-m", str(ckpt)])
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warning) == 1 and "of the 40 that cut.mkv declares" in warning[0] and "of 4.00 s" in warning[0]
+    assert not any(line.startswith(("[", "ERROR", "libav")) for line in result.stderr.splitlines())
+    # the intact clip: no warning
+    result = runner.invoke(app, ["video", str(clip), "-o", str(tmp_path / "full.mp4"), "-m", str(ckpt)])
+    assert result.exit_code == 0 and "warning" not in result.stderr
