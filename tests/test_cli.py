@@ -120,3 +120,15 @@ def test_stylize_help_says_which_files_to_trust():
     result = run("stylize", "--help")
     text = " ".join(result.output.split())
     assert "load them only from sources you trust" in text and ".safetensors" in text and "are data" in text
+
+
+def test_long_jobs_print_progress_lines_when_output_is_not_a_terminal(tmp_path, make_image, vgg, monkeypatch):
+    import stylexport.cli as cli
+
+    monkeypatch.setattr(cli._Progress, "every", 0.0)  # every update is "long enough" to report
+    result = run("gatys", make_image("c.png", 40, 40), make_image("s.png", 40, 40, seed=5), "-o",
+                 tmp_path / "o.png", "--iterations", "2", "--scales", "1", "--size", "32", "--vgg-weights", "offline")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("gatys lbfgs: ")]
+    assert lines and lines[-1].startswith("gatys lbfgs: 2/2 after")
+    assert "━" not in result.stderr  # no bar drawing in a log
