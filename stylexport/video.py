@@ -132,7 +132,7 @@ def _stylize_stream(frames: Iterator[tuple[object, np.ndarray]], runner, *, batc
         if not pending:
             return
         content = torch.stack([torch.from_numpy(a).permute(2, 0, 1) for _, a in pending]).float()
-        raw = runner.infer(content)
+        raw = runner.infer_any_size(content)  # the size policy every path shares
         for i, (key, _) in enumerate(pending):
             styled = apply_controls(raw[i], content[i], strength=strength, colors=colors)
             out = stabilizer(styled, content[i]) if stabilizer else styled

@@ -15,7 +15,7 @@ import torch
 
 from stylexport.contract import INPUT_NAME
 from stylexport.errors import StylexportError
-from stylexport.model import MIN_SIDE
+from stylexport.model import MIN_SIDE, SIZE_MULTIPLE
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +74,38 @@ class Runner:
         raise NotImplementedError
 
     def infer_any_size(self, batch: torch.Tensor) -> torch.Tensor:
-        """``infer``, except that a fixed-size model gets the batch resized to its size and back, with a warning."""
-        fixed = self.spec.fixed_hw
-        if fixed is None or tuple(batch.shape[-2:]) == fixed:
-            return self.infer(batch)
+        """``infer`` for any image size; the result is float32 on the CPU with the input's size (the size policy,
+        stated once, for stylize, video and bench's end-to-end timing):
+
+        - a fixed-size model gets the batch resized to its size and the result resized back (warned once);
+        - a dynamic model that returns another size (a third-party net whose strides need a multiple of 4)
+          gets the batch reflect-padded to a multiple of 4 and its result cropped; if that still does not
+          give the padded size back, the result is resized to the input's size (warned once).
+        """
         import torchvision.transforms.v2.functional as TF
 
-        if not getattr(self, "_warned_resize", False):
-            log.warning("%s only takes %dx%d images; resizing %dx%d inputs to it and back", self.name, *fixed,
-                        *batch.shape[-2:])
-            self._warned_resize = True
-        out = self.infer(TF.resize(batch, list(fixed), antialias=True).clamp(0, 255))
-        return TF.resize(out.float().cpu(), list(batch.shape[-2:]), antialias=True).clamp(0, 255)
+        h, w = batch.shape[-2:]
+        fixed = self.spec.fixed_hw
+        if fixed is not None and (h, w) != fixed:
+            self._warn_once("resize", "%s only takes %dx%d images; resizing %dx%d inputs to it and back", self.name,
+                            *fixed, h, w)
+            out = self.infer(TF.resize(batch, list(fixed), antialias=True).clamp(0, 255))
+            return TF.resize(out.float().cpu(), [h, w], antialias=True).clamp(0, 255)
+        out = self.infer(batch)
+        if tuple(out.shape[-2:]) == (h, w):
+            return out.float().cpu()
+        ph, pw = -h % SIZE_MULTIPLE, -w % SIZE_MULTIPLE
+        if (ph or pw) and min(h, w) > max(ph, pw):
+            padded = torch.nn.functional.pad(batch, (0, pw, 0, ph), mode="reflect")
+            out = self.infer(padded)
+            if tuple(out.shape[-2:]) == tuple(padded.shape[-2:]):
+                return out[..., :h, :w].float().cpu()
+        self._warn_once("size", "%s returned %dx%d for a %dx%d input; resizing its output to the input's size",
+                        self.name, *out.shape[-2:], h, w)
+        return TF.resize(out.float().cpu(), [h, w], antialias=True).clamp(0, 255)
+
+    def _warn_once(self, key: str, message: str, *args) -> None:
+        warned = self.__dict__.setdefault("_warned", set())
+        if key not in warned:
+            warned.add(key)
+            log.warning(message, *args)

@@ -52,13 +52,16 @@ class OrtRunner(Runner):
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         signature = (", ".join(f"{i.name} {i.shape} {i.type}" for i in inputs) + " -> " +
                      ", ".join(f"{o.name} {o.shape} {o.type}" for o in outputs))
-        channels = inputs[0].shape[1] if len(inputs) == 1 and len(inputs[0].shape) == 4 else None
-        if len(inputs) != 1 or len(inputs[0].shape) != 4 or (isinstance(channels, int) and channels != 3):
+        shape = inputs[0].shape if len(inputs) == 1 else []
+        # NCHW (ours and most exports) or NHWC (TensorFlow/Keras conversions): the channel axis must be 3.
+        self.nhwc = len(shape) == 4 and shape[3] == 3 and shape[1] != 3
+        if len(inputs) != 1 or len(shape) != 4 or len(outputs) < 1 or \
+                (shape[1] != 3 and not self.nhwc and (isinstance(shape[1], int) or isinstance(shape[3], int))):
             raise StylexportError(f"ONNX model {self.path} is {signature}; stylexport runs RGB image-to-image "
-                                  "style models with one (N, 3, H, W) input")
+                                  "style models with one (N, 3, H, W) or (N, H, W, 3) input")
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
-        n, _, h, w = inputs[0].shape
+        n, h, w = (shape[0], shape[1], shape[2]) if self.nhwc else (shape[0], shape[2], shape[3])
         fixed = (h, w) if isinstance(h, int) and isinstance(w, int) else None
         self.spec = InputSpec(name=self.input_name, fixed_hw=fixed, fixed_batch=n if isinstance(n, int) else None)
         self.provider = provider
@@ -67,6 +70,12 @@ class OrtRunner(Runner):
         self.name = f"onnxruntime-{provider}-{precision}"
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.nhwc:  # layout adapted here; the output comes back NCHW like every runner's
+            y = self._run_nchw(batch.permute(0, 2, 3, 1).contiguous())
+            return y.permute(0, 3, 1, 2).contiguous() if y.dim() == 4 and y.shape[-1] == 3 else y
+        return self._run_nchw(batch)
+
+    def _run_nchw(self, batch: torch.Tensor) -> torch.Tensor:
         if self.provider == "cpu":
             x = batch.detach().cpu().numpy().astype(self.input_dtype, copy=False)
             (y,) = self.session.run([self.output_name], {self.input_name: x})

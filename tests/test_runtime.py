@@ -1,0 +1,94 @@
+"""The runtime's size and layout policy on foreign ONNX style models: the output always has the input's size,
+and stylize and video give the same pixels for the same model and frame."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+from typer.testing import CliRunner
+
+from stylexport.cli import app
+from stylexport.runtime import open_runner
+
+runner = CliRunner()
+
+
+def foreign_model(path, *, fixed=None, nhwc=False):
+    """A stride-2 conv and a stride-2 transposed conv, like the transposed-convolution style nets: a 257 px
+    side comes back as 258, so such a model needs padding to a multiple of 4 (and a crop) to keep its size."""
+    rng = np.random.default_rng(0)
+    h, w = fixed or ("H", "W")
+    shape = ["N", h, w, 3] if nhwc else ["N", 3, h, w]
+    nodes, x = [], "image_in"
+    if nhwc:
+        nodes.append(helper.make_node("Transpose", ["image_in"], ["nchw"], perm=[0, 3, 1, 2]))
+        x = "nchw"
+    nodes += [
+        helper.make_node("Conv", [x, "w1", "b1"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("ConvTranspose", ["r1", "w2", "b2"], ["c2"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c2", "lo", "hi"], ["out_nchw" if nhwc else "styled"]),
+    ]
+    if nhwc:
+        nodes.append(helper.make_node("Transpose", ["out_nchw"], ["styled"], perm=[0, 2, 3, 1]))
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in (
+        ("w1", rng.normal(0, 0.2, (8, 3, 3, 3))), ("b1", rng.normal(0, 1, 8)),
+        ("w2", rng.normal(0, 0.2, (8, 3, 4, 4))), ("b2", np.full(3, 100.0)),
+        ("lo", np.array(0.0)), ("hi", np.array(255.0)))]
+    graph = helper.make_graph(nodes, "foreign", [helper.make_tensor_value_info("image_in", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("styled", TensorProto.FLOAT, None)], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["dynamic", "fixed", "nhwc"])
+def test_foreign_models_keep_the_input_size_and_controls_work(tmp_path, make_image, kind):
+    model = foreign_model(tmp_path / f"{kind}.onnx", fixed=(64, 64) if kind == "fixed" else None,
+                          nhwc=kind == "nhwc")
+    photo = make_image("p.png", 161, 257)
+    out = tmp_path / "o.png"
+    result = runner.invoke(app, ["stylize", str(photo), "-m", str(model), "-o", str(out), "--strength", "0.5",
+                                 "--preserve-colors"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == (257, 161)
+
+
+def test_dynamic_foreign_model_is_padded_and_cropped_exactly(tmp_path):
+    runner_ = open_runner(foreign_model(tmp_path / "m.onnx"))
+    x = torch.rand(1, 3, 61, 93) * 255
+    y = runner_.infer_any_size(x)
+    assert y.shape == x.shape and y.device.type == "cpu" and y.dtype == torch.float32
+    padded = torch.nn.functional.pad(x, (0, 3, 0, 3), mode="reflect")  # 61x93 -> 64x96
+    torch.testing.assert_close(y, runner_.infer(padded)[..., :61, :93])
+
+
+def test_nhwc_model_gives_the_same_pixels_as_its_nchw_twin(tmp_path):
+    nchw = open_runner(foreign_model(tmp_path / "a.onnx"))
+    nhwc = open_runner(foreign_model(tmp_path / "b.onnx", nhwc=True))
+    x = torch.rand(2, 3, 64, 48) * 255
+    torch.testing.assert_close(nhwc.infer_any_size(x), nchw.infer_any_size(x))
+
+
+@pytest.mark.parametrize("kind", ["ours", "dynamic", "fixed"])
+def test_stylize_and_video_give_the_same_pixels(tmp_path, model_and_ckpt, kind):
+    av = pytest.importorskip("av", reason="PyAV is not installed: pip install 'stylexport[video]'")
+    del av
+    if kind == "ours":
+        _, model = model_and_ckpt
+    else:
+        model = foreign_model(tmp_path / "m.onnx", fixed=(64, 64) if kind == "fixed" else None)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(frames / "f_000.png")
+    video = runner.invoke(app, ["video", str(frames), "-o", str(tmp_path / "v"), "-m", str(model)])
+    assert video.exit_code == 0, video.output
+    still = runner.invoke(app, ["stylize", str(frames / "f_000.png"), "-m", str(model), "-o",
+                                str(tmp_path / "s.png")])
+    assert still.exit_code == 0, still.output
+    a = np.asarray(Image.open(tmp_path / "v" / "f_000.png"))
+    b = np.asarray(Image.open(tmp_path / "s.png"))
+    assert a.shape == b.shape == (50, 70, 3)
+    assert np.abs(a.astype(int) - b.astype(int)).max() == 0
