@@ -17,9 +17,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stylexport.errors import StylexportError
 from stylexport.fileio import atomic_path
+from stylexport.model import MIN_SIDE
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
-MIN_SIZE = 16  # the transformer needs at least this many pixels on each side
+MIN_SIZE = MIN_SIDE  # the transformer needs at least this many pixels on each side
 MAX_PIXELS_ENV = "STYLEXPORT_MAX_PIXELS"
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's decompression-bomb error threshold (2 x MAX_IMAGE_PIXELS)
 

@@ -92,3 +92,20 @@ def test_stylize_and_video_give_the_same_pixels(tmp_path, model_and_ckpt, kind):
     b = np.asarray(Image.open(tmp_path / "s.png"))
     assert a.shape == b.shape == (50, 70, 3)
     assert np.abs(a.astype(int) - b.astype(int)).max() == 0
+
+
+def test_onnx_contract_is_checked_when_the_model_carries_one(tmp_path):
+    from stylexport.contract import CONTRACT, PREFIX
+    from stylexport.errors import StylexportError
+
+    path = foreign_model(tmp_path / "m.onnx")
+    proto = onnx.load(str(path))
+    meta = {**CONTRACT, "format": "onnx", "value_range": "0-1"}
+    onnx.helper.set_model_props(proto, {PREFIX + k: v for k, v in meta.items()})
+    onnx.save(proto, str(path))
+    with pytest.raises(StylexportError, match="value_range '0-1', stylexport feeds '0-255'"):
+        open_runner(path)
+    meta["value_range"] = "0-255"
+    onnx.helper.set_model_props(proto, {PREFIX + k: v for k, v in meta.items()})
+    onnx.save(proto, str(path))
+    assert open_runner(path).infer_any_size(torch.rand(1, 3, 32, 32) * 255).shape == (1, 3, 32, 32)

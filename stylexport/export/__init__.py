@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from stylexport.artifacts import sidecar_path
 from stylexport.checkpoint import LoadedModel, load_checkpoint
 from stylexport.contract import artifact_metadata
 from stylexport.errors import StylexportError
@@ -271,7 +272,7 @@ def export(checkpoint: str | Path, formats: list[str], out_dir: str | Path, *, p
         reports.append(report)
         log.info("exported %s in %.1f s: %s (%.1f MB)", name, seconds, path, report.size_bytes / 1e6)
         if not report.passed:
-            for artifact in (path, Path(str(path) + ".json")):
+            for artifact in (path, sidecar_path(path)):
                 artifact.unlink(missing_ok=True)
             raise StylexportError(f"{name} export of {checkpoint} failed its parity check against PyTorch FP32: "
                                   f"max abs {parity.max_abs:.3g}, PSNR {parity.psnr_db:.1f} dB, finite "

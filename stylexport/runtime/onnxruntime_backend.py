@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stylexport.contract import check_contract
 from stylexport.errors import StylexportError
 from stylexport.runtime.base import InputSpec, Runner
 
 log = logging.getLogger(__name__)
+ONNX_FORMATS = ("onnx", "onnx-fp16")
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -49,6 +51,8 @@ class OrtRunner(Runner):
             raise StylexportError(f"cannot load ONNX model {self.path}: {str(exc).splitlines()[0][:200]}; "
                                   "export it again") from None
         self.metadata = read_metadata(self.path)
+        if self.metadata:  # ours: the contract it carries is checked like every artifact's
+            check_contract(self.metadata, str(self.path), ONNX_FORMATS)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         signature = (", ".join(f"{i.name} {i.shape} {i.type}" for i in inputs) + " -> " +
                      ", ".join(f"{o.name} {o.shape} {o.type}" for o in outputs))
