@@ -87,3 +87,13 @@ def model_and_ckpt(tmp_path_factory):
     model = random_net(bias=0.3, head_gain=20.0)
     path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "waves.safetensors", model, {"style_name": "waves"})
     return model, path
+
+
+def one_line_error(result, *fragments):
+    """A CLI result that failed the way user mistakes must: exit 2, one ``error:`` line naming ``fragments``."""
+    assert result.exit_code == 2, result.output
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in err, err

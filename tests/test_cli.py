@@ -6,20 +6,13 @@ from typer.testing import CliRunner
 from stylexport.checkpoint import save_checkpoint
 from stylexport.cli import app
 
+from .conftest import one_line_error
+
 runner = CliRunner()
 
 
 def run(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    err = result.stderr.strip()
-    assert err.startswith("error: ") and "\n" not in err, err
-    assert "Traceback" not in result.output
-    for f in fragments:
-        assert f in err, err
 
 
 @pytest.fixture

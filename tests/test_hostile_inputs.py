@@ -14,20 +14,13 @@ from typer.testing import CliRunner
 from stylexport.cli import app
 from stylexport.errors import StylexportError
 
+from .conftest import one_line_error
+
 runner = CliRunner()
 
 
 def run(*args, env=None):
     return runner.invoke(app, [str(a) for a in args], env=env)
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    err = result.stderr.strip()
-    assert err.startswith("error: ") and "\n" not in err, err
-    assert "Traceback" not in result.output
-    for f in fragments:
-        assert f in err, err
 
 
 # ---- 4. decompression bombs: one line naming the file, its pixel count, the limit and how to raise it
