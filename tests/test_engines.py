@@ -219,4 +219,7 @@ def test_bench_times_the_aoti_package(aoti_package, model_and_ckpt, monkeypatch,
     rows = {r["backend"]: r for r in data["results"]}
     assert rows["aoti-cpu"]["compute"]["n"] == 3
     assert rows["aoti-cpu"]["quality_vs_torch_fp32"]["max_abs"] < 0.05
-    assert "compiled for CUDA" in data["skipped"]["aoti-cuda-fp16"]
+    from stylexport.backends import unavailable
+
+    why = unavailable("aoti-cuda-fp16", torch.device("cpu"))  # the reason doctor shows too
+    assert data["skipped"]["aoti-cuda-fp16"] == why and "needs a CUDA GPU" in why
