@@ -39,14 +39,17 @@ class GatysConfig:
         if not self.scales or self.scales[-1] != 1.0 or any(not 0 < s <= 1 for s in self.scales) \
                 or list(self.scales) != sorted(self.scales):
             raise ValueError(f"scales must rise to 1.0, e.g. (0.5, 0.75, 1.0); got {self.scales}")
-        counts = (self.iterations,) if isinstance(self.iterations, int) else tuple(self.iterations)
+        counts = self._counts()
         if len(counts) not in (1, len(self.scales)) or min(counts) < 1:
             raise ValueError(f"iterations must be >= 1, one count or one per scale ({len(self.scales)}); "
                              f"got {self.iterations}")
 
+    def _counts(self) -> tuple[int, ...]:
+        return (self.iterations,) if isinstance(self.iterations, int) else tuple(self.iterations)
+
     def stages(self) -> list[tuple[float, int]]:
         """(scale, iterations) pairs, coarse to fine."""
-        counts = (self.iterations,) if isinstance(self.iterations, int) else tuple(self.iterations)
+        counts = self._counts()
         if len(counts) == 1:
             counts = counts * len(self.scales)
         return list(zip(self.scales, counts, strict=True))

@@ -319,15 +319,21 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
 
     last_saved = step if resume else None  # the checkpoint really on disk
 
+    def batch_loss(module, x: torch.Tensor):
+        """The perceptual loss of ``module`` on the batch ``x`` (Grams and sums in fp32, outside autocast)."""
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            y = module(x, clamp=False)
+            feats = vgg(y, loss_cfg.layers())
+            with torch.no_grad():
+                content = vgg(x, (loss_cfg.content_layer,))[loss_cfg.content_layer]
+        return perceptual_loss(y, feats, content, targets, loss_cfg)
+
     def good_weights(x: torch.Tensor) -> bool:
         """Finite weights whose loss on this batch is finite: only such a model is worth a checkpoint."""
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             return False
-        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            y = model(x, clamp=False)
-            after = perceptual_loss(y, vgg(y, loss_cfg.layers()), vgg(x, (loss_cfg.content_layer,))[
-                loss_cfg.content_layer], targets, loss_cfg).total
-        return bool(torch.isfinite(after))
+        with torch.no_grad():
+            return bool(torch.isfinite(batch_loss(model, x).total))
 
     def kept() -> str:
         return (f"the last good checkpoint (step {last_saved}) is kept in {run_dir}" if last_saved is not None else
@@ -364,12 +370,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         x = batch.to(device, non_blocking=True)
         if config.channels_last and device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            y = net(x, clamp=False)
-            feats = vgg(y, loss_cfg.layers())
-            with torch.no_grad():
-                content = vgg(x, (loss_cfg.content_layer,))[loss_cfg.content_layer]
-        terms = perceptual_loss(y, feats, content, targets, loss_cfg)  # Grams and sums in fp32
+        terms = batch_loss(net, x)
         if not torch.isfinite(terms.total):
             raise StylexportError(f"loss became {terms.total.item()} at step {step + 1}; {kept()}; "
                                   "lower --lr or --style-weight and start a new run")

@@ -62,6 +62,12 @@ def test_dynamic_foreign_model_is_padded_and_cropped_exactly(tmp_path):
     assert y.shape == x.shape and y.device.type == "cpu" and y.dtype == torch.float32
     padded = torch.nn.functional.pad(x, (0, 3, 0, 3), mode="reflect")  # 61x93 -> 64x96
     torch.testing.assert_close(y, runner_.infer(padded)[..., :61, :93])
+    # learnt once: the next frame runs the model once (padded), not at its own size first
+    calls = []
+    original = runner_.infer
+    runner_.infer = lambda batch: calls.append(tuple(batch.shape)) or original(batch)
+    torch.testing.assert_close(runner_.infer_any_size(x), y)
+    assert calls == [(1, 3, 64, 96)]
 
 
 def test_nhwc_model_gives_the_same_pixels_as_its_nchw_twin(tmp_path):

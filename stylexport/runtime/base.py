@@ -91,18 +91,31 @@ class Runner:
                             *fixed, h, w)
             out = self.infer(TF.resize(batch, list(fixed), antialias=True).clamp(0, 255))
             return TF.resize(out.float().cpu(), [h, w], antialias=True).clamp(0, 255)
+        ph, pw = -h % SIZE_MULTIPLE, -w % SIZE_MULTIPLE
+        can_pad = (ph or pw) and min(h, w) > max(ph, pw)
+        if can_pad and self.__dict__.get("_pads"):  # learnt on an earlier call: one model run, not two
+            padded = self._infer_padded(batch, ph, pw)
+            if padded is not None:
+                return padded
         out = self.infer(batch)
         if tuple(out.shape[-2:]) == (h, w):
             return out.float().cpu()
-        ph, pw = -h % SIZE_MULTIPLE, -w % SIZE_MULTIPLE
-        if (ph or pw) and min(h, w) > max(ph, pw):
-            padded = torch.nn.functional.pad(batch, (0, pw, 0, ph), mode="reflect")
-            out = self.infer(padded)
-            if tuple(out.shape[-2:]) == tuple(padded.shape[-2:]):
-                return out[..., :h, :w].float().cpu()
+        if can_pad:
+            padded = self._infer_padded(batch, ph, pw)
+            if padded is not None:
+                self._pads = True
+                return padded
         self._warn_once("size", "%s returned %dx%d for a %dx%d input; resizing its output to the input's size",
                         self.name, *out.shape[-2:], h, w)
         return TF.resize(out.float().cpu(), [h, w], antialias=True).clamp(0, 255)
+
+    def _infer_padded(self, batch: torch.Tensor, ph: int, pw: int) -> torch.Tensor | None:
+        """Reflect-pad by (ph, pw) to a multiple of 4, run, crop back; None if the model changes that size too."""
+        h, w = batch.shape[-2:]
+        out = self.infer(torch.nn.functional.pad(batch, (0, pw, 0, ph), mode="reflect"))
+        if tuple(out.shape[-2:]) != (h + ph, w + pw):
+            return None
+        return out[..., :h, :w].float().cpu()
 
     def _warn_once(self, key: str, message: str, *args) -> None:
         warned = self.__dict__.setdefault("_warned", set())
