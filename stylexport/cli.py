@@ -173,7 +173,7 @@ def gatys(
     """Stylize one photo by optimising its pixels against the VGG16 loss (Gatys et al.): slow, the reference.
 
     Defaults: 512 px, coarse to fine (256 -> 384 -> 512 px), relu1_2 and relu2_2 down-weighted (with equal
-    weights their Gram terms are 100-300x the deeper ones' and paint a fine mesh; docs/gatys.md).
+    weights relu1_2's Gram term is 136-318x relu4_3's and paints a fine mesh; docs/gatys.md).
     """
     import dataclasses
 
