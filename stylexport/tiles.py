@@ -7,8 +7,9 @@ one norm layer at a time: pass k runs every tile only as far as norm layer k (ea
 whole-image statistics) and sums that layer's input over each tile's core; the last pass runs the whole
 network and writes each tile's core. With 15 norm layers that costs about 8 untiled runs' worth of
 compute (early passes stop early), in exchange for a result equal to the untiled one. Pooling per-tile
-statistics and refining them instead was tried first: it does not converge for the deep layers (the
-residual blocks amplify the mismatch), see tests/test_tiles.py.
+statistics and refining them instead was tried first and measured: it does not converge for the deep
+layers (the residual blocks amplify the mismatch: the relative variance error at the last norm grew to 3e5
+after 4 passes on a random network). tests/test_tiles.py checks the result against the untiled network.
 
 Tiles overlap: each core is extended by ``margin`` pixels of real image on every side, more than the
 network's receptive-field radius, so a core's output does not see the tile's own padded border. The image

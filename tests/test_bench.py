@@ -28,21 +28,23 @@ def test_parse_size():
 
 
 def test_unavailable_backend_is_skipped_with_reason(monkeypatch):
-    import stylexport.backends as backends
-
-    monkeypatch.setattr(backends, "has_module", lambda module: False)
     import torch
 
-    with pytest.raises(Skip, match="TensorRT is not installed"):
-        make_backend("trt-fp16", None, None, torch.device("cpu"))
-    with pytest.raises(StylexportError, match="unknown backend 'tpu'"):
+    import stylexport.formats as formats
+
+    monkeypatch.setattr(formats, "has_module", lambda module: False)
+    with pytest.raises(Skip, match="needs a CUDA GPU"):
+        make_backend("tensorrt-fp16", None, None, torch.device("cpu"))
+    with pytest.raises(Skip, match="onnxruntime is not installed"):
+        make_backend("ort-cpu", None, None, torch.device("cpu"))
+    with pytest.raises(StylexportError, match="unknown engine 'tpu'"):
         make_backend("tpu", None, None, torch.device("cpu"))
 
 
 def test_harness_on_cpu_writes_required_fields(tmp_path):
     out = tmp_path / "bench.json"
-    result = runner.invoke(app, ["bench", "--backends", "torch-fp32,ort-cpu,trt-fp16", "--sizes", "32x48",
-                                 "--repeats", "4", "--warmup", "1", "--gatys-iterations", "0", "-o", str(out),
+    result = runner.invoke(app, ["bench", "--backends", "torch-fp32,ort-cpu,tensorrt-fp16", "--sizes", "32x48",
+                                 "--repeats", "4", "--warmup", "1", "-o", str(out),
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
@@ -50,9 +52,10 @@ def test_harness_on_cpu_writes_required_fields(tmp_path):
     for key in ("date", "command", "torch", "onnxruntime", "device", "cpu", "stylexport"):
         assert env[key], key
     assert data["flop_per_pixel"] == 307584
-    assert data["ceilings"]["matmul_tflops"] > 0 and data["ceilings"]["copy_gb_per_s"] > 0
-    assert set(data["skipped"]) == {"trt-fp16"} and data["skipped"]["trt-fp16"]
-    assert f"skipped trt-fp16: {data['skipped']['trt-fp16']}" in result.output  # whole, on one line
+    assert data["measured"]["matmul_tflops"] > 0 and data["measured"]["copy_gb_per_s"] > 0
+    assert set(data["skipped"]) == {"tensorrt-fp16"} and data["skipped"]["tensorrt-fp16"]
+    assert f"skipped tensorrt-fp16: {data['skipped']['tensorrt-fp16']}" in result.output  # whole, on one line
+    assert "gatys" not in data  # only with --gatys
     rows = {r["backend"]: r for r in data["results"]}
     assert set(rows) == {"torch-fp32", "ort-cpu"}
     for r in rows.values():
@@ -61,9 +64,14 @@ def test_harness_on_cpu_writes_required_fields(tmp_path):
         assert r["fps"] == pytest.approx(1000.0 / r["compute"]["p50_ms"])
         flops = 307584 * 32 * 48
         assert r["achieved_tflops"] == pytest.approx(flops / (r["compute"]["p50_ms"] / 1e3) / 1e12)
-        assert r["quality_vs_torch_fp32"]["finite"]
-    assert math.isinf(rows["torch-fp32"]["quality_vs_torch_fp32"]["psnr_db"])
-    assert rows["ort-cpu"]["quality_vs_torch_fp32"]["max_abs"] < 0.05
+        assert r["quality"]["finite"]
+        assert r["compute"]["p25_ms"] <= r["compute"]["p50_ms"] <= r["compute"]["p75_ms"]
+        assert r["compute"]["iqr_ms"] == pytest.approx(r["compute"]["p75_ms"] - r["compute"]["p25_ms"])
+        peak = data["peaks"][r["precision"]]["tflops"]
+        if peak:  # the limit is the hardware's peak: no engine can exceed 100 % of it
+            assert 0 < r["percent_of_peak"] <= 100
+    assert math.isinf(rows["torch-fp32"]["quality"]["psnr_db"])
+    assert rows["ort-cpu"]["quality"]["max_abs"] < 0.05
     assert out.with_suffix(".md").read_text().count("| torch-fp32 | 32x48 | 1 |") == 1
     assert out.with_suffix(".png").stat().st_size > 1000
 

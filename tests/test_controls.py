@@ -1,4 +1,4 @@
-"""Colour preservation, strength, flicker, stabilization and tiled stylization."""
+"""Colour preservation, strength, flicker and stabilization (stylexport/controls.py)."""
 
 import pytest
 import torch
@@ -7,9 +7,8 @@ from typer.testing import CliRunner
 from stylexport.cli import app
 from stylexport.controls import Stabilizer, apply_controls, blend, flicker, preserve_colors, rgb_to_ycbcr, ycbcr_to_rgb
 from stylexport.errors import StylexportError
-from stylexport.image import read_image, sample_paths
+from stylexport.image import read_image
 from stylexport.runtime import TorchRunner
-from stylexport.tiles import stylize_tiled
 
 from .conftest import smooth_image
 
@@ -78,32 +77,6 @@ def test_stabilizer_lowers_flicker_on_a_still_scene_and_follows_motion():
         Stabilizer(1.0)
 
 
-@pytest.mark.parametrize(("tile", "margin"), [(48, 64), (64, 64)])
-def test_tiled_stylization_matches_untiled(random_model, tile, margin):
-    x = read_image(sample_paths()[0])[None][..., :101, :157]
-    with torch.no_grad():
-        whole = random_model(x)
-    tiled = stylize_tiled(random_model, x, tile=tile, margin=margin)
-    assert tiled.shape == whole.shape
-    # Stated tolerance: 0.01 levels at every pixel (float32 summation order), with seams included.
-    assert float((tiled - whole).abs().max()) < 0.01
-
-
-def test_per_tile_statistics_would_show_seams(random_model):
-    """The reason for shared statistics: stylizing tiles independently differs visibly."""
-    x = read_image(sample_paths()[0])[None][..., :96, :192]
-    with torch.no_grad():
-        whole = random_model(x)
-        halves = torch.cat([random_model(x[..., :96]), random_model(x[..., 96:])], dim=-1)
-    shared = stylize_tiled(random_model, x, tile=96)
-    assert float((halves - whole).abs().mean()) > 10 * float((shared - whole).abs().mean())
-
-
-def test_tile_arguments_are_checked(random_model):
-    with pytest.raises(StylexportError, match="multiple of 4"):
-        stylize_tiled(random_model, photo(64, 64), tile=50)
-
-
 def test_stylize_cli_strength_colors_and_tile(random_model, tmp_path, make_image):
     from stylexport.checkpoint import save_checkpoint
 
@@ -119,15 +92,6 @@ def test_stylize_cli_strength_colors_and_tile(random_model, tmp_path, make_image
                                      *extra])
         assert result.exit_code == 0, result.output
     assert float((read_image(tiled) - read_image(whole)).abs().max()) <= 1  # rounding only
-
-
-def test_tile_needs_a_checkpoint(tmp_path, make_image, random_model):
-    from stylexport.export.onnx import save_onnx, torch_to_onnx_proto
-
-    onnx_path = save_onnx(torch_to_onnx_proto(random_model), tmp_path / "m.onnx")
-    result = runner.invoke(app, ["stylize", str(make_image()), "-m", str(onnx_path), "-o", str(tmp_path / "o.png"),
-                                 "--tile", "64"])
-    assert result.exit_code == 2 and "--tile needs a checkpoint" in result.output
 
 
 def test_torch_runner_and_controls_agree_across_backends(random_model, tmp_path):

@@ -6,8 +6,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from stylexport import backends
+from stylexport import formats
 from stylexport.bench import Skip, make_backend
+from stylexport.bench.run import why_not
 from stylexport.cli import app
 
 runner = CliRunner()
@@ -20,23 +21,24 @@ def _doctor_json(monkeypatch=None):
 
 
 def test_every_backend_has_a_status_and_bench_agrees():
-    checks = {c["name"]: c for c in _doctor_json() if c["section"] == "backends"}
-    assert list(checks) == list(backends.NAMES)
+    checks = {c["name"]: c for c in _doctor_json() if c["section"] == "engines"}
+    assert list(checks) == list(formats.ENGINES)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for name, check in checks.items():
-        why = backends.unavailable(name, device)
+        why = why_not(formats.ENGINES[name], device)
         assert check["status"] == ("ok" if why is None else "missing"), check
         if why is not None:
             assert why in check["detail"]
             with pytest.raises(Skip) as skipped:  # bench skips it with the very same reason
-                make_backend(name, None, None, device)
+                make_backend(name, None, None, device)  # refused before the model is looked at
             assert str(skipped.value) == why
 
 
 def test_missing_tensorrt_is_reported_with_its_reason(monkeypatch):
-    monkeypatch.setattr(backends, "has_module", lambda module: module != "tensorrt")
-    rows = {c["name"]: c for c in _doctor_json()}
-    assert rows["trt-fp16"]["status"] == "missing" and "TensorRT is not installed" in rows["trt-fp16"]["detail"]
+    monkeypatch.setattr(formats, "has_module", lambda module: module != "tensorrt")
+    rows = {c["name"]: c for c in _doctor_json()}  # every unmet need, not only the first
+    assert rows["tensorrt-fp16"]["status"] == "missing"
+    assert "TensorRT is not installed" in rows["tensorrt-fp16"]["detail"]
 
 
 def test_a_failing_probe_is_a_row_not_a_traceback(monkeypatch):

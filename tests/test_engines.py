@@ -54,10 +54,10 @@ def copy_package(package, tmp_path, edit=None):
 def test_aoti_package_describes_itself_and_passed_parity(aoti_package, model_and_ckpt):
     _, ckpt = model_and_ckpt
     report = json.loads((aoti_package.parent / "export.json").read_text())["artifacts"][0]
-    assert report["format"] == "aoti" and report["passed"]
+    assert report["format"] == "aoti-cpu" and report["passed"]
     assert report["parity"]["max_abs"] <= 0.5
     meta = json.loads(open(str(aoti_package) + ".json").read())
-    assert meta["format"] == "aoti" and meta["device"] == "cpu" and meta["contract_version"] == "1"
+    assert meta["format"] == "aoti-cpu" and meta["device"] == "cpu" and meta["contract_version"] == "1"
     assert meta["source_sha256"] == sha256_file(ckpt)
     assert meta["input_name"] == "image" and meta["value_range"] == "0-255" and meta["style_name"] == "waves"
     # The same contract is inside the package itself.
@@ -206,20 +206,21 @@ def test_cuda_fp16_package_matches_and_cpp_host_runs_it(model_and_ckpt, cpp_host
 
 
 def test_bench_times_the_aoti_package(aoti_package, model_and_ckpt, monkeypatch, tmp_path):
-    import stylexport.bench as bench
+    import stylexport.bench.run as bench
 
     _, ckpt = model_and_ckpt
     monkeypatch.setattr(bench, "_artifact_builder", lambda checkpoint, workdir: lambda fmt: aoti_package)
     out = tmp_path / "bench.json"
     result = runner.invoke(app, ["bench", str(ckpt), "--backends", "torch-fp32,aoti-cpu,aoti-cuda-fp16", "--sizes",
-                                 "32x48", "--repeats", "3", "--warmup", "1", "--gatys-iterations", "0", "-o", str(out),
+                                 "32x48", "--repeats", "3", "--warmup", "1", "-o", str(out),
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     rows = {r["backend"]: r for r in data["results"]}
     assert rows["aoti-cpu"]["compute"]["n"] == 3
-    assert rows["aoti-cpu"]["quality_vs_torch_fp32"]["max_abs"] < 0.05
-    from stylexport.backends import unavailable
+    assert rows["aoti-cpu"]["quality"]["max_abs"] < 0.05
+    from stylexport.bench.run import why_not
+    from stylexport.formats import ENGINES
 
-    why = unavailable("aoti-cuda-fp16", torch.device("cpu"))  # the reason doctor shows too
+    why = why_not(ENGINES["aoti-cuda-fp16"], torch.device("cpu"))  # the reason doctor shows too
     assert data["skipped"]["aoti-cuda-fp16"] == why and "needs a CUDA GPU" in why

@@ -15,9 +15,10 @@ from stylexport.runtime import open_runner
 runner = CliRunner()
 
 
-def foreign_model(path, *, fixed=None, nhwc=False):
+def foreign_model(path, *, fixed=None, nhwc=False, value_range="0-255"):
     """A stride-2 conv and a stride-2 transposed conv, like the transposed-convolution style nets: a 257 px
-    side comes back as 258, so such a model needs padding to a multiple of 4 (and a crop) to keep its size."""
+    side comes back as 258, so such a model needs padding to a multiple of 4 (and a crop) to keep its size.
+    ``value_range`` 0-1 or -1-1: the same function computed in that range (input and output rescaled)."""
     rng = np.random.default_rng(0)
     h, w = fixed or ("H", "W")
     shape = ["N", h, w, 3] if nhwc else ["N", 3, h, w]
@@ -25,18 +26,25 @@ def foreign_model(path, *, fixed=None, nhwc=False):
     if nhwc:
         nodes.append(helper.make_node("Transpose", ["image_in"], ["nchw"], perm=[0, 3, 1, 2]))
         x = "nchw"
+    scale, shift = {"0-255": (1.0, 0.0), "0-1": (255.0, 0.0), "-1-1": (127.5, 1.0)}[value_range]
+    nodes += [helper.make_node("Add", [x, "shift"], ["shifted"]),
+              helper.make_node("Mul", ["shifted", "scale"], ["x255"])]
+    x = "x255"
+    out = "out_nchw" if nhwc else "styled"
     nodes += [
         helper.make_node("Conv", [x, "w1", "b1"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"]),
         helper.make_node("ConvTranspose", ["r1", "w2", "b2"], ["c2"], strides=[2, 2], pads=[1, 1, 1, 1]),
-        helper.make_node("Clip", ["c2", "lo", "hi"], ["out_nchw" if nhwc else "styled"]),
+        helper.make_node("Clip", ["c2", "lo", "hi"], ["y255"]),
+        helper.make_node("Div", ["y255", "scale"], ["y_scaled"]),
+        helper.make_node("Sub", ["y_scaled", "shift"], [out]),
     ]
     if nhwc:
         nodes.append(helper.make_node("Transpose", ["out_nchw"], ["styled"], perm=[0, 2, 3, 1]))
     inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in (
         ("w1", rng.normal(0, 0.2, (8, 3, 3, 3))), ("b1", rng.normal(0, 1, 8)),
         ("w2", rng.normal(0, 0.2, (8, 3, 4, 4))), ("b2", np.full(3, 100.0)),
-        ("lo", np.array(0.0)), ("hi", np.array(255.0)))]
+        ("lo", np.array(0.0)), ("hi", np.array(255.0)), ("scale", np.array(scale)), ("shift", np.array(shift)))]
     graph = helper.make_graph(nodes, "foreign", [helper.make_tensor_value_info("image_in", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info("styled", TensorProto.FLOAT, None)], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
@@ -77,14 +85,26 @@ def test_nhwc_model_gives_the_same_pixels_as_its_nchw_twin(tmp_path):
     torch.testing.assert_close(nhwc.infer_any_size(x), nchw.infer_any_size(x))
 
 
-@pytest.mark.parametrize("kind", ["ours", "dynamic", "fixed"])
+@pytest.mark.parametrize("value_range", ["0-1", "-1-1"])
+def test_models_in_other_ranges_are_detected_and_mapped(tmp_path, value_range, caplog):
+    reference = open_runner(foreign_model(tmp_path / "a.onnx"))
+    other = open_runner(foreign_model(tmp_path / "b.onnx", value_range=value_range))
+    assert reference.metadata["value_range"] == "0-255"
+    assert other.metadata["value_range"] == value_range
+    assert f"b.onnx computes in {value_range}" in caplog.text
+    x = torch.rand(1, 3, 40, 52) * 255
+    torch.testing.assert_close(other.infer_any_size(x), reference.infer_any_size(x), atol=2e-3, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["ours", "dynamic", "fixed", "0-1"])
 def test_stylize_and_video_give_the_same_pixels(tmp_path, model_and_ckpt, kind):
     av = pytest.importorskip("av", reason="PyAV is not installed: pip install 'stylexport[video]'")
     del av
     if kind == "ours":
         _, model = model_and_ckpt
     else:
-        model = foreign_model(tmp_path / "m.onnx", fixed=(64, 64) if kind == "fixed" else None)
+        model = foreign_model(tmp_path / "m.onnx", fixed=(64, 64) if kind == "fixed" else None,
+                              value_range="0-1" if kind == "0-1" else "0-255")
     frames = tmp_path / "frames"
     frames.mkdir()
     rng = np.random.default_rng(1)
@@ -115,3 +135,60 @@ def test_onnx_contract_is_checked_when_the_model_carries_one(tmp_path):
     onnx.helper.set_model_props(proto, {PREFIX + k: v for k, v in meta.items()})
     onnx.save(proto, str(path))
     assert open_runner(path).infer_any_size(torch.rand(1, 3, 32, 32) * 255).shape == (1, 3, 32, 32)
+
+
+# --- every engine that runs on this CPU conforms to the one protocol ----------------------------------------
+
+CPU_ENGINES = [("torch-fp32", "checkpoint"), ("ort-cpu", "onnx"), ("onnx-reference", "onnx-fp16")]
+
+
+@pytest.fixture(scope="module")
+def artifacts(model_and_ckpt, tmp_path_factory):
+    from stylexport.export import export
+
+    _, ckpt = model_and_ckpt
+    out = tmp_path_factory.mktemp("conformance")
+    return {"checkpoint": ckpt, **{r.format: r.path for r in export(ckpt, ["onnx", "onnx-fp16"], out)}}
+
+
+@pytest.mark.parametrize(("engine", "fmt"), CPU_ENGINES)
+def test_engine_conformance(engine, fmt, artifacts, model_and_ckpt):
+    from stylexport.errors import StylexportError
+
+    model, _ = model_and_ckpt
+    with open_runner(artifacts[fmt], engine=engine, device="cpu") as r:
+        assert r.engine == engine
+        # input errors: the same message from every engine
+        for bad, message in ((torch.rand(1, 1, 32, 32), r"expected \(N, 3, H, W\) RGB"),
+                             (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "expected float32 in"),
+                             (torch.rand(1, 3, 2, 64), "expected H and W >="),
+                             (np.zeros((1, 3, 32, 32)), "expected a torch.Tensor")):
+            with pytest.raises(StylexportError, match=f"input '{r.spec.name}'.*{message}"):
+                r.infer(bad)
+        # output contract: (N, 3, H, W) float in [0, 255]; our models keep any size (not a multiple of 4)
+        x = torch.rand(2, 3, 37, 50) * 255
+        y = r.infer(x)
+        assert y.shape == x.shape and y.is_floating_point()
+        assert 0 <= float(y.min()) and float(y.max()) <= 255
+        with torch.no_grad():
+            expected = model(x)
+        assert (y.float().cpu() - expected).abs().max() < 1.0  # every engine computes the same function
+        # size policy: float32 on the CPU, the input's size
+        z = r.infer_any_size(x[:1])
+        assert z.shape == (1, 3, 37, 50) and z.dtype == torch.float32 and z.device.type == "cpu"
+        # the timing hook is the backend call itself, validated once
+        call = r.bind(x)
+        torch.testing.assert_close(call(x).float().cpu(), y.float().cpu())
+    assert not hasattr(r, "session") and not hasattr(r, "model") and not hasattr(r, "evaluator")  # released
+
+
+def test_a_model_that_breaks_the_output_contract_is_refused(tmp_path):
+    from stylexport.errors import StylexportError
+
+    path = tmp_path / "grey.onnx"
+    graph = helper.make_graph([helper.make_node("ReduceMean", ["image"], ["grey"], axes=[1], keepdims=1)], "g",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("grey", TensorProto.FLOAT, None)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(StylexportError, match=r"returned shape \(1, 1, 32, 32\).*RGB image-to-image"):
+        open_runner(path).infer(torch.rand(1, 3, 32, 32) * 255)

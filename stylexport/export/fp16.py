@@ -14,54 +14,7 @@ against TensorRT, ONNX Runtime and torch2trt. Two measures, both exact in real a
 
 from __future__ import annotations
 
-import copy
-
-import torch
-from torch import nn
-
-from stylexport.model import ConvBlock, ResidualBlock, TransformerNet
-
-
-def _conv_norm_pairs(model: TransformerNet) -> list[tuple[nn.Conv2d, nn.InstanceNorm2d]]:
-    pairs = []
-    for module in model.modules():
-        if isinstance(module, ConvBlock):
-            pairs.append((module.conv, module.norm))
-        elif isinstance(module, ResidualBlock):
-            pairs += [(module.conv1, module.norm1), (module.conv2, module.norm2)]
-    return pairs
-
-
-@torch.no_grad()
-def rescale_for_fp16(model: TransformerNet, calibration: list[torch.Tensor]) -> TransformerNet:
-    """A copy of ``model`` that computes the same function with conv outputs of unit RMS.
-
-    ``calibration``: (1, 3, H, W) [0,255] photos used to measure each conv's output RMS.
-    """
-    scaled = copy.deepcopy(model).float().eval()
-    pairs = _conv_norm_pairs(scaled)
-    sums = {id(conv): 0.0 for conv, _ in pairs}
-    counts = {id(conv): 0 for conv, _ in pairs}
-
-    def hook(conv, _inputs, output):
-        sums[id(conv)] += float(output.double().pow(2).sum())
-        counts[id(conv)] += output.numel()
-
-    handles = [conv.register_forward_hook(hook) for conv, _ in pairs]
-    try:
-        for image in calibration:
-            scaled(image.float())
-    finally:
-        for handle in handles:
-            handle.remove()
-    for conv, norm in pairs:
-        rms = (sums[id(conv)] / max(counts[id(conv)], 1)) ** 0.5
-        s = 1.0 / rms if rms > 0 else 1.0
-        conv.weight.mul_(s)
-        if conv.bias is not None:
-            conv.bias.mul_(s)
-        norm.eps = norm.eps * s * s
-    return scaled
+from stylexport.rescale import rescale_for_fp16  # noqa: F401 - part 1, re-exported for the builders
 
 
 def onnx_to_fp16(model_proto, *, keep_fp32_ops: tuple[str, ...] = ("InstanceNormalization",)):

@@ -70,7 +70,7 @@ def build_engine(onnx_fp32: Path, onnx_fp16: Path, plan: Path, *, metadata: dict
         tmp.write_bytes(bytes(serialized))
     if timing_cache is not None:
         write_bytes_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
-    sidecar = {**metadata, "format": "tensorrt-plan", "precision": "fp16",
+    sidecar = {**metadata, "precision": "fp16",
                "tensorrt_version": trt.__version__, "strongly_typed": strongly_typed,
                "profile": {"min": list(min_shape), "opt": list(opt_shape), "max": list(max_shape)},
                "build_seconds": seconds, "onnx_source": source.name, **gpu_identity()}

@@ -10,9 +10,10 @@ import torch
 from stylexport.artifacts import read_sidecar, sidecar_path
 from stylexport.contract import check_contract
 from stylexport.errors import StylexportError
+from stylexport.formats import FORMATS, format_names
 from stylexport.runtime.base import InputSpec, Runner
 
-AOTI_FORMATS = ("aoti", "aoti-cuda-fp16")
+AOTI_FORMATS = format_names(FORMATS["aoti-cpu"]) + format_names(FORMATS["aoti-cuda-fp16"])
 
 
 class AotiRunner(Runner):
@@ -46,3 +47,8 @@ class AotiRunner(Runner):
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         out = self._model(batch.to(self.device, torch.float32).contiguous())
         return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def open_engine(path: Path, engine, device: torch.device) -> AotiRunner:
+    """The package runs where it was compiled for (its sidecar says); ``device`` must agree when not auto."""
+    return AotiRunner(path, device="auto")

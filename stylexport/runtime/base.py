@@ -1,8 +1,11 @@
-"""The one protocol every backend follows, and the input check they all share.
+"""The one protocol every backend follows, and the input and output checks they all share.
 
-A runner takes a (N, 3, H, W) float32 batch, RGB in [0, 255], and returns the same shape and range.
-``Runner.infer`` validates the batch before the backend's own code runs, so every backend rejects a bad
-input with the same message (Polygraphy's pattern).
+A runner takes a (N, 3, H, W) float32 batch, RGB in [0, 255], and returns (N, 3, H', W') float32 in
+[0, 255] on ``runner.device`` (H', W' = H, W for stylexport's own artifacts; ``infer_any_size`` adapts
+foreign models and returns the input's size on the CPU). ``Runner.infer`` validates the batch before the
+backend's own code runs and the result after, so every backend rejects a bad input with the same message
+(Polygraphy's pattern). ``bind`` is the timing hook: validate a shape once, then call the backend directly.
+Runners are context managers; ``close`` releases sessions, engines and GPU memory.
 """
 
 from __future__ import annotations
@@ -56,19 +59,50 @@ def check_batch(batch: Any, spec: InputSpec) -> None:
                                   f"min {lo} .. max {hi}; rebuild the engine with --min/--max covering it")
 
 
+def check_output(out: Any, batch: torch.Tensor, source: str) -> torch.Tensor:
+    """The output contract: a float (N, 3, H', W') tensor for an (N, 3, H, W) batch."""
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point() or out.dim() != 4 or \
+            out.shape[0] != batch.shape[0] or out.shape[1] != 3:
+        got = f"shape {tuple(out.shape)} {out.dtype}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise StylexportError(f"{source} returned {got} for an input of shape {tuple(batch.shape)}; stylexport "
+                              "runs RGB image-to-image models ((N, 3, H, W) in, (N, 3, H, W) out)")
+    return out
+
+
 class Runner:
-    """Base class: subclasses set ``name``/``spec`` and implement ``_run``."""
+    """Base class: subclasses set ``name``/``spec``/``device`` and implement ``_run`` (and ``close`` when they
+    hold more than Python references)."""
 
     name: str = "runner"
+    engine: str = ""  # the row of stylexport.formats.ENGINES it was opened as ("" when made directly)
     spec: InputSpec = InputSpec()
     device: torch.device = torch.device("cpu")
     metadata: dict[str, Any]
 
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
         check_batch(batch, self.spec)
-        return self._run(batch)
+        return check_output(self._run(batch), batch, self.name)
 
     __call__ = infer
+
+    def bind(self, batch: torch.Tensor):
+        """Validate ``batch`` (input and output) once and return the backend's call itself, for timing loops
+        that then feed same-shaped batches already on ``self.device``."""
+        self.infer(batch)
+        return self._run
+
+    def close(self) -> None:
+        """Release what the backend holds (sessions, engines, compiled code, GPU memory). Idempotent."""
+        for attr in ("session", "trt_engine", "context", "model", "_model", "_forward", "evaluator", "compiled"):
+            self.__dict__.pop(attr, None)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

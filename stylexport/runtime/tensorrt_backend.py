@@ -14,9 +14,10 @@ import torch
 from stylexport.artifacts import read_sidecar
 from stylexport.contract import check_contract
 from stylexport.errors import StylexportError
+from stylexport.formats import FORMATS, format_names
 from stylexport.runtime.base import InputSpec, Runner
 
-TRT_FORMATS = ("tensorrt-plan",)
+TRT_FORMATS = format_names(FORMATS["tensorrt-fp16"])
 
 
 def import_tensorrt():
@@ -56,19 +57,23 @@ class TrtRunner(Runner):
         trt = import_tensorrt()
         check_engine_matches_here(self.path, self.metadata, trt.__version__)
         self.logger = trt.Logger(trt.Logger.WARNING)
-        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(self.path.read_bytes())
-        if self.engine is None:
+        self.trt_engine = trt.Runtime(self.logger).deserialize_cuda_engine(self.path.read_bytes())
+        if self.trt_engine is None:
             raise StylexportError(f"TensorRT could not load {self.path} (corrupt, truncated, or built elsewhere); "
                                   "rebuild it with stylexport export --trt")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
-        lo, _opt, hi = self.engine.get_tensor_profile_shape(self.input_name, 0)
+        self.context = self.trt_engine.create_execution_context()
+        names = [self.trt_engine.get_tensor_name(i) for i in range(self.trt_engine.num_io_tensors)]
+        self.input_name = next(n for n in names if self.trt_engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self.output_name = next(n for n in names if self.trt_engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        lo, _opt, hi = self.trt_engine.get_tensor_profile_shape(self.input_name, 0)
         self.spec = InputSpec(name=self.input_name, min_shape=tuple(lo), max_shape=tuple(hi))
         self.device = torch.device("cuda")
         self.stream = torch.cuda.Stream()
         self.name = "tensorrt-fp16"
+
+
+def open_engine(path: Path, engine, device: torch.device) -> TrtRunner:
+    return TrtRunner(path)
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.to(self.device, torch.float32).contiguous()

@@ -20,7 +20,7 @@ class TorchRunner(Runner):
 
     def __init__(self, model: TransformerNet, *, device: torch.device | str = "cpu", precision: str = "fp32",
                  channels_last: bool = False, compile: bool = False, compile_mode: str | None = None,
-                 metadata: dict[str, Any] | None = None):
+                 autocast: str | None = None, metadata: dict[str, Any] | None = None):
         if precision not in PRECISIONS:
             raise StylexportError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         self.device = torch.device(device)
@@ -29,6 +29,7 @@ class TorchRunner(Runner):
         self.precision = precision
         self.dtype = _DTYPES[precision]
         self.channels_last = channels_last
+        self.autocast = _DTYPES[autocast] if autocast else None
         self.metadata = dict(metadata or {})
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.eval().to(self.device, self.dtype, memory_format=memory_format)
@@ -41,4 +42,28 @@ class TorchRunner(Runner):
         x = batch.to(self.device, self.dtype, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.autocast is not None:  # weights stay FP32; convolutions run in the autocast dtype
+            with torch.autocast(self.device.type, dtype=self.autocast):
+                return self._forward(x).float()
         return self._forward(x).float()
+
+
+def open_engine(path, engine, device: torch.device) -> TorchRunner:
+    """A checkpoint on torch, with the engine's options (precision, channels_last, exact FP16 rescaling,
+    torch.compile mode)."""
+    from stylexport.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(path)
+    model = loaded.model
+    if engine.option("rescale"):
+        from stylexport.rescale import calibration_photo, rescale_for_fp16
+
+        model = rescale_for_fp16(model, calibration_photo())
+    mode = engine.option("compile")
+    runner = TorchRunner(model, device=device, precision=engine.option("precision", "fp32"),
+                         channels_last=engine.option("channels_last", False), compile=bool(mode), compile_mode=mode,
+                         autocast=engine.option("autocast"),
+                         metadata={**loaded.metadata, "style_name": loaded.style_name,
+                                   "source_sha256": loaded.sha256})
+    runner.name = engine.name
+    return runner

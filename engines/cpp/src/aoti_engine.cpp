@@ -18,7 +18,7 @@ class AotiEngine final : public Engine {
   AotiEngine(const std::string& path, Metadata meta, const EngineOptions& options) {
     const std::string& device = options.device;
     meta_ = std::move(meta);
-    validate_contract(meta_, {"aoti", "aoti-cuda-fp16"});
+    validate_contract(meta_, {"aoti-cpu", "aoti", "aoti-cuda-fp16"});
     const std::string& built_for = meta_.get("device");
     if (device != "auto" && device != built_for) {
       throw Error("engine " + path + " was compiled for " + built_for + ", not " + device +

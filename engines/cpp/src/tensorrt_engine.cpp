@@ -60,7 +60,7 @@ class TrtEngine final : public Engine {
   TrtEngine(const std::string& path, Metadata meta, const EngineOptions& options)
       : path_(path), use_graph_(options.cuda_graph) {
     meta_ = std::move(meta);
-    validate_contract(meta_, {"tensorrt-plan"});
+    validate_contract(meta_, {"tensorrt-fp16", "tensorrt-plan", "trt"});
     if (options.device == "cpu") throw Error("TensorRT engines run on a CUDA GPU; use --device cuda (or auto)");
     check_built_here();
     std::ifstream file(path, std::ios::binary);

@@ -1,0 +1,322 @@
+"""The run: every engine, every size, timed the way inference engineers time.
+
+- Engines are the rows of stylexport.formats.ENGINES; a checkpoint is exported on demand to the formats they
+  run (parity-checked like ``stylexport export``), an exported artifact runs on the engines of its format.
+- Warm-up first (covers compilation, autotuning and the first call after a shape change).
+- GPU compute time from CUDA events; end-to-end time (uint8 frame in host memory -> stylized uint8 frame in
+  host memory) timed separately with the host clock after synchronizing.
+- Many repeats, p50/p95/p99 and the IQR; engines interleaved in blocks, in rotating order, so drift favours
+  none; a row whose p95 is far above its p50 is flagged.
+- Inputs are real photos (never zeros), a few different ones in rotation.
+- Quality: each engine's output against the reference (torch FP32 of the checkpoint, or the first engine
+  for an exported artifact) on the same photo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stylexport.bench.environment import environment, measure_matmul, peak_tflops
+from stylexport.bench.timing import instability, percentiles, photo, sync, time_compute, time_end_to_end
+from stylexport.errors import StylexportError
+from stylexport.formats import (
+    CHECKPOINT,
+    ENGINES,
+    FORMATS,
+    Engine,
+    format_of,
+    get_engine,
+    open_engine,
+)
+from stylexport.formats import unavailable as engine_unavailable
+from stylexport.metrics import compare
+from stylexport.model import TransformerNet, conv_macs_per_pixel
+
+log = logging.getLogger(__name__)
+
+NAMED_SIZES = {"256": (256, 256), "512": (512, 512), "720p": (720, 1280), "1080p": (1080, 1920),
+               "4k": (2160, 3840)}
+BENCH_ENGINES = tuple(e.name for e in ENGINES.values() if e.bench)
+
+
+class Skip(Exception):
+    """An engine that cannot run here; the message is the reason recorded in the results."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    key = text.strip().lower()
+    if key in NAMED_SIZES:
+        return NAMED_SIZES[key]
+    try:
+        h, w = (int(v) for v in key.split("x"))
+    except ValueError:
+        raise StylexportError(f"size {text!r}: use HxW (e.g. 270x480) or one of {', '.join(NAMED_SIZES)}") from None
+    return h, w
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    backends: tuple[str, ...] | None = None  # None: every engine for the model that this machine can run
+    sizes: tuple[tuple[int, int], ...] = ((256, 256),)
+    batches: tuple[int, ...] = (1,)
+    warmup: int = 5
+    repeats: int = 30
+    block: int = 5  # calls per engine before moving to the next one (interleaving)
+    gatys_iterations: tuple[int, ...] = ()
+    gatys_sizes: tuple[int, ...] = ()
+    train_throughput: bool = False
+    device: str = "auto"
+
+
+def why_not(engine: Engine, device: torch.device) -> str | None:
+    """Why ``engine`` cannot run when ``device`` was asked for, or None (stylexport.formats.unavailable)."""
+    return engine_unavailable(engine, device)
+
+
+def make_backend(name: str, source: Path | None, artifacts: Callable[[str], Path] | None, device: torch.device):
+    """A runner for engine ``name`` on ``source`` (a checkpoint, exported on demand through ``artifacts``, or
+    an artifact of a format the engine runs), or Skip(reason)."""
+    engine = get_engine(name)  # refuses unknown names
+    why = why_not(engine, device)
+    if why:
+        raise Skip(why)
+    fmt = format_of(source)
+    if fmt.name in engine.formats:
+        path = source
+    elif fmt is CHECKPOINT and artifacts is not None:
+        path = artifacts(engine.formats[0])
+    else:
+        raise Skip(f"runs {'/'.join(engine.formats)} files, not {fmt.name}")
+    return open_engine(engine, path, device)
+
+
+def _artifact_builder(checkpoint: Path, workdir: Path) -> Callable[[str], Path]:
+    """Export a format the first time an engine asks for it (parity-checked like `stylexport export`)."""
+    made: dict[str, Path] = {}
+
+    def get(fmt: str) -> Path:
+        if fmt not in made:
+            from stylexport.export import export
+
+            (report,) = export(checkpoint, [fmt], workdir)
+            made[fmt] = Path(report.path)
+        return made[fmt]
+
+    return get
+
+
+def engine_precision(engine: Engine) -> str:
+    """The precision an engine computes in (for the peak it is compared with)."""
+    return engine.option("precision") or FORMATS[engine.formats[0]].precision
+
+
+def run(model_path: str | Path | None, config: BenchConfig,
+        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Benchmark; returns the results dictionary (see ``report.write_results`` for the files)."""
+    from stylexport.checkpoint import load_checkpoint, save_checkpoint
+    from stylexport.devices import pick_device
+
+    device = pick_device(config.device)
+    workdir = Path(tempfile.mkdtemp(prefix="stylexport-bench-"))
+    if model_path is None:
+        torch.manual_seed(0)
+        checkpoint = save_checkpoint(workdir / "random.safetensors", TransformerNet().eval(),
+                                     {"style_name": "random-weights"})
+        source, model_desc = checkpoint, "random weights (seed 0): timing only"
+    else:
+        source, model_desc = Path(model_path), str(model_path)
+        if not source.is_file():
+            raise StylexportError(f"model not found: {source}")
+    fmt = format_of(source)
+    is_checkpoint = fmt is CHECKPOINT
+    model = load_checkpoint(source).model if is_checkpoint else None
+    artifacts = _artifact_builder(source, workdir) if is_checkpoint else None
+    cpu = device.type == "cpu"
+    if config.backends:
+        names = config.backends
+    else:
+        names = tuple(n for n in BENCH_ENGINES if is_checkpoint or fmt.name in ENGINES[n].formats)
+
+    runners, skipped, precisions = {}, {}, {}
+    for name in names:
+        if progress:
+            progress(f"preparing {name}")
+        if cpu and config.backends is None and ENGINES[name].cpu_opt_in:
+            skipped[name] = f"compiling takes minutes on CPU; ask for it with --backends {name}"
+            continue
+        try:
+            runners[name] = make_backend(name, source, artifacts, device)
+            precisions[name] = engine_precision(ENGINES[name])
+        except Skip as why:
+            skipped[name] = str(why)
+        except StylexportError as exc:
+            if name not in ENGINES:
+                raise
+            skipped[name] = str(exc)
+    if not runners:
+        raise StylexportError(f"no engine could run {source.name} here: "
+                              + "; ".join(f"{n}: {why}" for n, why in skipped.items()))
+
+    flop_per_pixel = 2 * conv_macs_per_pixel(model if model is not None else TransformerNet())
+    reference = "torch-fp32 of the checkpoint" if is_checkpoint else f"{next(iter(runners))} (first engine)"
+    peaks = {p: peak_tflops(device, p) for p in sorted(set(precisions.values()))}
+    results = []
+    try:
+        for (h, w) in config.sizes:
+            for batch in config.batches:
+                results += _bench_shape(runners, model, h, w, batch, device, config, flop_per_pixel, peaks,
+                                        precisions, progress)
+    finally:
+        for runner in runners.values():
+            runner.close()
+    out = {"environment": environment(device), "model": model_desc, "model_format": fmt.name,
+           "flop_per_pixel": flop_per_pixel, "reference": reference,
+           "peaks": {p: {"tflops": t, "how": how} for p, (t, how) in peaks.items()},
+           "measured": measure_matmul(device),
+           "config": {**dataclasses.asdict(config), "backends": list(names)}, "results": results,
+           "skipped": skipped}
+    if config.gatys_iterations and config.gatys_sizes:
+        if model is None:
+            raise StylexportError("--gatys compares with the checkpoint's own network: give a checkpoint")
+        out["gatys"] = bench_gatys(model, config, device, progress)
+    if config.train_throughput:
+        out["training"] = training_throughput(device)
+    return out
+
+
+def _bench_shape(runners, model, h, w, batch, device, config, flop_per_pixel, peaks, precisions,
+                 progress) -> list[dict]:
+    inputs = [torch.cat([photo(h, w, seed=s * 7 + i) for i in range(batch)]) for s in range(3)]
+    on_device = {name: [x.to(r.device) for x in inputs] for name, r in runners.items()}
+    frames = [(x[0].round().to(torch.uint8).permute(1, 2, 0).contiguous()) for x in inputs]
+    if device.type == "cuda":
+        frames = [f.pin_memory() for f in frames]
+    reference = None
+    if model is not None:
+        with torch.no_grad():
+            reference = model.float().cpu()(inputs[0])
+    calls, quality, compute, e2e, failed = {}, {}, {n: [] for n in runners}, {n: [] for n in runners}, {}
+    for name, runner in runners.items():
+        if progress:
+            progress(f"warm-up {name} {h}x{w} batch {batch}")
+        try:
+            call = runner.bind(on_device[name][0])  # validated once; the timed calls go straight to the backend
+            for i in range(config.warmup):
+                call(on_device[name][i % 3])
+            sync(runner.device)
+            out = call(on_device[name][0]).float().cpu()
+            if reference is None:
+                reference = out
+            quality[name] = compare(out, reference)
+            calls[name] = call
+        except (StylexportError, RuntimeError) as exc:  # e.g. out of memory at this size
+            failed[name] = str(exc).splitlines()[0][:300]
+    active = [n for n in runners if n not in failed]
+    rounds = max(1, math.ceil(config.repeats / config.block))
+    for r in range(rounds):
+        order = active[r % len(active):] + active[: r % len(active)] if active else []
+        for name in order:
+            if progress:
+                progress(f"timing {name} {h}x{w} batch {batch} ({r + 1}/{rounds})")
+            dev = runners[name].device
+            for k in range(config.block):
+                compute[name].append(time_compute(calls[name], on_device[name][k % 3], dev))
+            for k in range(max(1, config.block // 2)):
+                e2e[name].append(time_end_to_end(calls[name], frames[k % 3], dev) if batch == 1 else math.nan)
+    out = []
+    flops = flop_per_pixel * h * w * batch
+    for name in runners:
+        row = {"backend": name, "height": h, "width": w, "batch": batch, "precision": precisions[name]}
+        if name in failed:
+            out.append({**row, "error": failed[name]})
+            continue
+        stats = percentiles(compute[name])
+        p50_s = stats["p50_ms"] / 1e3
+        peak, _how = peaks[precisions[name]]
+        floor_ms = flops / (peak * 1e12) * 1e3 if peak else None
+        end_to_end = percentiles(e2e[name]) if batch == 1 else None
+        warnings = [w for w in (instability(stats),) if w]
+        if end_to_end and end_to_end["p50_ms"] < stats["p50_ms"] * 0.9:
+            warnings.append("end-to-end p50 is below compute p50: the timings are unreliable")
+        out.append({**row, "compute": stats, "end_to_end": end_to_end, "fps": batch / p50_s,
+                    "achieved_tflops": flops / p50_s / 1e12, "peak_floor_ms": floor_ms,
+                    "percent_of_peak": 100.0 * floor_ms / stats["p50_ms"] if floor_ms else None,
+                    "quality": quality[name].as_dict(), "warnings": warnings})
+    return out
+
+
+def bench_gatys(model, config: BenchConfig, device: torch.device, progress) -> list[dict]:
+    """Gatys L-BFGS at each size and iteration count, and the same VGG loss on the feed-forward output."""
+    from stylexport.gatys import GatysConfig, evaluate, style_targets, stylize_gatys
+    from stylexport.image import read_image, resize_max_side, sample_paths
+    from stylexport.losses import LossConfig
+    from stylexport.vgg import load_vgg
+
+    vgg = load_vgg(None, device)
+    loss_cfg = LossConfig()
+    style = resize_max_side(read_image(sample_paths()[1]), 256)[None].to(device)
+    targets = style_targets(vgg, style, loss_cfg.style_layers)
+    net = model.to(device).eval()
+    rows = []
+    for size in config.gatys_sizes:
+        content = photo(size, size).to(device)
+        with torch.no_grad():
+            cf = vgg(content, (loss_cfg.content_layer,))[loss_cfg.content_layer]
+            ff = net(content)
+            ff_loss = evaluate(vgg, ff, cf, targets, loss_cfg).as_floats()
+        for iterations in config.gatys_iterations:
+            if progress:
+                progress(f"gatys {size}x{size} {iterations} iterations")
+            sync(device)
+            t0 = time.perf_counter()
+            result = stylize_gatys(content, style, vgg, GatysConfig(iterations=iterations, loss=loss_cfg))
+            sync(device)
+            rows.append({"size": size, "iterations": iterations, "seconds": time.perf_counter() - t0,
+                         "gatys_loss": result.losses, "feed_forward_loss": ff_loss})
+    return rows
+
+
+def training_throughput(device: torch.device, steps: int = 20, batch: int = 4, size: int = 256) -> dict[str, float]:
+    """Images/s of the training step (forward, VGG loss, backward, Adam) on real-photo crops: the very loss
+    function train.py uses."""
+    from stylexport.gatys import style_targets
+    from stylexport.image import read_image, resize_max_side, sample_paths
+    from stylexport.losses import LossConfig
+    from stylexport.train import loss_function
+    from stylexport.vgg import load_vgg
+
+    vgg = load_vgg(None, device)
+    cfg = LossConfig()
+    targets = style_targets(vgg, resize_max_side(read_image(sample_paths()[1]), 512)[None].to(device),
+                            cfg.style_layers)
+    model = TransformerNet().to(device).train()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    x = torch.cat([photo(size, size, seed=i + 1) for i in range(batch)]).to(device)
+    batch_loss = loss_function(vgg, targets, cfg, device, torch.bfloat16 if device.type == "cuda" else None)
+
+    def step():
+        loss = batch_loss(model, x).total
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    seconds = time.perf_counter() - t0
+    ips = steps * batch / seconds
+    return {"images_per_second": ips, "batch": batch, "size": size, "steps": steps,
+            "paper_schedule_hours": 2 * 80_000 / ips / 3600}

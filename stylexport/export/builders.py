@@ -1,0 +1,124 @@
+"""One builder per exported format (named in stylexport.formats.FORMATS): a job in, the artifact's path out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from stylexport.formats import FORMATS
+
+
+def _target(job, name: str) -> tuple[Path, dict[str, str]]:
+    fmt = FORMATS[name]
+    return job.out_dir / f"{job.stem}{fmt.suffix}", job.metadata(fmt)
+
+
+def build_onnx(job) -> Path:
+    from stylexport.export.onnx import save_onnx, set_metadata, torch_to_onnx_proto
+
+    path, meta = _target(job, "onnx")
+    proto = torch_to_onnx_proto(job.loaded.model)
+    set_metadata(proto, meta)
+    return save_onnx(proto, path)
+
+
+def _rescaled_onnx_proto(job):
+    if "rescaled_proto" not in job.cache:
+        from stylexport.export.onnx import torch_to_onnx_proto
+
+        job.cache["rescaled_proto"] = torch_to_onnx_proto(job.fp16_model())
+    return job.cache["rescaled_proto"]
+
+
+def build_onnx_fp16(job) -> Path:
+    from stylexport.export.fp16 import onnx_to_fp16
+    from stylexport.export.onnx import save_onnx, set_metadata
+
+    path, meta = _target(job, "onnx-fp16")
+    proto = onnx_to_fp16(_rescaled_onnx_proto(job))
+    set_metadata(proto, {**meta, "fp16_method": "exact rescaling + FP32 instance norm"})
+    return save_onnx(proto, path)
+
+
+def build_tensorrt(job) -> Path:
+    from stylexport.export.fp16 import onnx_to_fp16
+    from stylexport.export.onnx import save_onnx
+    from stylexport.export.trt import build_engine
+
+    plan, meta = _target(job, "tensorrt-fp16")
+    scratch = job.scratch()
+    fp32 = save_onnx(_rescaled_onnx_proto(job), scratch / "rescaled_fp32.onnx")
+    fp16 = save_onnx(onnx_to_fp16(_rescaled_onnx_proto(job)), scratch / "rescaled_fp16.onnx")
+    build_engine(fp32, fp16, plan, metadata=meta, min_shape=job.profile.min, opt_shape=job.profile.opt,
+                 max_shape=job.profile.max, workspace_gib=job.workspace_gib,
+                 timing_cache=job.out_dir / "tensorrt.timing-cache")
+    return plan
+
+
+def build_aoti_cpu(job) -> Path:
+    from stylexport.export.aoti import compile_package
+
+    package, meta = _target(job, "aoti-cpu")
+    compile_package(job.loaded.model, package, metadata=meta, device=torch.device("cpu"))
+    return package
+
+
+def build_aoti_cuda_fp16(job) -> Path:
+    from stylexport.export.aoti import compile_package
+
+    package, meta = _target(job, "aoti-cuda-fp16")
+    compile_package(job.fp16_model(), package, metadata={**meta, "fp16_method": "exact rescaling"},
+                    device=torch.device("cuda"), fp16=True)
+    return package
+
+
+def _save_ir(model, job, name: str, meta: dict[str, str]) -> Path:
+    """Save an OpenVINO model as NAME.xml + .bin in the output folder: written in scratch, then moved (the
+    .bin first), so a failure never leaves a half-written pair; the contract goes into its runtime info."""
+    import openvino as ov
+
+    from stylexport.runtime.openvino_backend import RT_SECTION
+
+    for key, value in meta.items():
+        model.set_rt_info(value, [RT_SECTION, key])
+    target, _ = _target(job, name)
+    staged = job.scratch() / target.name
+    ov.save_model(model, str(staged), compress_to_fp16=False)
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    staged.with_suffix(".bin").replace(target.with_suffix(".bin"))
+    staged.replace(target)
+    return target
+
+
+def _openvino_fp32(job):
+    if "openvino_fp32" not in job.cache:
+        import openvino as ov
+
+        from stylexport.export.onnx import save_onnx, torch_to_onnx_proto
+
+        onnx_path = save_onnx(torch_to_onnx_proto(job.loaded.model), job.scratch() / "for_openvino.onnx")
+        job.cache["openvino_fp32"] = ov.convert_model(str(onnx_path))
+    return job.cache["openvino_fp32"]
+
+
+def build_openvino(job) -> Path:
+    _, meta = _target(job, "openvino")
+    return _save_ir(_openvino_fp32(job).clone(), job, "openvino", meta)
+
+
+def build_openvino_int8(job) -> Path:
+    """Post-training static quantization with NNCF, calibrated on real photos (``job.calibration_photos``);
+    the first and last convolutions stay in floating point (they touch pixels directly)."""
+    import nncf
+
+    model = _openvino_fp32(job).clone()
+    convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
+    photos = job.calibration_photos()
+    dataset = nncf.Dataset(photos, lambda x: x.numpy())
+    quantized = nncf.quantize(model, dataset, subset_size=len(photos), preset=nncf.QuantizationPreset.MIXED,
+                              ignored_scope=nncf.IgnoredScope(names=[convs[0], convs[-1]]))
+    _, meta = _target(job, "openvino-int8")
+    meta = {**meta, "int8_method": f"NNCF {nncf.__version__} post-training, {len(photos)} calibration crops "
+            f"({job.calibration_source}), first and last convolutions in floating point"}
+    return _save_ir(quantized, job, "openvino-int8", meta)

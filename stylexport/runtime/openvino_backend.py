@@ -1,0 +1,71 @@
+"""OpenVINO backend: an IR (.xml + .bin) with the contract in its runtime info, compiled for the CPU.
+
+FP32 or BF16 arithmetic is chosen when compiling (``INFERENCE_PRECISION_HINT``), so one FP32 IR serves both
+engines; INT8 IRs (NNCF post-training quantization) carry FakeQuantize nodes and run in INT8 where the CPU
+has the instructions (VNNI/AMX), emulated otherwise. Dynamic height and width; latency hint (batch 1).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stylexport.contract import check_contract
+from stylexport.errors import StylexportError
+from stylexport.formats import FORMATS, format_names
+from stylexport.runtime.base import InputSpec, Runner
+
+OPENVINO_FORMATS = format_names(FORMATS["openvino"]) + format_names(FORMATS["openvino-int8"])
+RT_SECTION = "stylexport"
+
+
+def read_ir_metadata(model) -> dict[str, str]:
+    """The ``stylexport`` section of an OpenVINO model's runtime info ({} for a foreign IR)."""
+    if not model.has_rt_info([RT_SECTION]):
+        return {}
+    section = model.get_rt_info([RT_SECTION])
+    items = section.astype(dict) if hasattr(section, "astype") else dict(section)
+    return {str(k): str(v.astype(str) if hasattr(v, "astype") else v) for k, v in items.items()}
+
+
+class OpenVinoRunner(Runner):
+    def __init__(self, path: str | os.PathLike, *, precision: str = "fp32"):
+        import openvino as ov
+
+        self.path = Path(path)
+        core = ov.Core()
+        try:
+            model = core.read_model(str(self.path))
+        except Exception as exc:  # noqa: BLE001 - missing .bin, corrupt XML
+            raise StylexportError(f"cannot read OpenVINO model {self.path} ({str(exc).splitlines()[0][:160]}); "
+                                  "keep the .xml with its .bin, or export it again") from None
+        self.metadata = read_ir_metadata(model)
+        if self.metadata:
+            check_contract(self.metadata, str(self.path), OPENVINO_FORMATS)
+        if len(model.inputs) != 1 or model.inputs[0].get_partial_shape().rank.get_length() != 4:
+            raise StylexportError(f"OpenVINO model {self.path} has inputs {[str(i) for i in model.inputs]}; "
+                                  "stylexport runs RGB image-to-image style models with one (N, 3, H, W) input")
+        config = {"PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision]}
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.spec = InputSpec(name=model.inputs[0].get_any_name())
+        self.precision = precision
+        self.device = torch.device("cpu")
+        self.name = f"openvino-{'int8' if self.metadata.get('precision') == 'int8' else precision}"
+
+    def _run(self, batch: torch.Tensor) -> torch.Tensor:
+        x = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
+        self.request.infer({0: x})
+        return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
+
+    def close(self) -> None:
+        self.__dict__.pop("request", None)
+        super().close()
+
+
+def open_engine(path: Path, engine, device: torch.device) -> OpenVinoRunner:
+    return OpenVinoRunner(path, precision=engine.option("precision", "fp32"))

@@ -1,0 +1,96 @@
+"""The one table (stylexport.formats): every name resolves, every file kind maps to one format, every
+exported format has a builder, a parity gate and an engine, and the engines' needs are checked the same
+way everywhere."""
+
+import pytest
+import torch
+
+from stylexport import formats
+from stylexport.errors import StylexportError
+from stylexport.formats import ENGINES, FORMATS, choose_engine, format_of, get_format, resolve
+
+
+@pytest.mark.parametrize("name", [f.name for f in FORMATS.values() if f.build])
+def test_every_exported_format_has_a_builder_a_gate_and_an_engine(name):
+    fmt = FORMATS[name]
+    assert callable(resolve(fmt.build))
+    assert fmt.tolerance.max_abs is not None or fmt.tolerance.min_psnr_db is not None
+    assert fmt.check_with and all(name in ENGINES[e].formats for e in fmt.check_with)
+    assert all(s.startswith(".") for s in fmt.suffixes)
+    assert format_of(f"style{fmt.suffix}") is fmt  # what export writes, open_runner reads back as the same format
+
+
+@pytest.mark.parametrize("name", list(ENGINES))
+def test_every_engine_runs_known_formats_and_opens_with_a_real_function(name):
+    engine = ENGINES[name]
+    assert engine.formats and all(f in FORMATS for f in engine.formats)
+    assert callable(resolve(engine.open))
+    assert all(need in formats.REQUIREMENTS for need in engine.needs)
+    assert engine.device in ("cpu", "cuda", "any")
+
+
+def test_names_are_unique_across_aliases():
+    names = [n for f in FORMATS.values() for n in (f.name, *f.aliases)]
+    assert len(names) == len(set(names))
+
+
+def test_file_kinds_by_longest_suffix():
+    assert format_of("a/b.fp16.onnx").name == "onnx-fp16"
+    assert format_of("b.ONNX").name == "onnx"
+    assert format_of("x.aoti-cuda-fp16.pt2").name == "aoti-cuda-fp16"
+    assert format_of("x.aoti.pt2").name == "aoti-cpu" and format_of("renamed.pt2").name == "aoti-cpu"
+    assert format_of("m.pth").name == "checkpoint" and format_of("e.plan").name == "tensorrt-fp16"
+    with pytest.raises(StylexportError, match=r"unknown kind '\.h5'; stylexport reads .*\.onnx \(onnx\)"):
+        format_of("keras.h5")
+
+
+def test_older_names_still_resolve():
+    assert get_format("trt").name == get_format("tensorrt-plan").name == "tensorrt-fp16"
+    assert get_format("aoti").name == "aoti-cpu"
+    with pytest.raises(StylexportError, match="unknown format 'tflite'; choose from onnx, onnx-fp16"):
+        get_format("tflite")
+
+
+def test_engine_choice_prefers_the_device_then_falls_back(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert choose_engine(FORMATS["onnx"], cpu).name == "ort-cpu"
+    assert choose_engine(FORMATS["checkpoint"], cpu).name == "torch-fp32"
+    with monkeypatch.context() as m:  # nothing runs: every candidate's reason in one line
+        m.setattr(formats, "has_module", lambda module: False)
+        with pytest.raises(StylexportError, match="no engine for onnx files runs on cpu here: ort-cpu onnxruntime "
+                                                  "is not installed.*; ort-cuda-fp32 needs a CUDA GPU"):
+            choose_engine(FORMATS["onnx"], cpu)
+        assert choose_engine(FORMATS["checkpoint"], cpu).name == "torch-fp32"  # torch needs nothing
+    # a GPU machine: CUDA engines first; without onnxruntime-gpu the CPU provider is used
+    monkeypatch.setattr(formats, "_cuda", lambda device: None)
+    monkeypatch.setattr(formats, "_ort_cuda", lambda device: "no CUDA provider")
+    monkeypatch.setitem(formats.REQUIREMENTS, "cuda", formats._cuda)
+    monkeypatch.setitem(formats.REQUIREMENTS, "onnxruntime-cuda", formats._ort_cuda)
+    assert choose_engine(FORMATS["onnx"], cuda).name == "ort-cpu"
+    assert choose_engine(FORMATS["checkpoint"], cuda).name == "torch-fp16-cl"
+    assert choose_engine(FORMATS["checkpoint"], cpu).name == "torch-fp32"  # a CPU run never picks a CUDA engine
+
+
+def test_an_engine_for_another_format_is_refused(tmp_path, model_and_ckpt):
+    from stylexport.runtime import open_runner
+
+    _, ckpt = model_and_ckpt
+    with pytest.raises(StylexportError, match=r"engine ort-cpu does not run checkpoint files like .*; for those "
+                                              r"use torch-fp32, torch-fp16-cl, torch-compile"):
+        open_runner(ckpt, engine="ort-cpu", device="cpu")
+    with pytest.raises(StylexportError, match="unknown engine 'fast'"):
+        open_runner(ckpt, engine="fast", device="cpu")
+
+
+def test_runtime_never_imports_the_exporter():
+    """A deployed runtime must not need the exporter: import the runtime alone and look."""
+    import subprocess
+    import sys
+
+    code = ("import sys, stylexport.runtime, stylexport.runtime.onnxruntime_backend, stylexport.runtime.aoti_backend, "
+            "stylexport.runtime.tensorrt_backend, stylexport.runtime.onnx_reference, stylexport.formats, "
+            "stylexport.stylize, stylexport.video; "
+            "print(sorted(m for m in sys.modules if m.startswith(('stylexport.export', 'stylexport.bench', "
+            "'stylexport.cli', 'stylexport.train'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -1,0 +1,91 @@
+"""OpenVINO engines (stylexport/runtime/openvino_backend.py and its builders): FP32 and INT8 IRs of a small
+network exported, parity-gated, run through the one runner protocol, and refused when broken."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from stylexport.cli import app
+from stylexport.errors import StylexportError
+from stylexport.runtime import open_runner
+
+pytest.importorskip("openvino", reason="OpenVINO is not installed: pip install 'stylexport[cpu]'")
+pytest.importorskip("nncf", reason="NNCF is not installed: pip install 'stylexport[cpu]'")
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def irs(model_and_ckpt, tmp_path_factory):
+    _, ckpt = model_and_ckpt
+    out = tmp_path_factory.mktemp("openvino")
+    result = runner.invoke(app, ["export", str(ckpt), "--openvino", "--int8", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_ir_pairs_carry_the_contract_and_passed_their_gates(irs):
+    report = {a["format"]: a for a in json.loads((irs / "export.json").read_text())["artifacts"]}
+    assert report["openvino"]["passed"] and report["openvino"]["parity"]["max_abs"] <= 0.5
+    assert report["openvino-int8"]["passed"] and report["openvino-int8"]["parity"]["psnr_db"] >= 30
+    assert report["openvino-int8"]["tolerance"] == "PSNR >= 30 dB and no NaN/inf"
+    for name, fmt in (("waves.xml", "openvino"), ("waves.int8.xml", "openvino-int8")):
+        assert (irs / name).with_suffix(".bin").is_file()
+        with open_runner(irs / name) as r:
+            assert r.metadata["format"] == fmt and r.metadata["value_range"] == "0-255"
+            assert r.engine == ("openvino-fp32" if fmt == "openvino" else "openvino-int8")
+    with open_runner(irs / "waves.int8.xml") as r:
+        assert "calibration crops" in r.metadata["int8_method"]
+
+
+@pytest.mark.parametrize("name", ["waves.xml", "waves.int8.xml"])
+def test_openvino_conforms_to_the_runner_protocol(irs, model_and_ckpt, name):
+    model, _ = model_and_ckpt
+    with open_runner(irs / name) as r:
+        with pytest.raises(StylexportError, match=r"expected \(N, 3, H, W\) RGB"):
+            r.infer(torch.rand(1, 1, 32, 32))
+        with pytest.raises(StylexportError, match="expected H and W >="):
+            r.infer(torch.rand(1, 3, 2, 64))
+        x = torch.rand(2, 3, 37, 50) * 255  # any size, batch 2: dynamic shapes
+        y = r.infer(x)
+        assert y.shape == x.shape and y.dtype == torch.float32 and 0 <= float(y.min()) <= float(y.max()) <= 255
+        with torch.no_grad():
+            expected = model(x)
+        err = (y - expected).abs().max()
+        assert err < (1.0 if name == "waves.xml" else 80.0)
+        assert r.infer_any_size(x[:1]).shape == (1, 3, 37, 50)
+
+
+def test_a_missing_bin_is_one_line(irs, tmp_path):
+    import shutil
+
+    shutil.copy(irs / "waves.xml", tmp_path / "lonely.xml")
+    with pytest.raises(StylexportError, match="cannot read OpenVINO model .*lonely.xml.*keep the .xml with its .bin"):
+        open_runner(tmp_path / "lonely.xml")
+
+
+def test_an_int8_artifact_that_misses_its_gate_is_deleted(model_and_ckpt, tmp_path, monkeypatch):
+    import dataclasses
+
+    import stylexport.formats as formats
+    from stylexport.export import export
+
+    _, ckpt = model_and_ckpt
+    strict = dataclasses.replace(formats.FORMATS["openvino-int8"], tolerance=formats.Tolerance(min_psnr_db=200.0))
+    monkeypatch.setitem(formats.FORMATS, "openvino-int8", strict)
+    with pytest.raises(StylexportError, match=r"openvino-int8 export .* failed its parity check .*PSNR >= 200 dB"):
+        export(ckpt, ["openvino-int8"], tmp_path)
+    assert not list(tmp_path.glob("*.xml")) and not list(tmp_path.glob("*.bin"))
+
+
+def test_bench_runs_openvino_beside_torch(irs, model_and_ckpt, tmp_path):
+    out = tmp_path / "b.json"
+    result = runner.invoke(app, ["bench", str(irs / "waves.xml"), "--sizes", "32x48", "--repeats", "3", "--warmup",
+                                 "1", "-o", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["model_format"] == "openvino" and data["reference"].startswith("openvino-fp32")
+    assert {r["backend"] for r in data["results"]} == {"openvino-fp32"}
+    assert "openvino-bf16" in data["skipped"] or any(r["backend"] == "openvino-bf16" for r in data["results"])
