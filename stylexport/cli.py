@@ -318,13 +318,14 @@ def stylize(
     models are data: stylexport never unpickles code from them.
     """
     from stylexport.image import find_images
-    from stylexport.runtime import TorchRunner, open_runner
-    from stylexport.stylize import plan_outputs, stylize_files
+    from stylexport.runtime import TorchRunner
+    from stylexport.stylize import open_model, plan_outputs, stylize_files
 
     model = _model_path(model, style)
     files = find_images(inputs)
     targets = plan_outputs(files, output)
-    runner = open_runner(model, device=device, engine=backend)
+    # --tile shares instance-norm statistics inside the torch network: a checkpoint on torch
+    runner = open_model(model, device=device, engine=backend or ("torch-fp32" if tile is not None else None))
     if tile is not None and not isinstance(runner, TorchRunner):
         raise StylexportError(f"--tile needs a checkpoint (.safetensors/.pth), not {model.name}: tiles share "
                               "instance-norm statistics, which exported engines cannot do")
@@ -345,9 +346,9 @@ def stylize(
         report = stylize_files(runner, files, targets, size=size, strength=strength, colors=preserve_colors,
                                infer=infer, progress=lambda path: bar.advance(task))
     if len(targets) == 1 and report.written:
-        typer.echo(f"wrote {report.written[0]}")
+        typer.echo(f"wrote {report.written[0]} (engine {runner.engine or runner.name})")
     elif report.written:
-        typer.echo(f"wrote {len(report.written)} images to {output}")
+        typer.echo(f"wrote {len(report.written)} images to {output} (engine {runner.engine or runner.name})")
     if len(files) == 1 and report.failed:
         raise StylexportError(report.failed[0][1])
     for path, reason in report.failed:
@@ -377,10 +378,10 @@ def video(
     device: DeviceOption = "auto",
 ) -> None:
     """Stylize a video (audio, frame rate and duration kept) or a folder of frames."""
-    from stylexport.runtime import open_runner
+    from stylexport.stylize import open_model
     from stylexport.video import stylize_video
 
-    runner = open_runner(_model_path(model, style), device=device, engine=backend)
+    runner = open_model(_model_path(model, style), device=device, engine=backend)
     with _progress() as bar:
         task = bar.add_task("video", total=None, info=runner.name)
         start = time.perf_counter()
@@ -396,7 +397,8 @@ def video(
         flick += f" -> {result.flicker_out:.2f} levels with --stabilize {stabilize:g}"
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"wrote {output}: {result.frames} frames {result.width}x{result.height} at {result.fps:.3g} fps, "
+    typer.echo(f"wrote {output} (engine {runner.engine or runner.name}): {result.frames} frames "
+               f"{result.width}x{result.height} at {result.fps:.3g} fps, "
                f"{result.codec}, audio {result.audio}; {result.frames / result.seconds:.1f} frames/s; {flick}")
 
 
@@ -503,6 +505,9 @@ def bench(
     gatys_sizes: Annotated[str | None, typer.Option(help="With --gatys: square sizes. Default: 256,512 on a GPU, "
                                                     "256 on CPU.")] = None,
     train_throughput: Annotated[bool, typer.Option("--train-throughput", help="Also time training steps.")] = False,
+    exported: Annotated[Path | None, typer.Option(help="A folder stylexport export wrote for this checkpoint: "
+                                                  "time those artifacts instead of exporting again (e.g. INT8 "
+                                                  "calibrated on your photos).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Results JSON; .md and .png are written beside "
                                          "it.")] = Path("bench.json"),
     device: DeviceOption = "auto",
@@ -523,7 +528,8 @@ def bench(
                          sizes=size_list, batches=tuple(int(v) for v in _floats(batch, "--batch")), warmup=warmup,
                          repeats=repeats, block=min(10, repeats), gatys_iterations=tuple(gi) if gatys else (),
                          gatys_sizes=tuple(gs) if gatys else (),
-                         train_throughput=train_throughput, device=device)
+                         train_throughput=train_throughput, device=device,
+                         exported=str(exported) if exported else None)
     with _progress() as bar:
         task = bar.add_task("bench", total=None, info="")
         results = run_bench(model, config, progress=lambda what: bar.update(task, info=what))

@@ -110,3 +110,9 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    """stylexport's cache: converted VGG weights, engines exported for a checkpoint (STYLEXPORT_CACHE_DIR)."""
+    root = os.environ.get("STYLEXPORT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "stylexport"
+    return Path(root).expanduser()

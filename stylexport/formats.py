@@ -57,6 +57,7 @@ class Format:
     aliases: tuple[str, ...] = ()  # older names found in artifacts written by earlier versions
     flag: str | None = None  # the `export --FLAG` that asks for it
     companions: tuple[str, ...] = ()  # files beside it with these suffixes instead of its last (IR: .bin)
+    quick_build: bool = False  # exports in seconds: stylize may make it on the fly for a checkpoint
 
     def files(self, path: str | os.PathLike) -> list[Path]:
         """The artifact, its JSON sidecar and its companion files: what travels (and is deleted) together."""
@@ -92,10 +93,10 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("checkpoint", (".safetensors", ".pth", ".pt"), "fp32",
            "Training checkpoint: stylexport's safetensors or a pytorch/examples state dict"),
     Format("onnx", (".onnx",), "fp32", "ONNX, FP32, dynamic batch/height/width", f"{_EX}:build_onnx",
-           Tolerance(max_abs=0.5), check_with=("ort-cuda-fp32", "ort-cpu"), flag="onnx"),
+           Tolerance(max_abs=0.5), check_with=("ort-cuda-fp32", "ort-cpu"), flag="onnx", quick_build=True),
     Format("onnx-fp16", (".fp16.onnx",), "fp16", "ONNX, FP16 compute with FP32 instance norm and float32 I/O",
            f"{_EX}:build_onnx_fp16", Tolerance(min_psnr_db=45.0), check_with=("ort-cuda-fp16", "onnx-reference"),
-           flag="fp16"),
+           flag="fp16", quick_build=True),
     Format("tensorrt-fp16", (".plan",), "fp16",
            "TensorRT FP16 engine (plan + .plan.json sidecar); needs TensorRT and a GPU", f"{_EX}:build_tensorrt",
            Tolerance(min_psnr_db=45.0), ("cuda", "tensorrt"), check_with=("tensorrt-fp16",), native_code=True,
@@ -110,7 +111,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            flag="aoti"),
     Format("openvino", (".xml",), "fp32", "OpenVINO IR (.xml + .bin), FP32 weights; runs FP32, or BF16 on CPUs "
            "with AVX-512 BF16/AMX", f"{_EX}:build_openvino", Tolerance(max_abs=0.5), ("openvino",),
-           check_with=("openvino-fp32",), flag="openvino", companions=(".bin",)),
+           check_with=("openvino-fp32",), flag="openvino", companions=(".bin",), quick_build=True),
     Format("openvino-int8", (".int8.xml",), "int8", "OpenVINO IR quantized to INT8 with NNCF (calibrated on "
            "photos; first and last convolutions in floating point)", f"{_EX}:build_openvino_int8",
            Tolerance(min_psnr_db=30.0), ("openvino", "nncf"), check_with=("openvino-int8",), flag="int8",

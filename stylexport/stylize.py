@@ -8,6 +8,7 @@ and skipped, never the end of the batch.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,57 @@ import torch
 from stylexport.controls import apply_controls
 from stylexport.errors import StylexportError
 from stylexport.image import SAVE_FORMATS, read_image, resize_max_side, save_image
+
+log = logging.getLogger(__name__)
+AUTO_MIN_PSNR_DB = 45.0  # an engine chosen for the user must be this close to torch FP32 (INT8 is opt-in)
+
+
+def auto_candidates(device: torch.device) -> list:
+    """Engines a checkpoint may be run on when no engine is named, fastest first (the table's ``auto``
+    order, from the benchmarks): those of formats that export in seconds and whose parity gate is at least
+    as strict as AUTO_MIN_PSNR_DB, and that run here; torch on the checkpoint itself is always last."""
+    from stylexport.formats import CHECKPOINT, ENGINES, FORMATS, unavailable
+
+    out = []
+    for engine in sorted((e for e in ENGINES.values() if e.auto is not None), key=lambda e: e.auto):
+        fmt = FORMATS[engine.formats[0]]
+        strict = fmt.tolerance.min_psnr_db is None or fmt.tolerance.min_psnr_db >= AUTO_MIN_PSNR_DB
+        if (fmt is CHECKPOINT or (fmt.quick_build and strict)) and unavailable(engine, device) is None:
+            out.append(engine)
+    return out
+
+
+def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | None = None):
+    """The runner stylize and video use. An engine named, or an exported artifact: ``open_runner``. A
+    checkpoint with no engine named: the fastest engine that runs here and passes its parity gate; the
+    artifact is exported once into the cache (keyed by the checkpoint's sha256) and reused; an export that
+    fails its gate is logged and the next engine tried, down to torch on the checkpoint."""
+    from stylexport.devices import pick_device
+    from stylexport.fileio import cache_dir
+    from stylexport.formats import CHECKPOINT, FORMATS, format_of, open_engine
+    from stylexport.runtime import open_runner
+
+    path = Path(path)
+    if engine is not None or not path.is_file() or format_of(path) is not CHECKPOINT:
+        return open_runner(path, device=device, engine=engine)
+    from stylexport.export import export
+    from stylexport.fileio import sha256_file
+
+    dev = pick_device(device)
+    folder = cache_dir() / "engines" / sha256_file(path)
+    for candidate in auto_candidates(dev):
+        fmt = FORMATS[candidate.formats[0]]
+        if fmt is CHECKPOINT:
+            return open_engine(candidate, path, dev)
+        made = [p for p in folder.glob(f"*{fmt.suffix}") if format_of(p) is fmt]
+        try:
+            if not made:
+                log.info("exporting %s to %s for %s (once; cached in %s)", path.name, fmt.name, candidate.name, folder)
+                made = [Path(export(path, [fmt.name], folder)[0].path)]
+            return open_engine(candidate, made[0], dev)
+        except StylexportError as exc:
+            log.warning("%s: %s; trying the next engine", candidate.name, exc)
+    return open_runner(path, device=dev)
 
 
 def plan_outputs(files: Sequence[Path], output: Path) -> list[Path]:

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from stylexport.errors import StylexportError
+from stylexport.fileio import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,6 @@ class VggWeights:
     def __post_init__(self) -> None:
         if self.preprocessing not in ("torchvision", "caffe"):
             raise ValueError(f"unknown VGG preprocessing {self.preprocessing!r}")
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("STYLEXPORT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "stylexport"
-    return Path(root).expanduser()
 
 
 def _features_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

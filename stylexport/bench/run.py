@@ -75,6 +75,7 @@ class BenchConfig:
     gatys_sizes: tuple[int, ...] = ()
     train_throughput: bool = False
     device: str = "auto"
+    exported: str | None = None  # a folder `stylexport export` wrote for this checkpoint: its artifacts are used
 
 
 def why_not(engine: Engine, device: torch.device) -> str | None:
@@ -99,9 +100,23 @@ def make_backend(name: str, source: Path | None, artifacts: Callable[[str], Path
     return open_engine(engine, path, device)
 
 
-def _artifact_builder(checkpoint: Path, workdir: Path) -> Callable[[str], Path]:
-    """Export a format the first time an engine asks for it (parity-checked like `stylexport export`)."""
+def _artifact_builder(checkpoint: Path, workdir: Path, exported: str | None = None) -> Callable[[str], Path]:
+    """Export a format the first time an engine asks for it (parity-checked like `stylexport export`), or take
+    it from ``exported``, a folder whose export.json names this very checkpoint (by sha256)."""
+    import json
+
+    from stylexport.fileio import sha256_file
+
     made: dict[str, Path] = {}
+    if exported is not None:
+        report = Path(exported) / "export.json"
+        if not report.is_file():
+            raise StylexportError(f"--exported {exported}: no export.json there; run stylexport export -o {exported}")
+        data = json.loads(report.read_text())
+        if data.get("checkpoint_sha256") != sha256_file(checkpoint):
+            raise StylexportError(f"--exported {exported} was exported from another checkpoint "
+                                  f"({data.get('checkpoint')}); export {checkpoint} there again")
+        made = {a["format"]: Path(exported) / Path(a["path"]).name for a in data["artifacts"] if a["passed"]}
 
     def get(fmt: str) -> Path:
         if fmt not in made:
@@ -115,8 +130,10 @@ def _artifact_builder(checkpoint: Path, workdir: Path) -> Callable[[str], Path]:
 
 
 def engine_precision(engine: Engine) -> str:
-    """The precision an engine computes in (for the peak it is compared with)."""
-    return engine.option("precision") or FORMATS[engine.formats[0]].precision
+    """The precision an engine computes in (for the peak it is compared with): an INT8 artifact's, else the
+    engine's own (torch FP16, OpenVINO BF16), else its format's."""
+    fmt = FORMATS[engine.formats[0]]
+    return "int8" if fmt.precision == "int8" else engine.option("precision") or fmt.precision
 
 
 def run(model_path: str | Path | None, config: BenchConfig,
@@ -139,7 +156,7 @@ def run(model_path: str | Path | None, config: BenchConfig,
     fmt = format_of(source)
     is_checkpoint = fmt is CHECKPOINT
     model = load_checkpoint(source).model if is_checkpoint else None
-    artifacts = _artifact_builder(source, workdir) if is_checkpoint else None
+    artifacts = _artifact_builder(source, workdir, config.exported) if is_checkpoint else None
     cpu = device.type == "cpu"
     if config.backends:
         names = config.backends
