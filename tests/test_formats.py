@@ -94,3 +94,27 @@ def test_runtime_never_imports_the_exporter():
             "'stylexport.cli', 'stylexport.train'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_a_checkpoint_runs_on_the_fastest_engine_that_passes_and_is_cached(model_and_ckpt, monkeypatch):
+    """No --backend: the first engine of the table's auto order that runs here and whose format exports
+    in seconds with a gate of >= 45 dB; exported once into the cache; INT8 is never chosen for the user."""
+    from stylexport.fileio import cache_dir
+    from stylexport.stylize import auto_candidates, open_model
+
+    _, ckpt = model_and_ckpt
+    cpu = torch.device("cpu")
+    names = [e.name for e in auto_candidates(cpu)]
+    assert "openvino-int8" not in names and "aoti-cpu" not in names and names[-1] == "torch-fp32"
+    with open_model(ckpt, device="cpu") as first:
+        assert first.engine == names[0]
+    cached = list((cache_dir() / "engines").rglob("*"))
+    with open_model(ckpt, device="cpu") as again:  # reused, not exported again
+        assert again.engine == first.engine
+    assert list((cache_dir() / "engines").rglob("*")) == cached
+    # without OpenVINO and ONNX Runtime: torch on the checkpoint itself
+    monkeypatch.setattr(formats, "has_module", lambda module: module not in ("openvino", "onnxruntime"))
+    with open_model(ckpt, device="cpu") as fallback:
+        assert fallback.engine == "torch-fp32"
+    with open_model(ckpt, device="cpu", engine="torch-fp32") as named:  # --backend overrides
+        assert named.engine == "torch-fp32"
