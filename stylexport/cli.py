@@ -317,11 +317,15 @@ def stylize(
     loaded; load them only from sources you trust. Checkpoints (.safetensors, weights-only .pth) and .onnx
     models are data: stylexport never unpickles code from them.
     """
+    from stylexport.formats import CHECKPOINT, format_of
     from stylexport.image import find_images
     from stylexport.runtime import TorchRunner
     from stylexport.stylize import open_model, plan_outputs, stylize_files
 
     model = _model_path(model, style)
+    if tile is not None and model.is_file() and format_of(model) is not CHECKPOINT:
+        raise StylexportError(f"--tile needs a checkpoint (.safetensors/.pth), not {model.name}: tiles share "
+                              "instance-norm statistics, which exported engines cannot do")
     files = find_images(inputs)
     targets = plan_outputs(files, output)
     # --tile shares instance-norm statistics inside the torch network: a checkpoint on torch
