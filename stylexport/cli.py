@@ -319,7 +319,6 @@ def stylize(
     """
     from stylexport.formats import CHECKPOINT, format_of
     from stylexport.image import find_images
-    from stylexport.runtime import TorchRunner
     from stylexport.stylize import open_model, plan_outputs, stylize_files
 
     model = _model_path(model, style)
@@ -330,9 +329,6 @@ def stylize(
     targets = plan_outputs(files, output)
     # --tile shares instance-norm statistics inside the torch network: a checkpoint on torch
     runner = open_model(model, device=device, engine=backend or ("torch-fp32" if tile is not None else None))
-    if tile is not None and not isinstance(runner, TorchRunner):
-        raise StylexportError(f"--tile needs a checkpoint (.safetensors/.pth), not {model.name}: tiles share "
-                              "instance-norm statistics, which exported engines cannot do")
     with _progress() as bar:
         task = bar.add_task("stylize", total=len(files), info=runner.name)
         infer = None

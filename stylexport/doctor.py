@@ -174,15 +174,14 @@ def _styles() -> list[Check]:
 
 
 def _backends() -> list[Check]:
-    """One row per engine of stylexport.formats.ENGINES, with bench's own reason when it cannot run here."""
-    from stylexport.bench.run import why_not
+    """One row per engine of stylexport.formats.ENGINES, with the reason (formats.unavailable) bench gives too."""
     from stylexport.devices import pick_device
-    from stylexport.formats import ENGINES
+    from stylexport.formats import ENGINES, unavailable
 
     device = pick_device("auto")
     checks = []
     for engine in ENGINES.values():
-        why = why_not(engine, device)
+        why = unavailable(engine, device)
         runs = ", ".join(engine.formats)
         if why is None and engine.cpu_opt_in and device.type == "cpu":
             checks.append(Check("engines", engine.name, OK, f"{engine.description} ({runs}): runs here (bench runs "

@@ -8,7 +8,6 @@ from typer.testing import CliRunner
 
 from stylexport import formats
 from stylexport.bench import Skip, make_backend
-from stylexport.bench.run import why_not
 from stylexport.cli import app
 
 runner = CliRunner()
@@ -25,7 +24,7 @@ def test_every_backend_has_a_status_and_bench_agrees():
     assert list(checks) == list(formats.ENGINES)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for name, check in checks.items():
-        why = why_not(formats.ENGINES[name], device)
+        why = formats.unavailable(formats.ENGINES[name], device)
         assert check["status"] == ("ok" if why is None else "missing"), check
         if why is not None:
             assert why in check["detail"]

@@ -220,8 +220,7 @@ def test_bench_times_the_aoti_package(aoti_package, model_and_ckpt, monkeypatch,
     rows = {r["backend"]: r for r in data["results"]}
     assert rows["aoti-cpu"]["compute"]["n"] == 3
     assert rows["aoti-cpu"]["quality"]["max_abs"] < 0.05
-    from stylexport.bench.run import why_not
-    from stylexport.formats import ENGINES
+    from stylexport.formats import ENGINES, unavailable
 
-    why = why_not(ENGINES["aoti-cuda-fp16"], torch.device("cpu"))  # the reason doctor shows too
+    why = unavailable(ENGINES["aoti-cuda-fp16"], torch.device("cpu"))  # the reason doctor shows too
     assert data["skipped"]["aoti-cuda-fp16"] == why and "needs a CUDA GPU" in why

@@ -36,8 +36,8 @@ from stylexport.formats import (
     format_of,
     get_engine,
     open_engine,
+    unavailable,
 )
-from stylexport.formats import unavailable as engine_unavailable
 from stylexport.metrics import compare
 from stylexport.model import TransformerNet, conv_macs_per_pixel
 
@@ -78,16 +78,11 @@ class BenchConfig:
     exported: str | None = None  # a folder `stylexport export` wrote for this checkpoint: its artifacts are used
 
 
-def why_not(engine: Engine, device: torch.device) -> str | None:
-    """Why ``engine`` cannot run when ``device`` was asked for, or None (stylexport.formats.unavailable)."""
-    return engine_unavailable(engine, device)
-
-
 def make_backend(name: str, source: Path | None, artifacts: Callable[[str], Path] | None, device: torch.device):
     """A runner for engine ``name`` on ``source`` (a checkpoint, exported on demand through ``artifacts``, or
     an artifact of a format the engine runs), or Skip(reason)."""
     engine = get_engine(name)  # refuses unknown names
-    why = why_not(engine, device)
+    why = unavailable(engine, device)
     if why:
         raise Skip(why)
     fmt = format_of(source)

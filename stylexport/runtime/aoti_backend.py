@@ -17,6 +17,8 @@ AOTI_FORMATS = format_names(FORMATS["aoti-cpu"]) + format_names(FORMATS["aoti-cu
 
 
 class AotiRunner(Runner):
+    held = ("_model",)
+
     def __init__(self, package: str | os.PathLike, device: str = "auto"):
         self.path = Path(package)
         self.metadata = read_sidecar(self.path, noun="package", remake="export it again with stylexport export --aoti")

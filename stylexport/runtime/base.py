@@ -70,14 +70,15 @@ def check_output(out: Any, batch: torch.Tensor, source: str) -> torch.Tensor:
 
 
 class Runner:
-    """Base class: subclasses set ``name``/``spec``/``device`` and implement ``_run`` (and ``close`` when they
-    hold more than Python references)."""
+    """Base class: subclasses set ``name``/``spec``/``device``, list in ``held`` what ``close`` releases, and
+    implement ``_run``."""
 
     name: str = "runner"
     engine: str = ""  # the row of stylexport.formats.ENGINES it was opened as ("" when made directly)
     spec: InputSpec = InputSpec()
     device: torch.device = torch.device("cpu")
     metadata: dict[str, Any]
+    held: tuple[str, ...] = ()  # attributes holding sessions, engines or compiled code: dropped by close()
 
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
         check_batch(batch, self.spec)
@@ -93,7 +94,7 @@ class Runner:
 
     def close(self) -> None:
         """Release what the backend holds (sessions, engines, compiled code, GPU memory). Idempotent."""
-        for attr in ("session", "trt_engine", "context", "model", "_model", "_forward", "evaluator", "compiled"):
+        for attr in self.held:
             self.__dict__.pop(attr, None)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

@@ -17,6 +17,8 @@ from stylexport.runtime.base import InputSpec, Runner
 
 
 class OnnxReferenceRunner(Runner):
+    held = ("evaluator",)
+
     def __init__(self, path: str | os.PathLike):
         from onnx.reference import ReferenceEvaluator
 

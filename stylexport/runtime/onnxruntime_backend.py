@@ -29,6 +29,8 @@ PROVIDERS = {
 class OrtRunner(Runner):
     """Run an ONNX style model: ours (contract in metadata) or a third-party one with a single image input."""
 
+    held = ("session",)
+
     def __init__(self, path: str | os.PathLike, *, provider: str = "cpu"):
         import onnxruntime as ort
 

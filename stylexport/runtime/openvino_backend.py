@@ -32,6 +32,8 @@ def read_ir_metadata(model) -> dict[str, str]:
 
 
 class OpenVinoRunner(Runner):
+    held = ("request", "compiled")
+
     def __init__(self, path: str | os.PathLike, *, precision: str = "fp32"):
         import openvino as ov
 
@@ -62,9 +64,6 @@ class OpenVinoRunner(Runner):
         self.request.infer({0: x})
         return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
 
-    def close(self) -> None:
-        self.__dict__.pop("request", None)
-        super().close()
 
 
 def open_engine(path: Path, engine, device: torch.device) -> OpenVinoRunner:

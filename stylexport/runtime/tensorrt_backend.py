@@ -50,6 +50,8 @@ def check_engine_matches_here(plan: Path, sidecar: dict, trt_version: str) -> No
 
 
 class TrtRunner(Runner):
+    held = ("context", "trt_engine")
+
     def __init__(self, plan: str | os.PathLike):
         self.path = Path(plan)
         self.metadata = read_sidecar(self.path, noun="engine", remake="rebuild it with stylexport export --trt")

@@ -18,6 +18,8 @@ _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 class TorchRunner(Runner):
     """Run a TransformerNet with torch. Inputs and outputs stay float32 [0,255]; compute may be half."""
 
+    held = ("model", "_forward")
+
     def __init__(self, model: TransformerNet, *, device: torch.device | str = "cpu", precision: str = "fp32",
                  channels_last: bool = False, compile: bool = False, compile_mode: str | None = None,
                  autocast: str | None = None, metadata: dict[str, Any] | None = None):
