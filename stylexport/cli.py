@@ -430,6 +430,9 @@ def export(
     = False,
     openvino: Annotated[bool, typer.Option("--openvino", help=_format_help("openvino"))] = False,
     int8: Annotated[bool, typer.Option("--int8", help=_format_help("int8"))] = False,
+    executorch: Annotated[bool, typer.Option("--executorch", help=_format_help("executorch"))] = False,
+    web: Annotated[bool, typer.Option("--web", help=_format_help("web") + " Serve the folder with any static "
+                                      "file server (python -m http.server -d DIR) and open it.")] = False,
     calibration: Annotated[Path | None, typer.Option(help="With --int8: a folder of photos to calibrate on (up to "
                                                      "32; like the ones you will stylize). Default: crops of the "
                                                      "bundled photo and painting.")] = None,
@@ -438,6 +441,9 @@ def export(
     max_size: Annotated[str, typer.Option("--max", help="TensorRT profile: largest HxW.")] = "2160x3840",
     batch: Annotated[str, typer.Option(help="TensorRT profile batch sizes: min,opt,max.")] = "1,1,1",
     workspace: Annotated[float, typer.Option(help="TensorRT builder workspace, GiB.")] = 4.0,
+    pte_max_side: Annotated[int | None, typer.Option("--pte-max-side", min=256, help="ExecuTorch: largest height "
+                                                     "and width the program takes (its memory is planned for "
+                                                     "it). Default: 1280.")] = None,
 ) -> None:
     """Export a checkpoint to deployable artifacts; each is checked against PyTorch FP32 before it is kept.
 
@@ -450,7 +456,8 @@ def export(
     from stylexport.export import export as run_export
 
     flags = [name for name, on in (("onnx", onnx), ("fp16", fp16), ("trt", trt), ("aoti", aoti),
-                                   ("openvino", openvino), ("int8", int8)) if on]
+                                   ("openvino", openvino), ("int8", int8), ("executorch", executorch),
+                                   ("web", web)) if on]
     formats = formats_for_flags(flags or ["onnx", "fp16"], cuda=torch.cuda.is_available())
     try:
         b_min, b_opt, b_max = (int(v) for v in batch.split(","))
@@ -468,7 +475,8 @@ def export(
             bar.update(task, info=name, completed=formats.index(name))
 
         reports = run_export(checkpoint, formats, output, profile=profile, workspace_gib=workspace,
-                             calibration_dir=calibration, progress=report)
+                             calibration_dir=calibration, progress=report,
+                             **({"pte_max_side": pte_max_side} if pte_max_side else {}))
     table = Table(title=f"exported {checkpoint.name} -> {output}")
     for col in ("format", "file", "max abs err (0-255)", "PSNR vs torch fp32", "NaN/inf", "size", "build"):
         table.add_column(col)

@@ -116,6 +116,12 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "photos; first and last convolutions in floating point)", f"{_EX}:build_openvino_int8",
            Tolerance(min_psnr_db=30.0), ("openvino", "nncf"), check_with=("openvino-int8",), flag="int8",
            companions=(".bin",)),
+    Format("executorch", (".pte",), "fp32", "ExecuTorch program for phones (Android/iOS), XNNPACK delegate, FP32, "
+           "one image of dynamic H and W up to a bound", f"{_EX}:build_executorch", Tolerance(max_abs=0.5),
+           ("executorch",), check_with=("executorch-xnnpack",), flag="executorch"),
+    Format("executorch-fp16", (".fp16.pte",), "fp16", "ExecuTorch program, XNNPACK delegate, FP16 compute behind "
+           "float32 I/O (fast on ARM phones with FP16 arithmetic)", f"{_EX}:build_executorch_fp16",
+           Tolerance(min_psnr_db=45.0), ("executorch",), check_with=("executorch-xnnpack",), flag="executorch"),
 )}
 
 ENGINES: dict[str, Engine] = {e.name: e for e in (
@@ -152,6 +158,9 @@ ENGINES: dict[str, Engine] = {e.name: e for e in (
            auto=55),
     Engine("openvino-int8", ("openvino-int8",), "OpenVINO CPU, INT8 (NNCF-quantized IR)",
            f"{_RT}.openvino_backend:open_engine", needs=("openvino",), options=(("precision", "fp32"),), auto=58),
+    Engine("executorch-xnnpack", ("executorch", "executorch-fp16"), "ExecuTorch's runtime with the XNNPACK "
+           "delegate (what a phone app runs), on this CPU", f"{_RT}.executorch_backend:open_engine",
+           needs=("executorch",), auto=85),
 )}
 
 CHECKPOINT = FORMATS["checkpoint"]
@@ -198,6 +207,7 @@ REQUIREMENTS: dict[str, Callable[[torch.device], str | None]] = {
     "openvino": _module("openvino", "OpenVINO is not installed: pip install 'stylexport[cpu]'"),
     "nncf": _module("nncf", "NNCF is not installed: pip install 'stylexport[cpu]'"),
     "bf16-cpu": _bf16_cpu,
+    "executorch": _module("executorch", "ExecuTorch is not installed: pip install 'stylexport[mobile]'"),
 }
 
 

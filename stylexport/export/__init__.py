@@ -29,6 +29,9 @@ from stylexport.metrics import compare, worst
 log = logging.getLogger(__name__)
 
 
+PTE_MAX_SIDE = 1280  # ExecuTorch programs: default largest H and W (a 1280x1280 frame plans about 1 GB)
+
+
 @dataclasses.dataclass(frozen=True)
 class Profile:
     """TensorRT optimization profile over (N, 3, H, W)."""
@@ -46,6 +49,7 @@ class ExportJob:
     workspace_gib: float = 4.0
     calibration: list[torch.Tensor] = dataclasses.field(default_factory=list)
     calibration_dir: Path | None = None  # photos for INT8 calibration; None: crops of the bundled images
+    pte_max_side: int = PTE_MAX_SIDE  # ExecuTorch programs: largest H and W (memory is planned for it)
     cache: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -149,7 +153,7 @@ class ArtifactReport:
 
 
 def export(checkpoint: str | Path, formats: list[str], out_dir: str | Path, *, profile: Profile = Profile(),
-           workspace_gib: float = 4.0, calibration_dir: str | Path | None = None,
+           workspace_gib: float = 4.0, calibration_dir: str | Path | None = None, pte_max_side: int = PTE_MAX_SIDE,
            progress: Callable[[str], None] | None = None) -> list[ArtifactReport]:
     """Export ``checkpoint`` to each of ``formats`` under ``out_dir``; every artifact is parity-checked."""
     chosen = [get_format(name) for name in formats]
@@ -164,7 +168,8 @@ def export(checkpoint: str | Path, formats: list[str], out_dir: str | Path, *, p
     with torch.no_grad():
         references = [loaded.model(x) for x in inputs]
     job = ExportJob(loaded=loaded, out_dir=out_dir, profile=profile, workspace_gib=workspace_gib,
-                    calibration=[inputs[0]], calibration_dir=Path(calibration_dir) if calibration_dir else None)
+                    calibration=[inputs[0]], calibration_dir=Path(calibration_dir) if calibration_dir else None,
+                    pte_max_side=pte_max_side)
     reports = []
     for fmt in chosen:
         name = fmt.name

@@ -122,3 +122,20 @@ def build_openvino_int8(job) -> Path:
     meta = {**meta, "int8_method": f"NNCF {nncf.__version__} post-training, {len(photos)} calibration crops "
             f"({job.calibration_source}), first and last convolutions in floating point"}
     return _save_ir(quantized, job, "openvino-int8", meta)
+
+
+def build_executorch(job) -> Path:
+    from stylexport.export.executorch import write_program
+
+    program, meta = _target(job, "executorch")
+    write_program(job.loaded.model, program, metadata=meta, max_side=job.pte_max_side)
+    return program
+
+
+def build_executorch_fp16(job) -> Path:
+    from stylexport.export.executorch import write_program
+
+    program, meta = _target(job, "executorch-fp16")
+    write_program(job.fp16_model(), program, metadata={**meta, "fp16_method": "exact rescaling"}, fp16=True,
+                  max_side=job.pte_max_side)
+    return program

@@ -34,7 +34,9 @@ def _quiet():
     warnings.simplefilter("ignore")
     levels = {"onnx_ir": logging.WARNING, "onnxscript": logging.WARNING, "torch.onnx": logging.WARNING,
               # AOTInductor's compile warns that no CUDA runtime is found on CPU-only machines: expected there.
-              "torch.utils.cpp_extension": logging.ERROR, "torch._inductor": logging.ERROR}
+              "torch.utils.cpp_extension": logging.ERROR, "torch._inductor": logging.ERROR,
+              # importing ExecuTorch's lowering (torchao) warns about a deprecated pytree registration
+              "torch.utils._pytree": logging.ERROR}
     for name, level in levels.items():
         logger = logging.getLogger(name)
         stack.callback(logger.setLevel, logger.level)

@@ -33,6 +33,7 @@ class InputSpec:
     min_shape: tuple[int, int, int, int] | None = None  # an engine's optimization profile (N, C, H, W)
     max_shape: tuple[int, int, int, int] | None = None
     fixed_batch: int | None = None
+    remedy: str = "rebuild the engine with --min/--max covering it"  # said when a shape is outside min..max
 
 
 def check_batch(batch: Any, spec: InputSpec) -> None:
@@ -56,7 +57,7 @@ def check_batch(batch: Any, spec: InputSpec) -> None:
         lo, hi = spec.min_shape, spec.max_shape
         if not all(a <= b <= c for a, b, c in zip(lo, shape, hi, strict=True)):
             raise StylexportError(f"input {spec.name!r}: shape {shape} is outside the engine's profile "
-                                  f"min {lo} .. max {hi}; rebuild the engine with --min/--max covering it")
+                                  f"min {lo} .. max {hi}; {spec.remedy}")
 
 
 def check_output(out: Any, batch: torch.Tensor, source: str) -> torch.Tensor:

@@ -1,0 +1,97 @@
+"""ExecuTorch programs (.pte) for phones: the network lowered to the XNNPACK delegate, dynamic height and width.
+
+``torch.export`` traces one image (batch 1: what an app feeds per frame) with height and width free between
+``MIN_SIDE`` and ``max_side``; ``to_edge_transform_and_lower`` hands the convolutions, ReLUs and additions to
+XNNPACK (ExecuTorch's CPU delegate on Android, iOS and desktop), instance norm included (written out as mean,
+rsqrt and multiply-add), and leaves reflection padding, upsampling and the crop to ExecuTorch's portable kernels.
+ExecuTorch plans its memory for the largest allowed size, so ``max_side`` is a real bound, stated in the
+sidecar (default 1280: 720p either way up); export a smaller bound for phones with little memory.
+
+FP16 programs run the exactly rescaled network (export/fp16.py) in half precision behind float32 input and
+output, like every stylexport FP16 artifact. The contract goes into a JSON sidecar (``model.pte.json``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from stylexport.artifacts import sidecar_path
+from stylexport.export.onnx import _quiet
+from stylexport.fileio import write_bytes_atomic, write_text_atomic
+from stylexport.model import MIN_SIDE
+
+log = logging.getLogger(__name__)
+
+METHOD = "forward"
+
+
+class _InstanceNorm(nn.Module):
+    """Instance norm written as mean, subtraction, rsqrt and multiply-add: ops XNNPACK takes (the fused
+    ``native_batch_norm`` form stays on a portable kernel, which loses about 4 dB in FP16)."""
+
+    def __init__(self, norm: nn.InstanceNorm2d):
+        super().__init__()
+        self.eps = norm.eps
+        self.weight = nn.Parameter(norm.weight.detach().reshape(1, -1, 1, 1).clone())
+        self.bias = nn.Parameter(norm.bias.detach().reshape(1, -1, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - x.mean(dim=(2, 3), keepdim=True)
+        var = (centred * centred).mean(dim=(2, 3), keepdim=True)
+        return centred * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+def _explicit_norms(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.InstanceNorm2d):
+            setattr(module, name, _InstanceNorm(child))
+        else:
+            _explicit_norms(child)
+
+
+def lower_program(model: nn.Module, *, fp16: bool = False, max_side: int) -> bytes:
+    """The .pte bytes of ``model`` for (1, 3, H, W) float32 input with MIN_SIDE <= H, W <= max_side."""
+    from stylexport.export.aoti import HalfPrecision
+
+    with _quiet():
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+    net = copy.deepcopy(model).eval().float()
+    net.crop_with_pad = False  # ExecuTorch's pad kernel refuses the negative pad the AOTI package uses
+    _explicit_norms(net)
+    if fp16:
+        net = HalfPrecision(net)
+    # DYNAMIC, not Dim: the crop back to (H, W) guards on H's remainder mod 4, which torch.export then keeps
+    # as a runtime check instead of refusing to export.
+    height = torch.export.Dim.DYNAMIC(min=MIN_SIDE, max=max_side)
+    width = torch.export.Dim.DYNAMIC(min=MIN_SIDE, max=max_side)
+    example = torch.rand(1, 3, 66, 75) * 255  # not multiples of 4, so nothing specializes to the padding-free case
+    with _quiet(), torch.no_grad():
+        program = torch.export.export(net, (example,), dynamic_shapes=({2: height, 3: width},), strict=False)
+        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        return lowered.to_executorch().buffer
+
+
+def write_program(model: nn.Module, path: Path, *, metadata: dict[str, str], fp16: bool = False,
+                  max_side: int) -> dict[str, Any]:
+    """Lower ``model`` into ``path`` (written atomically) and its sidecar; return the sidecar."""
+    from importlib.metadata import version
+
+    start = time.perf_counter()
+    data = lower_program(model, fp16=fp16, max_side=max_side)
+    write_bytes_atomic(path, data)
+    sidecar = {**metadata, "method": METHOD, "delegate": "XNNPACK", "batch": 1, "max_side": max_side,
+               "executorch_version": version("executorch"), "torch_version": torch.__version__,
+               "lower_seconds": round(time.perf_counter() - start, 1)}
+    write_text_atomic(sidecar_path(path), json.dumps(sidecar, indent=2) + "\n")
+    log.info("ExecuTorch program %s: %.1f MB, H and W in %d..%d", path, len(data) / 1e6, MIN_SIDE, max_side)
+    return sidecar
