@@ -58,11 +58,18 @@ class Format:
     flag: str | None = None  # the `export --FLAG` that asks for it
     companions: tuple[str, ...] = ()  # files beside it with these suffixes instead of its last (IR: .bin)
     quick_build: bool = False  # exports in seconds: stylize may make it on the fly for a checkpoint
+    bundle: tuple[str, ...] = ()  # an app folder's other files (the first: the model its parity gate runs)
 
     def files(self, path: str | os.PathLike) -> list[Path]:
         """The artifact, its JSON sidecar and its companion files: what travels (and is deleted) together."""
         path = Path(path)
+        if self.bundle:
+            return [path, *(path.parent / name for name in self.bundle)]
         return [path, sidecar_path(path), *(path.with_suffix(s) for s in self.companions)]
+
+    def model_file(self, path: str | os.PathLike) -> Path:
+        """The file an engine runs: the artifact itself, or an app's model."""
+        return Path(path).parent / self.bundle[0] if self.bundle else Path(path)
 
     @property
     def suffix(self) -> str:
@@ -122,6 +129,10 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("executorch-fp16", (".fp16.pte",), "fp16", "ExecuTorch program, XNNPACK delegate, FP16 compute behind "
            "float32 I/O (fast on ARM phones with FP16 arithmetic)", f"{_EX}:build_executorch_fp16",
            Tolerance(min_psnr_db=45.0), ("executorch",), check_with=("executorch-xnnpack",), flag="executorch"),
+    Format("web", ("index.html",), "fp32", "Static web app (HTML, JS, the FP32 ONNX model, ONNX Runtime Web): "
+           "WebGPU, or WebAssembly where there is none; photos and the camera stay on the device",
+           f"{_EX}:build_web", Tolerance(max_abs=0.5), ("onnxruntime-web",), check_with=("ort-cpu",), flag="web",
+           bundle=("model.onnx", "model.json", "app.js", "app.css", "ort")),
 )}
 
 ENGINES: dict[str, Engine] = {e.name: e for e in (
@@ -190,6 +201,12 @@ def _bf16_cpu(device: torch.device) -> str | None:
     return "this CPU has no BF16 instructions (AVX-512 BF16 or AMX); BF16 would be emulated, slower than FP32"
 
 
+def _ort_web(device: torch.device) -> str | None:
+    from stylexport.web import find_runtime, install_hint
+
+    return None if find_runtime() else f"ONNX Runtime Web's runtime files are not found: {install_hint()}"
+
+
 def _cxx(device: torch.device) -> str | None:
     compiler = os.environ.get("CXX", "g++")
     return None if shutil.which(compiler) else f"AOTInductor compiles C++: no {compiler} on PATH (apt install g++)"
@@ -207,6 +224,7 @@ REQUIREMENTS: dict[str, Callable[[torch.device], str | None]] = {
     "openvino": _module("openvino", "OpenVINO is not installed: pip install 'stylexport[cpu]'"),
     "nncf": _module("nncf", "NNCF is not installed: pip install 'stylexport[cpu]'"),
     "bf16-cpu": _bf16_cpu,
+    "onnxruntime-web": _ort_web,
     "executorch": _module("executorch", "ExecuTorch is not installed: pip install 'stylexport[mobile]'"),
 }
 
@@ -281,6 +299,9 @@ def choose_engine(fmt: Format, device: torch.device) -> Engine:
     was asked for, a CPU engine (a CPU-only artifact on a GPU machine); else a one-line error with each reason."""
     candidates = sorted((e for e in engines_for(fmt) if e.auto is not None),
                         key=lambda e: (e.device not in ("any", device.type), e.auto))
+    if not candidates:
+        runs = f"its model {fmt.bundle[0]} runs here" if fmt.bundle else "no engine of stylexport runs it"
+        raise StylexportError(f"a {fmt.name} artifact is not a model stylexport runs ({fmt.description}); {runs}")
     reasons = []
     for engine in candidates:
         why = unavailable(engine, device)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -140,6 +141,12 @@ def parity_inputs() -> list[torch.Tensor]:
     return [resize_max_side(photo, 161)[None], resize_max_side(photo, 97)[None]]
 
 
+def _size(files: list[Path]) -> int:
+    """Bytes in an artifact's files (an IR's .bin, a web app's runtime folder included)."""
+    return sum(f.stat().st_size for path in files if path.exists()
+               for f in ([path] if path.is_file() else path.rglob("*")) if f.is_file())
+
+
 @dataclasses.dataclass
 class ArtifactReport:
     format: str
@@ -178,17 +185,20 @@ def export(checkpoint: str | Path, formats: list[str], out_dir: str | Path, *, p
         start = time.perf_counter()
         path = resolve(fmt.build)(job)
         seconds = time.perf_counter() - start
-        with _parity_runner(fmt, path) as runner:
+        with _parity_runner(fmt, fmt.model_file(path)) as runner:
             parity = worst([compare(runner.infer(x).float().cpu(), ref)
                             for x, ref in zip(inputs, references, strict=True)])
-        report = ArtifactReport(format=name, path=str(path), precision=fmt.precision, size_bytes=path.stat().st_size,
+        report = ArtifactReport(format=name, path=str(path), precision=fmt.precision, size_bytes=_size(fmt.files(path)),
                                 build_seconds=seconds, parity=parity.as_dict(), tolerance=fmt.tolerance.describe(),
                                 passed=fmt.tolerance.passes(parity))
         reports.append(report)
         log.info("exported %s in %.1f s: %s (%.1f MB)", name, seconds, path, report.size_bytes / 1e6)
         if not report.passed:
             for artifact in fmt.files(path):
-                artifact.unlink(missing_ok=True)
+                if artifact.is_dir():
+                    shutil.rmtree(artifact)
+                else:
+                    artifact.unlink(missing_ok=True)
             raise StylexportError(f"{name} export of {checkpoint} failed its parity check against PyTorch FP32: "
                                   f"max abs {parity.max_abs:.3g}, PSNR {parity.psnr_db:.1f} dB, finite "
                                   f"{parity.finite}; required {fmt.tolerance.describe()}. The file was removed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -14,13 +15,31 @@ def _target(job, name: str) -> tuple[Path, dict[str, str]]:
     return job.out_dir / f"{job.stem}{fmt.suffix}", job.metadata(fmt)
 
 
+def _onnx_proto(job):
+    if "onnx_proto" not in job.cache:
+        from stylexport.export.onnx import torch_to_onnx_proto
+
+        job.cache["onnx_proto"] = torch_to_onnx_proto(job.loaded.model)
+    return job.cache["onnx_proto"]
+
+
 def build_onnx(job) -> Path:
-    from stylexport.export.onnx import save_onnx, set_metadata, torch_to_onnx_proto
+    from stylexport.export.onnx import save_onnx, set_metadata
 
     path, meta = _target(job, "onnx")
-    proto = torch_to_onnx_proto(job.loaded.model)
+    proto = copy.deepcopy(_onnx_proto(job))
     set_metadata(proto, meta)
     return save_onnx(proto, path)
+
+
+def build_web(job) -> Path:
+    """The app runs the FP32 ONNX model, so it carries the onnx format's contract (the app's own is model.json)."""
+    from stylexport.export.onnx import set_metadata
+    from stylexport.export.web import write_app
+
+    proto = copy.deepcopy(_onnx_proto(job))
+    set_metadata(proto, job.metadata(FORMATS["onnx"]))
+    return write_app(proto, job.out_dir, metadata=job.metadata(FORMATS["web"]))
 
 
 def _rescaled_onnx_proto(job):
@@ -95,9 +114,9 @@ def _openvino_fp32(job):
     if "openvino_fp32" not in job.cache:
         import openvino as ov
 
-        from stylexport.export.onnx import save_onnx, torch_to_onnx_proto
+        from stylexport.export.onnx import save_onnx
 
-        onnx_path = save_onnx(torch_to_onnx_proto(job.loaded.model), job.scratch() / "for_openvino.onnx")
+        onnx_path = save_onnx(_onnx_proto(job), job.scratch() / "for_openvino.onnx")
         job.cache["openvino_fp32"] = ov.convert_model(str(onnx_path))
     return job.cache["openvino_fp32"]
 
