@@ -192,8 +192,24 @@ def _backends() -> list[Check]:
     return checks
 
 
+def _exports() -> list[Check]:
+    """One row per format ``export`` writes: can it be built here (the needs of stylexport.formats), with the fix."""
+    from stylexport.devices import pick_device
+    from stylexport.formats import FORMATS, unmet
+
+    device = pick_device("auto")
+    checks = []
+    for fmt in FORMATS.values():
+        if fmt.build is None:
+            continue
+        why = unmet(fmt.needs, device)
+        checks.append(Check("exports", fmt.name, OK if why is None else MISSING,
+                            f"export --{fmt.flag}: {fmt.description}: {'builds here' if why is None else why}"))
+    return checks
+
+
 PROBES: tuple[Callable[[], list[Check]], ...] = (_platform, _torch, _onnxruntime, _tensorrt, _compiler, _video,
-                                                 _cpp_host, _vgg, _styles, _backends)
+                                                 _cpp_host, _vgg, _styles, _backends, _exports)
 
 
 def diagnose() -> list[Check]:

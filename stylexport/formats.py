@@ -125,10 +125,10 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            companions=(".bin",)),
     Format("executorch", (".pte",), "fp32", "ExecuTorch program for phones (Android/iOS), XNNPACK delegate, FP32, "
            "one image of dynamic H and W up to a bound", f"{_EX}:build_executorch", Tolerance(max_abs=0.5),
-           ("executorch",), check_with=("executorch-xnnpack",), flag="executorch"),
+           ("executorch",), check_with=("executorch-fp32",), flag="executorch"),
     Format("executorch-fp16", (".fp16.pte",), "fp16", "ExecuTorch program, XNNPACK delegate, FP16 compute behind "
            "float32 I/O (fast on ARM phones with FP16 arithmetic)", f"{_EX}:build_executorch_fp16",
-           Tolerance(min_psnr_db=45.0), ("executorch",), check_with=("executorch-xnnpack",), flag="executorch"),
+           Tolerance(min_psnr_db=45.0), ("executorch",), check_with=("executorch-fp16",), flag="executorch"),
     Format("web", ("index.html",), "fp32", "Static web app (HTML, JS, the FP32 ONNX model, ONNX Runtime Web): "
            "WebGPU, or WebAssembly where there is none; photos and the camera stay on the device",
            f"{_EX}:build_web", Tolerance(max_abs=0.5), ("onnxruntime-web",), check_with=("ort-cpu",), flag="web",
@@ -169,9 +169,10 @@ ENGINES: dict[str, Engine] = {e.name: e for e in (
            auto=55),
     Engine("openvino-int8", ("openvino-int8",), "OpenVINO CPU, INT8 (NNCF-quantized IR)",
            f"{_RT}.openvino_backend:open_engine", needs=("openvino",), options=(("precision", "fp32"),), auto=58),
-    Engine("executorch-xnnpack", ("executorch", "executorch-fp16"), "ExecuTorch's runtime with the XNNPACK "
-           "delegate (what a phone app runs), on this CPU", f"{_RT}.executorch_backend:open_engine",
-           needs=("executorch",), auto=85),
+    Engine("executorch-fp32", ("executorch",), "ExecuTorch's runtime, XNNPACK delegate, FP32 (what a phone app "
+           "runs), on this CPU", f"{_RT}.executorch_backend:open_engine", needs=("executorch",), auto=85),
+    Engine("executorch-fp16", ("executorch-fp16",), "ExecuTorch's runtime, XNNPACK delegate, FP16 program, on this "
+           "CPU", f"{_RT}.executorch_backend:open_engine", needs=("executorch",), auto=85),
 )}
 
 CHECKPOINT = FORMATS["checkpoint"]

@@ -59,3 +59,16 @@ def test_table_is_not_cut_to_80_columns_in_a_pipe():
     assert result.exit_code == 0
     assert max(len(line) for line in result.stdout.splitlines()) > 80
     assert "stylexport[trt]" in result.stdout  # rich markup must not eat the extra's brackets
+
+
+def test_every_export_format_says_whether_it_builds_here(monkeypatch, tmp_path):
+    import stylexport.web
+
+    monkeypatch.setattr(stylexport.web, "runtime_candidates", lambda: [tmp_path])  # no ONNX Runtime Web here
+    monkeypatch.setattr(formats, "has_module", lambda module: module != "executorch")
+    rows = {c["name"]: c for c in _doctor_json() if c["section"] == "exports"}
+    assert list(rows) == [f.name for f in formats.FORMATS.values() if f.build]
+    assert rows["onnx"]["status"] == "ok" and rows["onnx"]["detail"].startswith("export --onnx: ")
+    assert rows["web"]["status"] == "missing" and "npm ci --omit=dev --prefix" in rows["web"]["detail"]
+    for name in ("executorch", "executorch-fp16"):
+        assert rows[name]["status"] == "missing" and "pip install 'stylexport[mobile]'" in rows[name]["detail"]

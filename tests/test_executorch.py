@@ -46,7 +46,7 @@ def test_both_programs_pass_their_gates_and_describe_themselves(programs):
 def test_programs_conform_to_the_runner_protocol(programs, model_and_ckpt, name, tol):
     model, _ = model_and_ckpt
     with open_runner(programs / name) as r:
-        assert r.engine == "executorch-xnnpack"
+        assert r.engine == ("executorch-fp16" if "fp16" in name else "executorch-fp32")
         with pytest.raises(StylexportError, match=r"expected \(N, 3, H, W\) RGB"):
             r.infer(torch.rand(1, 1, 32, 32))
         with pytest.raises(StylexportError, match="expected H and W >="):
@@ -73,7 +73,7 @@ def test_stylize_with_a_program_matches_the_checkpoint(programs, model_and_ckpt,
                                      str(BOUND), *extra])
         assert result.exit_code == 0, result.output
         outs[label] = np.asarray(Image.open(out), dtype=np.int16)
-    assert "engine executorch-xnnpack" in runner.invoke(app, ["stylize", str(photo), "-m", str(programs / "waves.pte"),
+    assert "engine executorch-fp32" in runner.invoke(app, ["stylize", str(photo), "-m", str(programs / "waves.pte"),
                                                                "-o", str(tmp_path / "again.png"), "--size",
                                                                str(BOUND)]).output
     assert outs["pte"].shape == outs["torch"].shape == (BOUND // 2, BOUND, 3)
@@ -103,4 +103,4 @@ def test_bench_runs_a_program(programs, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["model_format"] == "executorch"
-    assert {r["backend"] for r in data["results"]} == {"executorch-xnnpack"}
+    assert {r["backend"] for r in data["results"]} == {"executorch-fp32"}

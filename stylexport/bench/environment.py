@@ -125,5 +125,9 @@ def environment(device: torch.device) -> dict[str, Any]:
     for module in ("tensorrt", "openvino"):
         if has_module(module):
             env[module] = __import__(module).__version__
+    if has_module("executorch"):  # no __version__ attribute: ask its distribution
+        from importlib.metadata import version
+
+        env["executorch"] = version("executorch")
     env.update(gpu_identity(device))
     return env

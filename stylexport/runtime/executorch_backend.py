@@ -67,7 +67,7 @@ class ExecuTorchRunner(Runner):
                               remedy=f"this program was exported for H and W up to {max_side}: stylize with "
                                      f"--size {max_side}, or {REMAKE} --pte-max-side")
         self.device = torch.device("cpu")
-        self.name = FORMATS["executorch-fp16" if self.metadata.get("precision") == "fp16" else "executorch"].name
+        self.name = "executorch-fp16" if self.metadata.get("precision") == "fp16" else "executorch-fp32"
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         frames = batch.detach().to("cpu", torch.float32).contiguous()

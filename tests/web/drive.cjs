@@ -1,6 +1,7 @@
 // Drives an exported stylexport web app in headless Chromium (puppeteer-core): opens URL, uploads PHOTO through
 // the page's file input, waits for the page to finish, and writes OUT/result.png (the result canvas, lossless),
-// OUT/screenshot.png and OUT/page.json (status line, state, requests made, console errors).
+// OUT/screenshot.png and OUT/page.json (status line, state, requests made, console errors). REPEAT=N stylizes
+// the photo N times and keeps each run's status line (the page's own timing).
 // usage: node drive.cjs URL PHOTO OUT   (CHROMIUM names the browser; default /usr/bin/chromium)
 const fs = require("fs");
 const path = require("path");
@@ -27,8 +28,13 @@ async function main() {
     await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), { timeout: 120000 });
     if (await page.evaluate(() => document.body.dataset.state) === "ready") {
       const input = await page.$("#file");
-      await input.uploadFile(photo);
-      await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), { timeout: 240000 });
+      report.runs = [];
+      for (let i = 0; i < Number(process.env.REPEAT || 1); i++) {  // REPEAT=N: the photo N times (timing)
+        if (i > 0) await page.evaluate(() => { document.body.dataset.state = "ready"; document.getElementById("file").value = ""; });
+        await input.uploadFile(photo);
+        await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), { timeout: 240000 });
+        report.runs.push(await page.evaluate(() => document.getElementById("status").textContent));
+      }
     }
     report.state = await page.evaluate(() => document.body.dataset.state);
     report.status = await page.evaluate(() => document.getElementById("status").textContent);
