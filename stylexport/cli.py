@@ -298,8 +298,9 @@ def stylize(
     inputs: Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output image (one input) or folder.")],
     model: Annotated[Path | None, typer.Option("--model", "-m", help="A checkpoint (.safetensors/.pth), an .onnx "
-                                               "model (ours or a third-party one), a TensorRT .plan or an "
-                                               "AOTInductor .pt2. One of --model/--style is required.")] = None,
+                                               "model (ours or a third-party one), an OpenVINO .xml, an "
+                                               "ExecuTorch .pte, a TensorRT .plan or an AOTInductor .pt2. One of "
+                                               "--model/--style is required.")] = None,
     style: StyleOption = None,
     backend: EngineOption = None,
     size: Annotated[int | None, typer.Option(min=16, help="Resize so the longer side is this, px.")] = None,
