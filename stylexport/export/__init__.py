@@ -30,7 +30,7 @@ from stylexport.metrics import compare, worst
 log = logging.getLogger(__name__)
 
 
-PTE_MAX_SIDE = 1280  # ExecuTorch programs: default largest H and W (a 1280x1280 frame plans about 1 GB)
+PTE_MAX_SIDE = 1280  # ExecuTorch programs: default largest H and W (memory: benchmarks/results/executorch-memory.json)
 
 
 @dataclasses.dataclass(frozen=True)
