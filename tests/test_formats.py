@@ -15,9 +15,11 @@ def test_every_exported_format_has_a_builder_a_gate_and_an_engine(name):
     fmt = FORMATS[name]
     assert callable(resolve(fmt.build))
     assert fmt.tolerance.max_abs is not None or fmt.tolerance.min_psnr_db is not None
-    assert fmt.check_with and all(name in ENGINES[e].formats for e in fmt.check_with)
-    assert all(s.startswith(".") for s in fmt.suffixes)
-    assert format_of(f"style{fmt.suffix}") is fmt  # what export writes, open_runner reads back as the same format
+    written = f"app/{fmt.suffix}" if fmt.bundle else f"style{fmt.suffix}"
+    gated = format_of(fmt.model_file(written)).name  # an app's gate runs its model (a web app's: ONNX)
+    assert fmt.check_with and all(gated in ENGINES[e].formats for e in fmt.check_with)
+    assert fmt.bundle or all(s.startswith(".") for s in fmt.suffixes)
+    assert format_of(written) is fmt  # what export writes, open_runner reads back as the same format
 
 
 @pytest.mark.parametrize("name", list(ENGINES))
