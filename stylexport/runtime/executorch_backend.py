@@ -45,7 +45,8 @@ class ExecuTorchRunner(Runner):
 
     def __init__(self, path: str | os.PathLike):
         pytree = logging.getLogger("torch.utils._pytree")  # torchao, imported by ExecuTorch, warns of a deprecation
-        level, _ = pytree.level, pytree.setLevel(logging.ERROR)
+        level = pytree.level
+        pytree.setLevel(logging.ERROR)
         try:
             from executorch.runtime import Runtime
         finally:
