@@ -51,9 +51,11 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
     path = Path(path)
     if engine is not None or not path.is_file() or format_of(path) is not CHECKPOINT:
         return open_runner(path, device=device, engine=engine)
+    from stylexport.checkpoint import load_checkpoint
     from stylexport.export import export
     from stylexport.fileio import sha256_file
 
+    load_checkpoint(path)  # a checkpoint we cannot read fails here with its own one line, not once per engine
     dev = pick_device(device)
     folder = cache_dir() / "engines" / sha256_file(path)
     for candidate in auto_candidates(dev):
