@@ -24,7 +24,7 @@ from stylexport.bench.environment import environment
 from stylexport.export import export
 
 PROBE = """
-import sys, torch
+import json, sys, torch
 from stylexport.runtime import open_runner
 def mb():  # resident memory now (VmRSS), MiB: ru_maxrss would hide a step below an earlier peak
     fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
@@ -37,7 +37,7 @@ runner.infer(torch.rand(1, 3, 256, 256) * 255)
 steps["after_256x256"] = mb()
 runner.infer(torch.rand(1, 3, side, side) * 255)
 steps[f"after_{side}x{side}"] = mb()
-print(repr(steps))
+print(json.dumps(steps))
 """
 
 
@@ -53,13 +53,14 @@ def main() -> None:
         path = Path(export(args.checkpoint, ["executorch"], out, pte_max_side=bound)[0].path)
         done = subprocess.run([sys.executable, "-c", PROBE, str(path), str(bound)], capture_output=True, text=True,
                               check=True)
-        steps = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 - our own probe's dict literal
+        steps = json.loads(done.stdout.strip().splitlines()[-1])
         base = steps.pop("python_and_torch")
         rows.append({"max_side": bound, "program_mb": round(path.stat().st_size / 2**20, 1),
                      "python_and_torch_mb": round(base),
                      **{f"{k}_extra_mb": round(v - base) for k, v in steps.items()}})
         print(rows[-1], flush=True)
-    result = {"what": "resident memory (VmRSS) above Python+torch+ExecuTorch imports (MiB) of an ExecuTorch FP32 program, by size bound",
+    result = {"what": "resident memory (VmRSS) above Python+torch+ExecuTorch imports (MiB) of an ExecuTorch FP32 "
+                      "program, by size bound",
               "environment": environment(torch.device("cpu")), "rows": rows}
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
 

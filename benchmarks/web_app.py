@@ -26,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 import torch
 from PIL import Image
@@ -91,7 +92,7 @@ def main() -> None:
         page = json.loads((out / "page.json").read_text())
         times = [float(re.search(r"model ([\d.]+) ms", r).group(1)) for r in page["runs"]][1:]  # first: warm-up
         backend = page["runs"][0].split(" · ")[0]
-        x = torch.from_numpy(__import__("numpy").asarray(image, dtype="float32")).permute(2, 0, 1)[None].contiguous()
+        x = torch.from_numpy(np.asarray(image, dtype="float32")).permute(2, 0, 1)[None].contiguous()
         measured = {f"browser: {backend}": times}
         for label, threads in sessions.items():
             options = ort.SessionOptions()

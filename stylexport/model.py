@@ -89,6 +89,19 @@ class TransformerNet(nn.Module):
         return y.clamp(0.0, 255.0) if clamp else y
 
 
+def swap_instance_norms(module: nn.Module, make) -> list[nn.Module]:
+    """Replace every InstanceNorm2d under ``module`` by ``make(norm)``, in place; return the replacements in
+    order (tiled inference and the ExecuTorch exporter rewrite the norms this way)."""
+    made = []
+    for name, child in module.named_children():
+        if isinstance(child, nn.InstanceNorm2d):
+            made.append(make(child))
+            setattr(module, name, made[-1])
+        else:
+            made += swap_instance_norms(child, make)
+    return made
+
+
 def conv_macs_per_pixel(model: nn.Module) -> int:
     """Multiply-accumulates per input pixel, counted from the conv layers (at a size divisible by 4).
 

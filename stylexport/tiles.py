@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylexport.errors import StylexportError
-from stylexport.model import MIN_SIDE, SIZE_MULTIPLE, TransformerNet
+from stylexport.model import MIN_SIDE, SIZE_MULTIPLE, TransformerNet, swap_instance_norms
 
 DEFAULT_MARGIN = 64  # > the network's receptive-field radius (about 61 px at full resolution)
 
@@ -85,18 +85,7 @@ class SharedStatsNorm(nn.Module):
 
 def _with_shared_norms(model: TransformerNet, window: _Window) -> tuple[nn.Module, list[SharedStatsNorm]]:
     net = copy.deepcopy(model).eval()
-    norms: list[SharedStatsNorm] = []
-
-    def swap(module: nn.Module) -> None:
-        for name, child in module.named_children():
-            if isinstance(child, nn.InstanceNorm2d):
-                shared = SharedStatsNorm(child, window)
-                norms.append(shared)
-                setattr(module, name, shared)
-            else:
-                swap(child)
-
-    swap(net)
+    norms = swap_instance_norms(net, lambda norm: SharedStatsNorm(norm, window))
     return net, norms
 
 

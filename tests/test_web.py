@@ -75,12 +75,11 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def _photo(tmp_path: Path, width: int, height: int) -> Path:
-    from stylexport.image import sample_paths
+    """The bundled photo at exactly width x height, as a lossless PNG both sides read."""
+    from stylexport.bench.timing import photo
+    from stylexport.image import save_image
 
-    image = Image.open(sample_paths()[0]).convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
-    path = tmp_path / "photo.png"
-    image.save(path)
-    return path
+    return save_image(photo(height, width)[0], tmp_path / "photo.png")
 
 
 def _drive(url: str, photo: Path, out: Path, extra_args: str | None = None) -> dict:

@@ -160,7 +160,7 @@ class ArtifactReport:
 
 
 def export(checkpoint: str | Path, formats: list[str], out_dir: str | Path, *, profile: Profile = Profile(),
-           workspace_gib: float = 4.0, calibration_dir: str | Path | None = None, pte_max_side: int = PTE_MAX_SIDE,
+           workspace_gib: float = 4.0, calibration_dir: str | Path | None = None, pte_max_side: int | None = None,
            progress: Callable[[str], None] | None = None) -> list[ArtifactReport]:
     """Export ``checkpoint`` to each of ``formats`` under ``out_dir``; every artifact is parity-checked."""
     chosen = [get_format(name) for name in formats]
@@ -176,7 +176,7 @@ def export(checkpoint: str | Path, formats: list[str], out_dir: str | Path, *, p
         references = [loaded.model(x) for x in inputs]
     job = ExportJob(loaded=loaded, out_dir=out_dir, profile=profile, workspace_gib=workspace_gib,
                     calibration=[inputs[0]], calibration_dir=Path(calibration_dir) if calibration_dir else None,
-                    pte_max_side=pte_max_side)
+                    pte_max_side=pte_max_side or PTE_MAX_SIDE)
     reports = []
     for fmt in chosen:
         name = fmt.name

@@ -26,7 +26,7 @@ from torch import nn
 from stylexport.artifacts import sidecar_path
 from stylexport.export.onnx import _quiet
 from stylexport.fileio import write_bytes_atomic, write_text_atomic
-from stylexport.model import MIN_SIDE
+from stylexport.model import MIN_SIDE, swap_instance_norms
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +49,6 @@ class _InstanceNorm(nn.Module):
         return centred * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
-def _explicit_norms(module: nn.Module) -> None:
-    for name, child in module.named_children():
-        if isinstance(child, nn.InstanceNorm2d):
-            setattr(module, name, _InstanceNorm(child))
-        else:
-            _explicit_norms(child)
-
-
 def lower_program(model: nn.Module, *, fp16: bool = False, max_side: int) -> bytes:
     """The .pte bytes of ``model`` for (1, 3, H, W) float32 input with MIN_SIDE <= H, W <= max_side."""
     from stylexport.export.aoti import HalfPrecision
@@ -67,7 +59,7 @@ def lower_program(model: nn.Module, *, fp16: bool = False, max_side: int) -> byt
 
     net = copy.deepcopy(model).eval().float()
     net.crop_with_pad = False  # ExecuTorch's pad kernel refuses the negative pad the AOTI package uses
-    _explicit_norms(net)
+    swap_instance_norms(net, _InstanceNorm)
     if fp16:
         net = HalfPrecision(net)
     # DYNAMIC, not Dim: the crop back to (H, W) guards on H's remainder mod 4, which torch.export then keeps
