@@ -192,3 +192,30 @@ def test_a_model_that_breaks_the_output_contract_is_refused(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     with pytest.raises(StylexportError, match=r"returned shape \(1, 1, 32, 32\).*RGB image-to-image"):
         open_runner(path).infer(torch.rand(1, 3, 32, 32) * 255)
+
+
+def test_compiled_torch_runner_compiles_every_shape_it_is_given(monkeypatch, random_model):
+    """A bench runs 10 shapes (5 sizes x 2 batches) through one compiled runner; dynamo's default limit of 8
+    recompiles would run the last ones eagerly under the torch-compile label. Dynamo with a counting backend
+    (no inductor: seconds on a CPU) shows every shape reaching the compiler."""
+    from stylexport.runtime.torch_backend import TorchRunner
+
+    compiled_shapes = []
+
+    def counting_backend(gm, example_inputs):
+        compiled_shapes.append(tuple(example_inputs[-1].shape) if example_inputs else None)
+        return gm.forward
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None, dynamic=None: real_compile(
+        model, backend=counting_backend, dynamic=dynamic))
+    torch._dynamo.reset()
+    runner = TorchRunner(random_model, compile=True)
+    shapes = [(b, 3, h, w) for b in (1, 2) for h, w in ((16, 16), (16, 24), (24, 16), (24, 24), (32, 16))]
+    for shape in shapes:
+        x = torch.rand(shape) * 255
+        y = runner.infer(x)
+        assert y.shape == x.shape
+        assert torch.allclose(y, random_model(x).clamp(0, 255), atol=1e-3)
+    torch._dynamo.reset()
+    assert len(compiled_shapes) == len(shapes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -13,6 +14,10 @@ from stylexport.runtime.base import Runner
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# torch.compile here specializes on each input shape (dynamic=False: one graph per shape, CUDA graphs each).
+# Dynamo's default recompile limit (8) would silently run the 9th shape eagerly (a bench of 5 sizes x 2
+# batches hit it), so compiled calls run under a higher limit; past it dynamo's own warning says so.
+COMPILE_SHAPE_LIMIT = 64
 
 
 class TorchRunner(Runner):
@@ -44,10 +49,14 @@ class TorchRunner(Runner):
         x = batch.to(self.device, self.dtype, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.autocast is not None:  # weights stay FP32; convolutions run in the autocast dtype
-            with torch.autocast(self.device.type, dtype=self.autocast):
-                return self._forward(x).float()
-        return self._forward(x).float()
+        with contextlib.ExitStack() as stack:
+            if self._forward is not self.model:
+                stack.enter_context(torch._dynamo.config.patch(recompile_limit=COMPILE_SHAPE_LIMIT))
+            if self.autocast is not None:  # weights stay FP32; convolutions run in the autocast dtype
+                stack.enter_context(torch.autocast(self.device.type, dtype=self.autocast))
+            y = self._forward(x)
+        # a CUDA-graph output buffer is overwritten by the next replay: hand out a copy (.float() of a half copies)
+        return y.clone() if self._forward is not self.model and y.dtype == torch.float32 else y.float()
 
 
 def open_engine(path, engine, device: torch.device) -> TorchRunner:
