@@ -2,6 +2,7 @@ import json
 import math
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from stylexport.bench import BenchConfig, Skip, make_backend, parse_size, percentiles, run
@@ -77,8 +78,31 @@ def test_harness_on_cpu_writes_required_fields(tmp_path):
 
 
 def test_gatys_rows(vgg):
-    data = run(None, BenchConfig(backends=("torch-fp32",), sizes=((32, 32),), repeats=2, block=2, warmup=0,
-                                 gatys_iterations=(2,), gatys_sizes=(48,), device="cpu"))
-    (row,) = data["gatys"]
+    from stylexport.bench.report import markdown_table
+
+    data = run(None, BenchConfig(backends=("torch-fp32",), sizes=((48, 48), (32, 48)), repeats=2, block=2, warmup=0,
+                                 gatys_iterations=(2,), gatys_sizes=(48, 64), device="cpu"))
+    row, other = data["gatys"]
     assert row["size"] == 48 and row["iterations"] == 2 and row["seconds"] > 0
     assert set(row["gatys_loss"]) == set(row["feed_forward_loss"]) == {"total", "content", "style", "tv"}
+    # the paper's table: Gatys time over the fastest feed-forward row at the same square size, batch 1
+    (ff,) = [r for r in data["results"] if (r["height"], r["width"]) == (48, 48)]
+    table = markdown_table(data)
+    assert f"| 48x48 | 2 | {row['seconds']:.2f} |" in table
+    assert f"| {row['seconds'] * 1e3 / ff['compute']['p50_ms']:,.0f}x (torch-fp32) |" in table
+    assert "| 64x64 | 2 |" in table and "- (no row at this size) |" in table
+
+
+def test_training_throughput_rows(vgg):
+    from stylexport.bench.report import markdown_table
+    from stylexport.bench.run import training_throughput
+
+    rows = training_throughput(torch.device("cpu"), batches=(1, 2), steps=1, size=32)
+    assert [r["batch"] for r in rows] == [1, 2] and all(r["amp"] == "off" for r in rows)
+    for r in rows:
+        assert r["images_per_second"] > 0
+        assert r["paper_schedule_hours"] == pytest.approx(160_000 / r["images_per_second"] / 3600)
+    data = run(None, BenchConfig(backends=("torch-fp32",), sizes=((32, 32),), repeats=2, block=2, warmup=0,
+                                 device="cpu"))
+    table = markdown_table({**data, "training": rows})
+    assert f"| 32x32 | 2 | {rows[1]['images_per_second']:.1f} | off |" in table

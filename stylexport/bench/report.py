@@ -42,6 +42,17 @@ def speedups(results: dict[str, Any], baseline: str = "torch-fp32") -> dict[tupl
             if "error" not in r and (r["height"], r["width"], r["batch"]) in base}
 
 
+def fastest_square(results: dict[str, Any]) -> dict[int, tuple[str, float]]:
+    """Per square size: the engine with the lowest batch-1 compute p50 (name, ms), for the Gatys comparison."""
+    best: dict[int, tuple[str, float]] = {}
+    for r in results["results"]:
+        if "error" in r or r["batch"] != 1 or r["height"] != r["width"]:
+            continue
+        if r["height"] not in best or r["compute"]["p50_ms"] < best[r["height"]][1]:
+            best[r["height"]] = (r["backend"], r["compute"]["p50_ms"])
+    return best
+
+
 def notes(results: dict[str, Any]) -> list[str]:
     """Warnings (unstable rows) and skipped engines, one line each."""
     lines = [f"{r['backend']} {r['height']}x{r['width']} batch {r['batch']}: {w}" for r in results["results"]
@@ -75,9 +86,20 @@ def markdown_table(results: dict[str, Any]) -> str:
     if results.get("gatys"):
         lines += ["", "| Gatys L-BFGS | iterations | seconds | Gatys total loss | feed-forward total loss |",
                   "|---|---|---|---|---|"]
+        fastest = fastest_square(results)
+        lines[-2] = lines[-2] + " feed-forward speedup (fastest engine, batch 1) |"
+        lines[-1] = lines[-1] + "---|"
         for g in results["gatys"]:
+            best = fastest.get(g["size"])
+            up = f"{g['seconds'] * 1e3 / best[1]:,.0f}x ({best[0]})" if best else "- (no row at this size)"
             lines.append(f"| {g['size']}x{g['size']} | {g['iterations']} | {g['seconds']:.2f} | "
-                         f"{g['gatys_loss']['total']:.4g} | {g['feed_forward_loss']['total']:.4g} |")
+                         f"{g['gatys_loss']['total']:.4g} | {g['feed_forward_loss']['total']:.4g} | {up} |")
+    if results.get("training"):
+        lines += ["", "| training step | batch | images/s | autocast | paper's 2 epochs of COCO (160k images) |",
+                  "|---|---|---|---|---|"]
+        for t in results["training"]:
+            lines.append(f"| {t['size']}x{t['size']} | {t['batch']} | {t['images_per_second']:.1f} | {t['amp']} | "
+                         f"{t['paper_schedule_hours']:.2f} h |")
     return "\n".join(lines) + "\n"
 
 

@@ -297,9 +297,10 @@ def bench_gatys(model, config: BenchConfig, device: torch.device, progress) -> l
     return rows
 
 
-def training_throughput(device: torch.device, steps: int = 20, batch: int = 4, size: int = 256) -> dict[str, float]:
-    """Images/s of the training step (forward, VGG loss, backward, Adam) on real-photo crops: the very loss
-    function train.py uses."""
+def training_throughput(device: torch.device, batches: tuple[int, ...] = (4, 16), steps: int = 20,
+                        size: int = 256) -> list[dict[str, Any]]:
+    """Images/s of the training step (forward, VGG loss, backward, Adam) on real-photo crops, per batch size:
+    the very loss function and settings train.py uses (bf16 autocast and channels_last on CUDA)."""
     from stylexport.gatys import style_targets
     from stylexport.image import read_image, resize_max_side, sample_paths
     from stylexport.losses import LossConfig
@@ -310,25 +311,34 @@ def training_throughput(device: torch.device, steps: int = 20, batch: int = 4, s
     cfg = LossConfig()
     targets = style_targets(vgg, resize_max_side(read_image(sample_paths()[1]), 512)[None].to(device),
                             cfg.style_layers)
-    model = TransformerNet().to(device).train()
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    x = torch.cat([photo(size, size, seed=i + 1) for i in range(batch)]).to(device)
-    batch_loss = loss_function(vgg, targets, cfg, device, torch.bfloat16 if device.type == "cuda" else None)
+    cuda = device.type == "cuda"
+    amp = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
+    batch_loss = loss_function(vgg, targets, cfg, device, amp)
+    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    rows = []
+    for batch in batches:
+        torch.manual_seed(0)
+        model = TransformerNet().to(device, memory_format=memory_format).train()
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        x = torch.cat([photo(size, size, seed=i + 1) for i in range(batch)]).to(device)
+        x = x.contiguous(memory_format=memory_format)
 
-    def step():
-        loss = batch_loss(model, x).total
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        def step():
+            loss = batch_loss(model, x).total
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
 
-    for _ in range(3):
-        step()
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    seconds = time.perf_counter() - t0
-    ips = steps * batch / seconds
-    return {"images_per_second": ips, "batch": batch, "size": size, "steps": steps,
-            "paper_schedule_hours": 2 * 80_000 / ips / 3600}
+        for _ in range(3):
+            step()
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync(device)
+        seconds = time.perf_counter() - t0
+        ips = steps * batch / seconds
+        rows.append({"images_per_second": ips, "batch": batch, "size": size, "steps": steps,
+                     "amp": "bf16" if amp is not None else "off", "channels_last": cuda,
+                     "paper_schedule_hours": 2 * 80_000 / ips / 3600})
+    return rows
