@@ -323,7 +323,7 @@ def training_throughput(device: torch.device, batches: tuple[int, ...] = (4, 16)
         x = torch.cat([photo(size, size, seed=i + 1) for i in range(batch)]).to(device)
         x = x.contiguous(memory_format=memory_format)
 
-        def step():
+        def step(model=model, opt=opt, x=x):
             loss = batch_loss(model, x).total
             opt.zero_grad(set_to_none=True)
             loss.backward()
