@@ -587,6 +587,12 @@ def train(
     log_every: Annotated[int | None, typer.Option(min=1, help="Steps between loss-history entries.")] = None,
     workers: Annotated[int | None, typer.Option(min=0, help="DataLoader worker processes.")] = None,
     amp: Annotated[str | None, typer.Option(help="Mixed precision on CUDA: auto, bf16, fp16, off.")] = None,
+    hold_out: Annotated[int | None, typer.Option(min=0, help="Photos kept out of training for evaluation, evenly "
+                                                 "spaced; listed in the run's held_out.txt (previews are the "
+                                                 "first of them).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(min=0.0, help="Stop after this many minutes of training "
+                                                      "with a checkpoint; --resume continues (chunks of a long "
+                                                      "run).")] = None,
     vgg_weights: VggOption = None,
     device: Annotated[str | None, typer.Option(help="auto (CUDA when present), cpu, cuda.")] = None,
 ) -> None:
@@ -614,7 +620,7 @@ def train(
                  "epochs": epochs, "batch_size": batch_size, "lr": lr, "image_size": image_size,
                  "style_size": style_size, "seed": seed, "checkpoint_every": checkpoint_every,
                  "preview_every": preview_every, "log_every": log_every, "workers": workers, "amp": amp,
-                 "vgg_weights": vgg_weights, "device": device}
+                 "hold_out": hold_out, "max_minutes": max_minutes, "vgg_weights": vgg_weights, "device": device}
     config = dataclasses.replace(base, loss=loss, **{k: v for k, v in overrides.items() if v is not None})
 
     with _progress() as bar:
@@ -634,7 +640,12 @@ def train(
                f"model {run_dir / 'model.safetensors'}, loss curve {run_dir / 'loss.png'}, previews in "
                f"{run_dir / 'previews'}")
     if result.held_out:
-        typer.echo(f"previews show {result.held_out} photos held out of training (not trained on)")
+        typer.echo(f"{result.held_out} photos held out of training (not trained on; previews show the first "
+                   f"{min(result.held_out, config.previews)})" + (f", listed in {run_dir / 'held_out.txt'}"
+                                                                   if config.hold_out else ""))
+    if result.time_limited:
+        typer.echo(f"stopped at the {config.max_minutes:g}-minute limit after step {result.steps} of "
+                   f"{result.total_steps}; continue with: stylexport train --resume {run_dir}")
     if result.skipped_files:
         typer.echo(f"skipped {len(result.skipped_files)} unreadable files, e.g. {result.skipped_files[0]}")
 

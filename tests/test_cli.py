@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 from stylexport.checkpoint import save_checkpoint
 from stylexport.cli import app
 
-from .conftest import one_line_error
+from .conftest import VGG_SPEC, one_line_error
 
 runner = CliRunner()
 
@@ -75,7 +75,7 @@ def test_stylize_unknown_architecture(tmp_path, make_image, random_model):
 def test_gatys_writes_image_and_losses(tmp_path, make_image, vgg):
     out = tmp_path / "g" / "out.png"
     result = run("gatys", make_image("c.png", 40, 40), make_image("s.png", 40, 40, seed=5), "-o", out,
-                 "--iterations", "3", "--size", "32", "--vgg-weights", "offline")
+                 "--iterations", "3", "--size", "32", "--vgg-weights", VGG_SPEC)
     assert result.exit_code == 0, result.output
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["iterations"] == 3 * 3 and set(report["losses"]) == {"total", "content", "style", "tv"}
@@ -120,7 +120,7 @@ def test_long_jobs_print_progress_lines_when_output_is_not_a_terminal(tmp_path, 
 
     monkeypatch.setattr(cli._Progress, "every", 0.0)  # every update is "long enough" to report
     result = run("gatys", make_image("c.png", 40, 40), make_image("s.png", 40, 40, seed=5), "-o",
-                 tmp_path / "o.png", "--iterations", "2", "--scales", "1", "--size", "32", "--vgg-weights", "offline")
+                 tmp_path / "o.png", "--iterations", "2", "--scales", "1", "--size", "32", "--vgg-weights", VGG_SPEC)
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stderr.splitlines() if line.startswith("gatys lbfgs: ")]
     assert lines and lines[-1].startswith("gatys lbfgs: 2/2 after")

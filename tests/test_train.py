@@ -10,7 +10,7 @@ from stylexport.cli import app
 from stylexport.errors import StylexportError
 from stylexport.train import TrainConfig, train
 
-from .conftest import smooth_image
+from .conftest import VGG_SPEC, one_line_error, smooth_image
 
 runner = CliRunner()
 
@@ -34,7 +34,7 @@ def style_path(tmp_path):
 
 def cfg(style_path, data_dir, **kw):
     base = dict(style=str(style_path), data=str(data_dir), image_size=48, style_size=64, batch_size=2, steps=8,
-                workers=0, checkpoint_every=4, preview_every=4, log_every=1, previews=0, vgg_weights="offline",
+                workers=0, checkpoint_every=4, preview_every=4, log_every=1, previews=0, vgg_weights=VGG_SPEC,
                 loss=TrainConfig.__dataclass_fields__["loss"].default_factory())
     base.update(kw)
     return TrainConfig(**base)
@@ -114,7 +114,7 @@ def test_bad_data_and_style(tmp_path, style_path):
 def test_cli_train_then_stylize_with_its_checkpoint(tmp_path, vgg, style_path, data_dir, make_image):
     run = tmp_path / "run"
     args = ["train", "--style", style_path, "--data", data_dir, "-o", run, "--steps", "2", "--image-size", "32",
-            "--style-size", "48", "--batch-size", "2", "--workers", "0", "--vgg-weights", "offline",
+            "--style-size", "48", "--batch-size", "2", "--workers", "0", "--vgg-weights", VGG_SPEC,
             "--checkpoint-every", "2"]
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
@@ -135,7 +135,7 @@ def test_sweep_writes_one_tile_per_setting(tmp_path, vgg, make_image):
     out = tmp_path / "sheet.png"
     result = runner.invoke(app, ["sweep", str(make_image("c.png", 32, 32)), str(make_image("s.png", 32, 32, seed=4)),
                                  "--style-weights", "1e4,1e5,1e6", "--tv-weights", "1e-7,1e-5", "--iterations", "2",
-                                 "--size", "32", "-o", str(out), "--vgg-weights", "offline"])
+                                 "--size", "32", "-o", str(out), "--vgg-weights", VGG_SPEC])
     assert result.exit_code == 0, result.output
     report = json.loads(out.with_suffix(".json").read_text())
     assert [(r["style_weight"], r["tv_weight"]) for r in report] == [
@@ -163,11 +163,11 @@ def test_mixed_aspect_photos_make_previews_and_the_held_out_are_named(tmp_path, 
     data = _mixed_aspect_photos(tmp_path / "mixed")
     run = tmp_path / "run"
     args = ["train", "--style", style_path, "--data", data, "-o", run, "--steps", "2", "--image-size", "32",
-            "--style-size", "48", "--batch-size", "2", "--workers", "0", "--vgg-weights", "offline",
+            "--style-size", "48", "--batch-size", "2", "--workers", "0", "--vgg-weights", VGG_SPEC,
             "--checkpoint-every", "2", "--preview-every", "1"]
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
-    assert "previews show 4 photos held out of training" in result.output
+    assert "4 photos held out of training (not trained on; previews show the first 4)" in result.output
     preview = Image.open(run / "previews" / "step_0000002.jpg")
     assert preview.size == (4 * 32, 2 * 32)
     assert json.loads((run / "config.json").read_text())["data_count"] == 20
@@ -259,3 +259,62 @@ def test_resume_refuses_other_data_and_names_the_difference(tmp_path, vgg, style
     assert result.exit_code == 0, result.output
     assert "trained 1 steps (steps 3-3 of 3)" in result.output
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data"] == str(tmp_path / "copy")
+
+
+def test_hold_out_keeps_named_photos_out_of_training(tmp_path, vgg, style_path):
+    data = _mixed_aspect_photos(tmp_path / "mixed")
+    run = tmp_path / "run"
+    args = ["train", "--style", style_path, "--data", data, "-o", run, "--steps", "1", "--image-size", "32",
+            "--style-size", "48", "--batch-size", "2", "--workers", "0", "--vgg-weights", VGG_SPEC,
+            "--hold-out", "6"]
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert "6 photos held out of training (not trained on; previews show the first 4)" in result.output
+    held = (run / "held_out.txt").read_text().splitlines()
+    trained = [line.split("\t")[0] for line in (run / "data.tsv").read_text().splitlines()]
+    assert held == [f"m{i:02d}.png" for i in (0, 4, 8, 12, 16, 20)]  # every 24 // 6 = 4th of the sorted list
+    assert len(trained) == 18 and not set(held) & set(trained)
+    assert json.loads((run / "config.json").read_text())["data_count"] == 18
+
+    args[args.index(run)] = tmp_path / "run2"
+    result = runner.invoke(app, [str(a) for a in args[:-1] + ["23"]])
+    one_line_error(result, "--hold-out 23 leaves 1 of 24 photos to train on", "fewer than a batch (2)")
+
+
+def test_chunks_under_a_time_limit_resume_to_the_straight_run(tmp_path, vgg, style_path, data_dir, monkeypatch):
+    """Training in time-limited chunks (the GPU machine's 10-minute calls) ends each chunk with a checkpoint
+    that resumes exactly: the weights equal an uninterrupted run's. No checkpoint file exceeds 16 MiB."""
+    import stylexport.train as trainmod
+
+    straight = train(cfg(style_path, data_dir), tmp_path / "a")
+    clock = {"t": 0.0}
+
+    def fake_clock():  # every reading advances 1 s: with a 5 s limit a chunk ends after a few steps
+        clock["t"] += 1.0
+        return clock["t"]
+
+    monkeypatch.setattr(trainmod.time, "perf_counter", fake_clock)
+    chunks, resume = [], False
+    while True:
+        result = train(cfg(style_path, data_dir, max_minutes=5 / 60), tmp_path / "b", resume=resume)
+        chunks.append(result.steps)
+        assert torch.load(tmp_path / "b" / "state.pt", weights_only=True)["step"] == result.steps
+        if not result.time_limited:
+            break
+        resume = True
+    assert len(chunks) >= 2 and chunks[-1] == straight.steps == 8, chunks
+    a = load_checkpoint(tmp_path / "a" / "model.safetensors").model.state_dict()
+    b = load_checkpoint(tmp_path / "b" / "model.safetensors").model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert all(f.stat().st_size < 16 * 2**20 for f in (tmp_path / "b").iterdir() if f.is_file())
+
+
+def test_resume_refuses_a_state_and_model_of_different_steps(tmp_path, vgg, style_path, data_dir):
+    import shutil
+
+    train(cfg(style_path, data_dir, steps=4), tmp_path / "a")
+    train(cfg(style_path, data_dir, steps=8), tmp_path / "b")
+    shutil.copy(tmp_path / "a" / "model.safetensors", tmp_path / "b" / "model.safetensors")  # step 4 beside 8
+    with pytest.raises(StylexportError, match="state.pt is from step 8 but model.safetensors from step 4"):
+        train(cfg(style_path, data_dir, steps=12), tmp_path / "b", resume=True)
