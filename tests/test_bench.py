@@ -24,8 +24,10 @@ def test_percentiles_by_hand():
 
 def test_parse_size():
     assert parse_size("1080p") == (1080, 1920) and parse_size("4K") == (2160, 3840) and parse_size("33x65") == (33, 65)
-    with pytest.raises(StylexportError, match="use HxW"):
-        parse_size("huge")
+    assert parse_size("96") == (96, 96) and parse_size(" 64X32 ") == (64, 32)
+    for bad in ("huge", "0", "3x4x5", "-2x8", "x"):
+        with pytest.raises(StylexportError, match="use HxW"):
+            parse_size(bad)
 
 
 def test_unavailable_backend_is_skipped_with_reason(monkeypatch):

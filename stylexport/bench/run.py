@@ -53,13 +53,18 @@ class Skip(Exception):
 
 
 def parse_size(text: str) -> tuple[int, int]:
+    """HxW, a named size (720p, 1080p, 4k) or N for a square NxN."""
     key = text.strip().lower()
     if key in NAMED_SIZES:
         return NAMED_SIZES[key]
     try:
-        h, w = (int(v) for v in key.split("x"))
+        parts = [int(v) for v in key.split("x")]
+        h, w = parts if len(parts) == 2 else (parts[0], parts[0]) if len(parts) == 1 else (0, 0)
     except ValueError:
-        raise StylexportError(f"size {text!r}: use HxW (e.g. 270x480) or one of {', '.join(NAMED_SIZES)}") from None
+        h = w = 0
+    if h < 1 or w < 1:
+        raise StylexportError(f"size {text!r}: use HxW (e.g. 270x480), N for NxN, or one of "
+                              f"{', '.join(NAMED_SIZES)}")
     return h, w
 
 
