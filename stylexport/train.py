@@ -420,7 +420,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     skipped: set[str] = set()
     start_time = time.perf_counter()
     deadline = start_time + config.max_minutes * 60 if config.max_minutes else math.inf
-    time_limited = False
+    out_of_time = False
     images_seen = 0
     window_start, window_images = start_time, 0
     ips = 0.0
@@ -453,19 +453,14 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
                     f.write(json.dumps(history[-1]) + "\n")
             if progress is not None and main:
                 progress(StepInfo(step, total_steps, values, ips))
-        if main and (step % config.preview_every == 0 or step == total_steps):
+        out_of_time = step < total_steps and time.perf_counter() >= deadline  # a chunk ends: preview, checkpoint
+        if main and (step % config.preview_every == 0 or step == total_steps or out_of_time):
             _save_previews(model, previews, run_dir / "previews" / f"step_{step:07d}.jpg", device)
-        out_of_time = step < total_steps and time.perf_counter() >= deadline
         if step % config.checkpoint_every == 0 or step == total_steps or out_of_time:
             checkpoint(x)
-        if out_of_time:
-            if main and step % config.preview_every:
-                _save_previews(model, previews, run_dir / "previews" / f"step_{step:07d}.jpg", device)
-            time_limited = True
-            break
-        if step >= total_steps:
+        if step >= total_steps or out_of_time:
             break
     seconds = time.perf_counter() - start_time
     return TrainResult(run_dir=run_dir, steps=step, skipped_files=sorted(skipped), seconds=seconds,
                        images_per_second=images_seen / max(seconds, 1e-9), main=main, start_step=start_step,
-                       held_out=held_out, total_steps=total_steps, time_limited=time_limited)
+                       held_out=held_out, total_steps=total_steps, time_limited=out_of_time)

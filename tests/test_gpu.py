@@ -1,7 +1,6 @@
 """The CUDA paths: each GPU engine against the FP32 network, CUDA-event timing against the wall clock, training
 with bf16 autocast, and the benchmark on a GPU. Skipped (with the reason) on a machine without CUDA."""
 
-import importlib.util
 import json
 import time
 
@@ -9,6 +8,7 @@ import pytest
 import torch
 
 from stylexport.bench.timing import photo, sync, time_compute
+from stylexport.devices import ort_providers
 from stylexport.metrics import psnr
 from stylexport.runtime import open_runner
 
@@ -28,11 +28,7 @@ CUDA_ENGINES = {
 
 
 def _has_ort_cuda() -> bool:
-    if importlib.util.find_spec("onnxruntime") is None:
-        return False
-    import onnxruntime as ort
-
-    return "CUDAExecutionProvider" in ort.get_available_providers()
+    return "CUDAExecutionProvider" in ort_providers()
 
 
 @pytest.fixture(scope="module")

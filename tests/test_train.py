@@ -32,6 +32,13 @@ def style_path(tmp_path):
     return p
 
 
+def cli_train(style, data, run, steps, *extra):
+    """`stylexport train` arguments for a tiny CLI run (32 px crops, batch 2, no workers)."""
+    return [str(a) for a in ["train", "--style", style, "--data", data, "-o", run, "--steps", steps, "--image-size",
+                             "32", "--style-size", "48", "--batch-size", "2", "--workers", "0", "--vgg-weights",
+                             VGG_SPEC, *extra]]
+
+
 def cfg(style_path, data_dir, **kw):
     base = dict(style=str(style_path), data=str(data_dir), image_size=48, style_size=64, batch_size=2, steps=8,
                 workers=0, checkpoint_every=4, preview_every=4, log_every=1, previews=0, vgg_weights=VGG_SPEC,
@@ -113,13 +120,11 @@ def test_bad_data_and_style(tmp_path, style_path):
 
 def test_cli_train_then_stylize_with_its_checkpoint(tmp_path, vgg, style_path, data_dir, make_image):
     run = tmp_path / "run"
-    args = ["train", "--style", style_path, "--data", data_dir, "-o", run, "--steps", "2", "--image-size", "32",
-            "--style-size", "48", "--batch-size", "2", "--workers", "0", "--vgg-weights", VGG_SPEC,
-            "--checkpoint-every", "2"]
-    result = runner.invoke(app, [str(a) for a in args])
+    args = cli_train(style_path, data_dir, run, 2, "--checkpoint-every", "2")
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "skipped 1 unreadable files" in result.output
-    result = runner.invoke(app, [str(a) for a in args])
+    result = runner.invoke(app, args)
     assert result.exit_code == 2 and "already exists" in result.stderr
     result = runner.invoke(app, ["train", "--resume", str(run), "--steps", "3"])
     assert result.exit_code == 0, result.output
@@ -162,10 +167,7 @@ def _mixed_aspect_photos(folder, n=24):
 def test_mixed_aspect_photos_make_previews_and_the_held_out_are_named(tmp_path, vgg, style_path):
     data = _mixed_aspect_photos(tmp_path / "mixed")
     run = tmp_path / "run"
-    args = ["train", "--style", style_path, "--data", data, "-o", run, "--steps", "2", "--image-size", "32",
-            "--style-size", "48", "--batch-size", "2", "--workers", "0", "--vgg-weights", VGG_SPEC,
-            "--checkpoint-every", "2", "--preview-every", "1"]
-    result = runner.invoke(app, [str(a) for a in args])
+    result = runner.invoke(app, cli_train(style_path, data, run, 2, "--checkpoint-every", "2", "--preview-every", "1"))
     assert result.exit_code == 0, result.output
     assert "4 photos held out of training (not trained on; previews show the first 4)" in result.output
     preview = Image.open(run / "previews" / "step_0000002.jpg")
@@ -264,10 +266,7 @@ def test_resume_refuses_other_data_and_names_the_difference(tmp_path, vgg, style
 def test_hold_out_keeps_named_photos_out_of_training(tmp_path, vgg, style_path):
     data = _mixed_aspect_photos(tmp_path / "mixed")
     run = tmp_path / "run"
-    args = ["train", "--style", style_path, "--data", data, "-o", run, "--steps", "1", "--image-size", "32",
-            "--style-size", "48", "--batch-size", "2", "--workers", "0", "--vgg-weights", VGG_SPEC,
-            "--hold-out", "6"]
-    result = runner.invoke(app, [str(a) for a in args])
+    result = runner.invoke(app, cli_train(style_path, data, run, 1, "--hold-out", "6"))
     assert result.exit_code == 0, result.output
     assert "6 photos held out of training (not trained on; previews show the first 4)" in result.output
     held = (run / "held_out.txt").read_text().splitlines()
@@ -276,8 +275,7 @@ def test_hold_out_keeps_named_photos_out_of_training(tmp_path, vgg, style_path):
     assert len(trained) == 18 and not set(held) & set(trained)
     assert json.loads((run / "config.json").read_text())["data_count"] == 18
 
-    args[args.index(run)] = tmp_path / "run2"
-    result = runner.invoke(app, [str(a) for a in args[:-1] + ["23"]])
+    result = runner.invoke(app, cli_train(style_path, data, tmp_path / "run2", 1, "--hold-out", "23"))
     one_line_error(result, "--hold-out 23 leaves 1 of 24 photos to train on", "fewer than a batch (2)")
 
 

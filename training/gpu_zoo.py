@@ -30,22 +30,11 @@ import tarfile
 from pathlib import Path
 
 import torch
+from train_style import recipe_args  # the sibling script: a recipe's JSON as `stylexport train` options
 
 ROOT = Path(__file__).resolve().parents[1]
 CARRIED = ROOT / ".gpu"
 PY = sys.executable
-
-
-def recipe_args(name: str, dry: bool) -> list[str]:
-    recipe = json.loads((ROOT / "training" / "styles" / f"{name}.json").read_text())
-    recipe["style"] = str(CARRIED / "styles" / f"{name}.jpg")
-    recipe["data"] = str(CARRIED / "photos")
-    if dry:
-        recipe.update(image_size=64, steps=20, style_size=128)
-    args = []
-    for key, value in recipe.items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
-    return args
 
 
 def main() -> None:
@@ -63,6 +52,7 @@ def main() -> None:
            "STYLEXPORT_VGG_WEIGHTS": str(CARRIED / "vgg16-relu4_3-caffe.safetensors"), "PYTHONUNBUFFERED": "1"}
     device = "cpu" if args.dry_run else "cuda"
     names = args.styles.split(",")
+    dry = ["--image-size", "64", "--steps", "20", "--style-size", "128"] if args.dry_run else []
 
     procs = {}
     for name in names:
@@ -74,9 +64,11 @@ def main() -> None:
         resume = (run / "state.pt").is_file()
         cmd = [PY, "-m", "stylexport", "train", "--max-minutes", str(args.minutes), "--device", device,
                "--workers", "0" if args.dry_run else "2"]
+        # the carried painting and photos; options after the recipe's override it (train_style.py's rule)
         where = ["--style", str(CARRIED / "styles" / f"{name}.jpg"), "--data", str(CARRIED / "photos")]
-        cmd += ["--resume", str(run), *where] if resume else [*recipe_args(name, args.dry_run), "--hold-out", "20",
-                                                              "-o", str(run)]
+        cmd += ["--resume", str(run), *where] if resume else \
+            [*recipe_args(ROOT / "training" / "styles" / f"{name}.json"), *where, *dry, "--hold-out", "20", "-o",
+             str(run)]
         log = open(work / f"{name}.log", "a")  # noqa: SIM115 - closed when the process is done
         procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env), log)
         print(f"[zoo] {name}: {'resumed' if resume else 'started'}", flush=True)

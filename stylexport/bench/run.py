@@ -57,10 +57,10 @@ def parse_size(text: str) -> tuple[int, int]:
     key = text.strip().lower()
     if key in NAMED_SIZES:
         return NAMED_SIZES[key]
+    parts = key.split("x")
     try:
-        parts = [int(v) for v in key.split("x")]
-        h, w = parts if len(parts) == 2 else (parts[0], parts[0]) if len(parts) == 1 else (0, 0)
-    except ValueError:
+        h, w = (int(v) for v in (parts * 2 if len(parts) == 1 else parts))
+    except ValueError:  # not numbers, or not two of them
         h = w = 0
     if h < 1 or w < 1:
         raise StylexportError(f"size {text!r}: use HxW (e.g. 270x480), N for NxN, or one of "

@@ -49,14 +49,15 @@ class TorchRunner(Runner):
         x = batch.to(self.device, self.dtype, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        compiled = self._forward is not self.model
         with contextlib.ExitStack() as stack:
-            if self._forward is not self.model:
+            if compiled:
                 stack.enter_context(torch._dynamo.config.patch(recompile_limit=COMPILE_SHAPE_LIMIT))
             if self.autocast is not None:  # weights stay FP32; convolutions run in the autocast dtype
                 stack.enter_context(torch.autocast(self.device.type, dtype=self.autocast))
             y = self._forward(x)
         # a CUDA-graph output buffer is overwritten by the next replay: hand out a copy (.float() of a half copies)
-        return y.clone() if self._forward is not self.model and y.dtype == torch.float32 else y.float()
+        return y.clone() if compiled and y.dtype == torch.float32 else y.float()
 
 
 def open_engine(path, engine, device: torch.device) -> TorchRunner:
