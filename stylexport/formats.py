@@ -67,6 +67,14 @@ class Format:
             return [path, *(path.parent / name for name in self.bundle)]
         return [path, sidecar_path(path), *(path.with_suffix(s) for s in self.companions)]
 
+    def remove(self, path: str | os.PathLike) -> None:
+        """Delete the artifact and everything in ``files`` (a failed gate, a stale cache entry)."""
+        for file in self.files(path):
+            if file.is_dir():
+                shutil.rmtree(file)
+            else:
+                file.unlink(missing_ok=True)
+
     def model_file(self, path: str | os.PathLike) -> Path:
         """The file an engine runs: the artifact itself, or an app's model."""
         return Path(path).parent / self.bundle[0] if self.bundle else Path(path)

@@ -41,8 +41,9 @@ def auto_candidates(device: torch.device) -> list:
 def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | None = None):
     """The runner stylize and video use. An engine named, or an exported artifact: ``open_runner``. A
     checkpoint with no engine named: the fastest engine that runs here and passes its parity gate; the
-    artifact is exported once into the cache (keyed by the checkpoint's sha256) and reused; an export that
-    fails its gate is logged and the next engine tried, down to torch on the checkpoint."""
+    artifact is exported once into the cache (keyed by the checkpoint's sha256) and reused. A cached artifact
+    that no longer opens (written by an older stylexport or library, or cut short) is exported again; an export
+    that fails its gate is logged and the next engine tried, down to torch on the checkpoint."""
     from stylexport.devices import pick_device
     from stylexport.fileio import cache_dir
     from stylexport.formats import CHECKPOINT, FORMATS, format_of, open_engine
@@ -62,12 +63,15 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
         fmt = FORMATS[candidate.formats[0]]
         if fmt is CHECKPOINT:
             return open_engine(candidate, path, dev)
-        made = [p for p in folder.glob(f"*{fmt.suffix}") if format_of(p) is fmt]
+        for cached in [p for p in folder.glob(f"*{fmt.suffix}") if format_of(p) is fmt]:
+            try:
+                return open_engine(candidate, cached, dev)
+            except StylexportError as exc:
+                log.warning("cached %s no longer opens (%s); exporting it again", cached, exc)
+                fmt.remove(cached)
         try:
-            if not made:
-                log.info("exporting %s to %s for %s (once; cached in %s)", path.name, fmt.name, candidate.name, folder)
-                made = [Path(export(path, [fmt.name], folder)[0].path)]
-            return open_engine(candidate, made[0], dev)
+            log.info("exporting %s to %s for %s (once; cached in %s)", path.name, fmt.name, candidate.name, folder)
+            return open_engine(candidate, Path(export(path, [fmt.name], folder)[0].path), dev)
         except StylexportError as exc:
             log.warning("%s: %s; trying the next engine", candidate.name, exc)
     return open_runner(path, device=dev)

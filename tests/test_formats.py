@@ -114,6 +114,13 @@ def test_a_checkpoint_runs_on_the_fastest_engine_that_passes_and_is_cached(model
     with open_model(ckpt, device="cpu") as again:  # reused, not exported again
         assert again.engine == first.engine
     assert list((cache_dir() / "engines").rglob("*")) == cached
+    # a cached artifact that no longer opens (older stylexport, cut short): exported again, not skipped forever
+    fmt = formats.FORMATS[formats.ENGINES[first.engine].formats[0]]
+    artifact = next(p for p in cached if p.name.endswith(fmt.suffix))
+    artifact.write_bytes(b"truncated")
+    with open_model(ckpt, device="cpu") as healed:
+        assert healed.engine == first.engine
+    assert artifact.stat().st_size > 1000
     # without OpenVINO and ONNX Runtime: torch on the checkpoint itself
     monkeypatch.setattr(formats, "has_module", lambda module: module not in ("openvino", "onnxruntime"))
     with open_model(ckpt, device="cpu") as fallback:

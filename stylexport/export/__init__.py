@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -194,11 +193,7 @@ def export(checkpoint: str | Path, formats: list[str], out_dir: str | Path, *, p
         reports.append(report)
         log.info("exported %s in %.1f s: %s (%.1f MB)", name, seconds, path, report.size_bytes / 1e6)
         if not report.passed:
-            for artifact in fmt.files(path):
-                if artifact.is_dir():
-                    shutil.rmtree(artifact)
-                else:
-                    artifact.unlink(missing_ok=True)
+            fmt.remove(path)
             raise StylexportError(f"{name} export of {checkpoint} failed its parity check against PyTorch FP32: "
                                   f"max abs {parity.max_abs:.3g}, PSNR {parity.psnr_db:.1f} dB, finite "
                                   f"{parity.finite}; required {fmt.tolerance.describe()}. The file was removed")
