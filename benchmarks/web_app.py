@@ -1,9 +1,10 @@
 """The exported web app's speed in headless Chromium beside ONNX Runtime and torch in Python, on this CPU.
 
-Exports CHECKPOINT with ``export --web``, serves it on 127.0.0.1, stylizes the bundled photo at each size
-REPEATS times through the page on WebAssembly (tests/web/drive.cjs; the page's own model time, one thread:
-a plain static server gives no cross-origin isolation, so no WebAssembly threads), and times the same ONNX
-model with ONNX Runtime's CPU provider (1 thread and the default) and torch FP32 in this process. Writes
+Exports CHECKPOINT with ``export --web``, serves it on 127.0.0.1 twice (``stylexport serve``'s server: once
+cross-origin isolated, so the page runs WebAssembly threads, once without the headers, as a plain static server
+does: one thread), stylizes the bundled photo at each size REPEATS times through each page on WebAssembly
+(tests/web/drive.cjs; the page's own model time), and times the same ONNX model with ONNX Runtime's CPU
+provider (1 thread and the default) and torch FP32 in this process. Writes
 OUTPUT.json/.md and the page's screenshot (OUTPUT-screenshot.png).
 
     python benchmarks/web_app.py CHECKPOINT -o benchmarks/results/web-app.json
@@ -12,8 +13,6 @@ OUTPUT.json/.md and the page's screenshot (OUTPUT-screenshot.png).
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import json
 import os
 import re
@@ -22,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,26 +30,20 @@ import torch
 from PIL import Image
 
 from stylexport.bench.environment import environment
+from stylexport.bench.timing import percentiles
 from stylexport.checkpoint import load_checkpoint
 from stylexport.export import export
 from stylexport.image import sample_paths
 from stylexport.web import TEMPLATE
+from stylexport.web.server import start_server
 
 DRIVER = Path(__file__).resolve().parents[1] / "tests" / "web" / "drive.cjs"
 
 
-class Handler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript",
-                      ".wasm": "application/wasm"}
-
-    def log_message(self, *args):
-        pass
-
-
 def stats(times: list[float]) -> dict[str, float]:
-    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    return {"p50_ms": round(statistics.median(times), 1), "p25_ms": round(q[0], 1), "p75_ms": round(q[2], 1),
-            "n": len(times)}
+    """The bench harness's percentiles (numpy's interpolation), rounded for the table."""
+    summary = percentiles(times)
+    return {key: round(summary[key], 1) for key in ("p50_ms", "p25_ms", "p75_ms")} | {"n": summary["n"]}
 
 
 def time_python(call, x: torch.Tensor, repeats: int) -> list[float]:
@@ -74,9 +66,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="web-app-"))
     app = work / "app"
     export(args.checkpoint, ["web"], app)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(app)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/index.html?ep=wasm&size=0"
+    servers = [start_server(app, isolated=isolated) for isolated in (True, False)]
     model = load_checkpoint(args.checkpoint).model.eval()
     sessions = {"ort-cpu (1 thread)": 1, "ort-cpu (default threads)": 0}
     rows = []
@@ -85,15 +75,19 @@ def main() -> None:
         image.thumbnail((size, size), Image.Resampling.LANCZOS)
         photo = work / f"photo-{size}.png"
         image.save(photo)
-        out = work / f"page-{size}"
-        out.mkdir()
-        env = {**os.environ, "NODE_PATH": str(TEMPLATE / "node_modules"), "REPEAT": str(args.repeats + 1)}
-        subprocess.run(["node", str(DRIVER), url, str(photo), str(out)], env=env, check=True)
-        page = json.loads((out / "page.json").read_text())
-        times = [float(re.search(r"model ([\d.]+) ms", r).group(1)) for r in page["runs"]][1:]  # first: warm-up
-        backend = page["runs"][0].split(" · ")[0]
+        measured = {}
+        for _, url in servers:
+            out = Path(tempfile.mkdtemp(prefix=f"page-{size}-", dir=work))
+            env = {**os.environ, "NODE_PATH": str(TEMPLATE / "node_modules"), "REPEAT": str(args.repeats + 1)}
+            subprocess.run(["node", str(DRIVER), f"{url}?ep=wasm&size=0", str(photo), str(out)], env=env, check=True)
+            page = json.loads((out / "page.json").read_text())
+            times = [float(re.search(r"model ([\d.]+) ms", r).group(1)) for r in page["runs"]][1:]  # 1st: warm-up
+            isolation = "isolated" if page["isolated"] else "not isolated"
+            measured[f"browser: {page['runs'][0].split(' · ')[0]}, {isolation}"] = times
+            if page["isolated"]:  # the page as stylexport serve shows it
+                shot = Path(args.output).with_name(f"{Path(args.output).stem}-screenshot.png")
+                shutil.copy(out / "screenshot.png", shot)
         x = torch.from_numpy(np.asarray(image, dtype="float32")).permute(2, 0, 1)[None].contiguous()
-        measured = {f"browser: {backend}": times}
         for label, threads in sessions.items():
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
@@ -105,8 +99,8 @@ def main() -> None:
         for label, t in measured.items():
             rows.append({"size": f"{x.shape[2]}x{x.shape[3]}", "engine": label, **stats(t),
                          "vs_ort_1_thread": round(statistics.median(t) / base, 2)})
-        shutil.copy(out / "screenshot.png", Path(args.output).with_name(Path(args.output).stem + "-screenshot.png"))
-    server.shutdown()
+    for server, _ in servers:
+        server.shutdown()
     result = {"what": "exported web app (ONNX Runtime Web, WebAssembly) in headless Chromium vs Python engines, "
                       "same ONNX model, same photo; times are model run only (no pixel conversion)",
               "command": " ".join([Path(sys.executable).name, *sys.argv]), "checkpoint": str(args.checkpoint),

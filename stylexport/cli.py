@@ -432,8 +432,8 @@ def export(
     openvino: Annotated[bool, typer.Option("--openvino", help=_format_help("openvino"))] = False,
     int8: Annotated[bool, typer.Option("--int8", help=_format_help("int8"))] = False,
     executorch: Annotated[bool, typer.Option("--executorch", help=_format_help("executorch"))] = False,
-    web: Annotated[bool, typer.Option("--web", help=_format_help("web") + " Serve the folder with any static "
-                                      "file server (python -m http.server -d DIR) and open it.")] = False,
+    web: Annotated[bool, typer.Option("--web", help=_format_help("web") + " Open it with stylexport serve DIR "
+                                      "(or any static file server).")] = False,
     calibration: Annotated[Path | None, typer.Option(help="With --int8: a folder of photos to calibrate on (up to "
                                                      "32; like the ones you will stylize). Default: crops of the "
                                                      "bundled photo and painting.")] = None,
@@ -487,6 +487,37 @@ def export(
                       f"{r.build_seconds:.1f} s")
     _stdout().print(table)
     typer.echo(f"all {len(reports)} artifacts passed their parity checks; report in {output / 'export.json'}")
+
+
+@app.command()
+def serve(
+    folder: Annotated[Path, typer.Argument(help="A folder stylexport export --web wrote.")],
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 takes any free one.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on. 127.0.0.1: this machine only. Other machines "
+                                      "get WebGPU and threads only over HTTPS (browsers' secure-context rule).")]
+    = "127.0.0.1",
+    isolated: Annotated[bool, typer.Option(help="Send the cross-origin isolation headers, so WebAssembly runs on "
+                                           "several threads.")] = True,
+) -> None:
+    """Serve an exported web app and print its address; Ctrl-C stops.
+
+    Unlike a plain static file server, it sends the headers that let the app run WebAssembly on several
+    threads (cross-origin isolation) and the right types for its .mjs and .wasm files.
+    """
+    import time
+
+    from stylexport.web.server import start_server
+
+    server, url = start_server(folder, host=host, port=port, isolated=isolated)
+    threads = "cross-origin isolated: WebAssembly threads" if isolated else "not isolated: one WebAssembly thread"
+    typer.echo(f"serving {folder} at {url} ({threads}); Ctrl-C stops")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+    finally:
+        server.shutdown()
 
 
 def _bench_engines_help() -> str:

@@ -1,15 +1,13 @@
-"""The exported web app (stylexport/export/web.py, stylexport/web/) in a real browser: an app is exported, served
-from 127.0.0.1 by a static file server, driven in Debian's headless Chromium through puppeteer-core
-(tests/web/drive.cjs), and the page's pixels are compared with the same ONNX model run by ONNX Runtime in Python
-(``stylize -m model.onnx``), with and without the strength and keep-colours controls."""
+"""The exported web app (stylexport/export/web.py, stylexport/web/) in a real browser: an app is exported,
+served from 127.0.0.1 by ``stylexport serve``'s server (cross-origin isolated: WebAssembly threads), driven in
+Debian's headless Chromium through puppeteer-core (tests/web/drive.cjs), and the page's pixels are compared with
+the same ONNX model run by ONNX Runtime in Python (``stylize -m model.onnx``), with and without the strength and
+keep-colours controls. The server itself is tested over HTTP without a browser."""
 
-import functools
-import http.server
 import json
 import os
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from typer.testing import CliRunner
 from stylexport.cli import app
 from stylexport.metrics import psnr
 from stylexport.web import RUNTIME_FILES, TEMPLATE, find_runtime
+from stylexport.web.server import start_server
 from tests.conftest import one_line_error
 
 runner = CliRunner()
@@ -59,19 +58,9 @@ def served_app(model_and_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("webapp")
     result = runner.invoke(app, ["export", str(ckpt), "--web", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    handler = functools.partial(_QuietHandler, directory=str(out))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield out, f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    server, url = start_server(out)
+    yield out, url
     server.shutdown()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript",
-                      ".wasm": "application/wasm"}
-
-    def log_message(self, *args):
-        pass
 
 
 def _photo(tmp_path: Path, width: int, height: int) -> Path:
@@ -111,7 +100,10 @@ def test_the_page_matches_onnx_runtime_in_python(served_app, tmp_path, query, op
     photo = _photo(tmp_path, 200, 136)  # not multiples of 4
     page = _drive(f"{url}?ep=wasm&size=0{query}", photo, tmp_path)
     assert page["state"] == "done", page
-    assert page["status"].startswith("WebAssembly (") and "200x136" in page["status"] and " ms" in page["status"]
+    threads = min(4, page["cores"])  # the app's rule for an isolated page
+    assert page["isolated"] is True
+    assert page["status"].startswith(f"WebAssembly ({threads} thread") and "200x136" in page["status"]
+    assert " ms" in page["status"]
     # self-contained: every request stays on the server, and asks only for the app's own files
     origin = url.rsplit("/", 1)[0]
     assert all(r.startswith(origin + "/") for r in page["requests"]), page["requests"]
@@ -139,6 +131,69 @@ def test_the_page_runs_on_webgpu_when_the_browser_has_it(served_app, tmp_path):
     assert page["status"].startswith("WebGPU ·")
     got = np.asarray(Image.open(tmp_path / "result.png").convert("RGB"))
     assert _psnr(got, _python_reference(app_dir, photo, tmp_path / "python.png")) >= 40.0
+
+
+def test_without_isolation_headers_the_page_runs_one_thread(served_app, tmp_path):
+    """What a plain static server gives: the same page, not cross-origin isolated, one WebAssembly thread."""
+    app_dir, _ = served_app
+    server, url = start_server(app_dir, isolated=False)
+    try:
+        page = _drive(f"{url}?ep=wasm&size=0", _photo(tmp_path, 48, 32), tmp_path)
+    finally:
+        server.shutdown()
+    assert page["isolated"] is False and page["state"] == "done", page
+    assert page["status"].startswith("WebAssembly (1 thread)")
+
+
+def _fake_app(folder: Path) -> Path:
+    folder.mkdir()
+    for name, data in (("index.html", b"<!doctype html>"), ("model.json", b"{}"), ("app.mjs", b"export {};"),
+                       ("ort/x.wasm", b"\0asm")):
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes(data)
+    return folder
+
+
+@pytest.mark.parametrize("isolated", [True, False], ids=["isolated", "no-isolated"])
+def test_serve_sends_isolation_headers_and_module_types_and_stops_on_ctrl_c(tmp_path, isolated):
+    """No browser needed: the command's own process, asked over HTTP."""
+    import signal
+    import sys
+    import urllib.request
+
+    folder = _fake_app(tmp_path / "app")
+    cmd = [sys.executable, "-m", "stylexport", "serve", str(folder), "--port", "0"]
+    proc = subprocess.Popen(cmd + ([] if isolated else ["--no-isolated"]), stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f"serving {folder} at http://127.0.0.1:"), line
+        url = line.split(" at ", 1)[1].split(" ", 1)[0]
+        base = url.rsplit("/", 1)[0]
+        for name, kind in (("index.html", "text/html"), ("app.mjs", "text/javascript"),
+                           ("ort/x.wasm", "application/wasm")):
+            with urllib.request.urlopen(f"{base}/{name}", timeout=10) as response:
+                assert response.headers["Content-Type"].startswith(kind), name
+                assert response.headers.get("Cross-Origin-Opener-Policy") == ("same-origin" if isolated else None)
+                assert response.headers.get("Cross-Origin-Embedder-Policy") == ("require-corp" if isolated else None)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        assert "stopped" in proc.stdout.read()
+    finally:
+        proc.kill()
+
+
+def test_serve_refuses_a_folder_that_is_not_an_app_and_a_busy_port(tmp_path):
+    import socket
+
+    result = runner.invoke(app, ["serve", str(tmp_path)])
+    one_line_error(result, f"{tmp_path} has no index.html or model.json", "export CHECKPOINT --web")
+    folder = _fake_app(tmp_path / "app")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = runner.invoke(app, ["serve", str(folder), "--port", str(port)])
+    one_line_error(result, f"cannot serve on 127.0.0.1:{port}", "choose another --port")
 
 
 def test_the_app_folder_is_complete_and_describes_itself(model_and_ckpt, tmp_path):

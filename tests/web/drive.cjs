@@ -1,6 +1,7 @@
 // Drives an exported stylexport web app in headless Chromium (puppeteer-core): opens URL, uploads PHOTO through
 // the page's file input, waits for the page to finish, and writes OUT/result.png (the result canvas, lossless),
-// OUT/screenshot.png and OUT/page.json (status line, state, requests made, console errors). REPEAT=N stylizes
+// OUT/screenshot.png and OUT/page.json (status line, state, requests made, console errors, whether the page is cross-origin
+// isolated and the cores it sees). REPEAT=N stylizes
 // the photo N times and keeps each run's status line (the page's own timing).
 // usage: node drive.cjs URL PHOTO OUT   (CHROMIUM names the browser; default /usr/bin/chromium)
 const fs = require("fs");
@@ -25,6 +26,8 @@ async function main() {
     page.on("console", (m) => report.console.push(`${m.type()}: ${m.text()}`));
     page.on("pageerror", (e) => report.console.push(`pageerror: ${e.message}`));
     await page.goto(url, { waitUntil: "load" });
+    report.isolated = await page.evaluate(() => self.crossOriginIsolated);
+    report.cores = await page.evaluate(() => navigator.hardwareConcurrency);
     await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), { timeout: 120000 });
     if (await page.evaluate(() => document.body.dataset.state) === "ready") {
       const input = await page.$("#file");
