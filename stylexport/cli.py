@@ -24,6 +24,7 @@ from typer.core import TyperGroup
 
 from stylexport import __version__
 from stylexport.errors import StylexportError
+from stylexport.styles import DEFAULT_STYLE
 
 console = Console(stderr=True)
 
@@ -244,17 +245,26 @@ def gatys(
 
 
 StyleOption = Annotated[str | None, typer.Option("--style", "-s", help="A shipped style by name (stylexport "
-                                                "styles lists them), instead of --model.")]
+                                                "styles lists them), instead of --model. With neither: "
+                                                f"{DEFAULT_STYLE}, or the first installed style.")]
 
 
 def _model_path(model: Path | None, style: str | None) -> Path:
-    if (model is None) == (style is None):
-        raise StylexportError("pass either --model FILE or --style NAME (stylexport styles lists the names)")
-    if style is not None:
-        from stylexport.styles import find_style
+    """--model, else --style NAME, else the default shipped style (said on stderr)."""
+    from stylexport.styles import default_style, find_style, styles_dir
 
+    if model is not None and style is not None:
+        raise StylexportError(f"pass either --model {model} or --style {style}, not both")
+    if model is not None:
+        return model
+    if style is not None:
         return find_style(style).model
-    return model
+    chosen = default_style()
+    if chosen is None:
+        raise StylexportError(f"no --model or --style given, and no style models are installed in {styles_dir()}; "
+                              "pass --model FILE (a checkpoint or an exported engine)")
+    typer.echo(f"style {chosen.name} (no --model or --style given; stylexport styles lists the others)", err=True)
+    return chosen.model
 
 
 @app.command()
@@ -299,8 +309,7 @@ def stylize(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output image (one input) or folder.")],
     model: Annotated[Path | None, typer.Option("--model", "-m", help="A checkpoint (.safetensors/.pth), an .onnx "
                                                "model (ours or a third-party one), an OpenVINO .xml, an "
-                                               "ExecuTorch .pte, a TensorRT .plan or an AOTInductor .pt2. One of "
-                                               "--model/--style is required.")] = None,
+                                               "ExecuTorch .pte, a TensorRT .plan or an AOTInductor .pt2.")] = None,
     style: StyleOption = None,
     backend: EngineOption = None,
     size: Annotated[int | None, typer.Option(min=16, help="Resize so the longer side is this, px.")] = None,
@@ -364,8 +373,8 @@ def video(
     source: Annotated[Path, typer.Argument(help="A video file, or a folder of frames.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="A video file (.mp4, .mkv, .mov, .webm, .avi) "
                                          "or a folder for PNG frames.")],
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="A checkpoint, .onnx, .plan or .pt2 model. One "
-                                               "of --model/--style is required.")] = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="A checkpoint, .onnx, .plan or .pt2 model.")]
+    = None,
     style: StyleOption = None,
     backend: EngineOption = None,
     batch: Annotated[int, typer.Option(min=1, help="Frames per model call.")] = 1,

@@ -16,6 +16,7 @@ from typing import Any
 from stylexport.errors import StylexportError
 
 STYLES_ENV = "STYLEXPORT_STYLES_DIR"
+DEFAULT_STYLE = "great_wave"  # what stylize and video use when given neither a model nor a style
 THUMBNAIL_SIDE = 256
 
 
@@ -50,6 +51,12 @@ def find_style(name: str) -> Style:
         raise StylexportError(f"no style models are installed in {styles_dir()}, so --style {name!r} cannot be "
                               "found; pass a model with --model, or train one (training/README.md)")
     raise StylexportError(f"unknown style {name!r}; installed: {', '.join(styles)} (stylexport styles lists them)")
+
+
+def default_style() -> Style | None:
+    """DEFAULT_STYLE where it is installed, else the first installed style by name; None with no styles."""
+    found = list_styles()
+    return next((s for s in found if s.name == DEFAULT_STYLE), found[0] if found else None)
 
 
 def ship_style(checkpoint: str | os.PathLike, name: str, style_image: str | os.PathLike, *,

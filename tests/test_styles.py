@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 from stylexport.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from stylexport.cli import app
 from stylexport.image import read_image
-from stylexport.styles import STYLES_ENV, find_style, list_styles, ship_style
+from stylexport.styles import DEFAULT_STYLE, STYLES_ENV, find_style, list_styles, ship_style
 
 runner = CliRunner()
 
@@ -41,9 +41,27 @@ def test_ship_list_and_stylize_by_name(tmp_path, monkeypatch, random_model, make
 def test_model_or_style_is_required_and_empty_zoo_is_explained(tmp_path, monkeypatch, make_image):
     monkeypatch.setenv(STYLES_ENV, str(tmp_path / "empty"))
     result = runner.invoke(app, ["stylize", str(make_image()), "-o", str(tmp_path / "o.png")])
-    assert result.exit_code == 2 and "pass either --model FILE or --style NAME" in result.output
+    assert result.exit_code == 2 and "no --model or --style given, and no style models are installed" in result.output
     out = str(tmp_path / "o.png")
     result = runner.invoke(app, ["stylize", str(make_image()), "--style", "starry_night", "-o", out])
     assert result.exit_code == 2 and "no style models are installed" in result.output
     result = runner.invoke(app, ["styles"])
     assert result.exit_code == 0 and "no style models installed" in result.output
+
+
+def test_with_neither_model_nor_style_the_default_style_is_used_and_said(tmp_path, monkeypatch, random_model,
+                                                                          make_image):
+    zoo = tmp_path / "zoo"
+    monkeypatch.setenv(STYLES_ENV, str(zoo))
+    run = save_checkpoint(tmp_path / "model.safetensors", random_model, {"style_name": "painting"})
+    painting = make_image("painting.png", h=30, w=40)
+    photo, out = make_image(h=40, w=56), tmp_path / "out.png"
+    ship_style(run, "aaa", painting)  # first by name: used only while the default is not installed
+    result = runner.invoke(app, ["stylize", str(photo), "-o", str(out)])
+    assert result.exit_code == 0 and "style aaa (no --model or --style given" in result.output, result.output
+    ship_style(run, DEFAULT_STYLE, painting)
+    result = runner.invoke(app, ["stylize", str(photo), "-o", str(out)])
+    assert result.exit_code == 0 and f"style {DEFAULT_STYLE} (no --model" in result.output, result.output
+    assert read_image(out).shape == (3, 40, 56)
+    result = runner.invoke(app, ["stylize", str(photo), "-m", str(run), "--style", "aaa", "-o", str(out)])
+    assert result.exit_code == 2 and f"pass either --model {run} or --style aaa, not both" in result.output
