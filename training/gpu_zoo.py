@@ -2,7 +2,7 @@
 
 On the GPU machine, from the repository root, with .gpu/ filled by benchmarks/gpu/prepare.sh here:
 
-    PYTHONUNBUFFERED=1 python3 training/gpu_zoo.py --out $OUT --minutes 7 --styles great_wave,starry_night,...
+    PYTHONUNBUFFERED=1 python3 training/gpu_zoo.py --out $OUT --minutes 7 --styles great_wave,starry_night
 
 Each named style trains in its own process, side by side on the one GPU (batch 4 leaves it mostly idle), for
 --minutes, from training/styles/NAME.json with --hold-out 20 (the evaluation photos). A run folder found in
@@ -14,6 +14,9 @@ Each named style trains in its own process, side by side on the one GPU (batch 4
   NAME.state.pt and NAME.model.safetensors: the files that resume it (each under 16 MiB). Unpack them into
   .gpu/zoo/NAME/ here (state.pt, model.safetensors) to carry to the next sitting.
 At most 8 files come back from a call, so at most 2 unfinished styles a call ship their state (3 files each).
+A task that draws the GPU has 15 minutes of device time in all: one call of training a sitting. Name at most 2
+styles then (more are refused unless --more says that later calls on the same warm machine will finish them):
+a third style's training would be lost with the machine.
 
 --dry-run: the same on this CPU with tiny settings (64 px crops, 20 steps, 3 Gatys iterations).
 """
@@ -43,15 +46,20 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=7.0, help="training minutes this call")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "zoo-out")))
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--more", action="store_true", help="allow more than 2 styles: later calls on this warm "
+                        "machine will finish those whose state cannot come back from this one")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
+    names = args.styles.split(",")
+    if len(names) > 2 and not args.more:
+        parser.error(f"{len(names)} styles named, but at most 2 unfinished styles can come back from a call (8 "
+                     "files); name at most 2, or pass --more if later calls on this warm machine will finish them")
     work = args.work or Path("/tmp/zoo-dry" if args.dry_run else "/root/zoo")
     work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
            "STYLEXPORT_VGG_WEIGHTS": str(CARRIED / "vgg16-relu4_3-caffe.safetensors"), "PYTHONUNBUFFERED": "1"}
     device = "cpu" if args.dry_run else "cuda"
-    names = args.styles.split(",")
     dry = ["--image-size", "64", "--steps", "20", "--style-size", "128"] if args.dry_run else []
 
     procs = {}
