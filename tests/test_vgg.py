@@ -72,6 +72,29 @@ def test_torchvision_layout_file_loads(tmp_path):
     assert out["relu4_3"].shape == (1, 512, 4, 4)
 
 
+def test_half_precision_safetensors_load_as_float32(tmp_path):
+    """An FP16 weights file (half the size: how the GPU machine gets VGG) loads as FP32 and gives the same
+    features within FP16's rounding; its preprocessing is read from the file's metadata."""
+    from safetensors.torch import save_file
+    from torchvision.models import vgg16
+
+    with torch.device("meta"):
+        feats = vgg16().features[:23]
+    gen = torch.Generator().manual_seed(0)
+    state = {k: torch.randn(v.shape, generator=gen) * 0.05 for k, v in feats.state_dict().items()}
+    meta = {"preprocessing": "caffe"}
+    save_file(state, tmp_path / "full.safetensors", metadata=meta)
+    save_file({k: v.half() for k, v in state.items()}, tmp_path / "half.safetensors", metadata=meta)
+    full, half = (vggmod.load_weights(tmp_path / f"{n}.safetensors") for n in ("full", "half"))
+    assert half.preprocessing == "caffe" and {v.dtype for v in half.state_dict.values()} == {torch.float32}
+    x = torch.rand(1, 3, 48, 48, generator=gen) * 255
+    a = vggmod.VGG16Features(full)(x, ("relu2_2", "relu4_3"))
+    b = vggmod.VGG16Features(half)(x, ("relu2_2", "relu4_3"))
+    for name in a:
+        rel = ((a[name] - b[name]).norm() / a[name].norm()).item()
+        assert 0 < rel < 2e-3, (name, rel)  # rounded (not equal), and close
+
+
 def test_no_source_lists_three_ways(monkeypatch):
     monkeypatch.delenv("STYLEXPORT_VGG_WEIGHTS", raising=False)
     monkeypatch.setattr(vggmod, "weights_from_torchvision", lambda **_: None)

@@ -206,7 +206,7 @@ def environment(dry: bool, work: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env["STYLEXPORT_CACHE_DIR"] = str(work / "cache")
     env["STYLEXPORT_REQUIRE_CPP"] = "1"
-    vgg = CARRIED / "vgg16-relu4_3-caffe.safetensors"
+    vgg = CARRIED / "vgg16-relu4_3-caffe.fp16.safetensors"
     if vgg.is_file():
         env["STYLEXPORT_VGG_WEIGHTS"] = str(vgg)
     debs = sorted((CARRIED / "debs").glob("*.deb"))
