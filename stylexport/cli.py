@@ -149,7 +149,8 @@ DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA when pre
 
 
 def _loss_config(content_weight: float, style_weight: float, tv_weight: float, tv_beta: float,
-                 style_layers: str | None = None, content_layer: str | None = None):
+                 style_layers: str | None = None, content_layer: str | None = None,
+                 style_layer_weights: tuple[float, ...] | None = None):
     from stylexport.losses import CONTENT_LAYER, STYLE_LAYERS, LossConfig
     from stylexport.vgg import RELU_INDEX
 
@@ -157,8 +158,12 @@ def _loss_config(content_weight: float, style_weight: float, tv_weight: float, t
     for name in (*layers, content_layer or CONTENT_LAYER):
         if name not in RELU_INDEX:
             raise typer.BadParameter(f"unknown VGG layer {name!r}; choose from {', '.join(RELU_INDEX)}")
+    if style_layer_weights is not None and len(style_layer_weights) != len(layers):
+        raise typer.BadParameter(f"{len(style_layer_weights)} weights for {len(layers)} style layers "
+                                 f"({', '.join(layers)}); give one per layer", param_hint="--style-layer-weights")
     return LossConfig(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
-                      tv_beta=tv_beta, style_layers=layers, content_layer=content_layer or CONTENT_LAYER)
+                      tv_beta=tv_beta, style_layers=layers, content_layer=content_layer or CONTENT_LAYER,
+                      style_layer_weights=style_layer_weights)
 
 
 @app.command()
@@ -620,6 +625,8 @@ def train(
     style_weight: Annotated[float | None, typer.Option(help="λs (paper: 1e4-1e5).")] = None,
     tv_weight: Annotated[float | None, typer.Option(help="λtv (paper: 1e-7).")] = None,
     style_layers: Annotated[str | None, typer.Option(help="Comma-separated VGG layers for the style loss.")] = None,
+    style_layer_weights: Annotated[str | None, typer.Option(help="Weight of each style layer, e.g. 0.01,0.1,1,1 "
+                                                            "(default: equal, as in the paper).")] = None,
     content_layer: Annotated[str | None, typer.Option(help="VGG layer for the content loss.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (weights, data order, crops).")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(min=1, help="Steps between checkpoints.")] = None,
@@ -651,11 +658,16 @@ def train(
             raise StylexportError("train needs --style IMAGE, --data FOLDER and -o RUN_FOLDER (or --resume RUN_FOLDER)")
         base, run_dir = TrainConfig(style=str(style), data=str(data)), output
     loss = base.loss
-    if any(v is not None for v in (content_weight, style_weight, tv_weight, style_layers, content_layer)):
+    if any(v is not None for v in (content_weight, style_weight, tv_weight, style_layers, style_layer_weights,
+                                   content_layer)):
+        # new layers without new weights: equal weights (the old ones were for other layers)
+        layer_weights = tuple(_floats(style_layer_weights, "--style-layer-weights")) if style_layer_weights \
+            else None if style_layers else loss.style_layer_weights
         loss = _loss_config(content_weight if content_weight is not None else loss.content_weight,
                             style_weight if style_weight is not None else loss.style_weight,
                             tv_weight if tv_weight is not None else loss.tv_weight, loss.tv_beta,
-                            style_layers or ",".join(loss.style_layers), content_layer or loss.content_layer)
+                            style_layers or ",".join(loss.style_layers), content_layer or loss.content_layer,
+                            layer_weights)
     overrides = {"style": str(style) if style else None, "data": str(data) if data else None, "steps": steps,
                  "epochs": epochs, "batch_size": batch_size, "lr": lr, "image_size": image_size,
                  "style_size": style_size, "seed": seed, "checkpoint_every": checkpoint_every,
@@ -696,9 +708,17 @@ def sweep(
     style: Annotated[Path | None, typer.Argument(help="Style image. Default: the bundled sample painting.")] = None,
     style_weights: Annotated[str, typer.Option(help="Comma-separated λs values (columns).")] = "1e4,1e5,1e6",
     tv_weights: Annotated[str, typer.Option(help="Comma-separated λtv values (rows).")] = "1e-7",
+    style_layer_weights: Annotated[str, typer.Option(help="Weights of the style layers (relu1_2, relu2_2, relu3_3, "
+                                                     "relu4_3); several sets separated by ';' are more rows, e.g. "
+                                                     "'1,1,1,1;0.01,0.1,1,1'. Default: equal, as training uses.")]
+    = "1,1,1,1",
     output: Annotated[Path, typer.Option("--output", "-o", help="Contact sheet image.")] = Path("sweep.jpg"),
     iterations: Annotated[int, typer.Option(min=1, help="L-BFGS iterations per tile.")] = 50,
     size: Annotated[int, typer.Option(min=16, help="Longer side of the content image, px.")] = 192,
+    style_size: Annotated[int | None, typer.Option(min=16, help="Longer side of the style image (default: --size). "
+                                                   "Choosing weights for a training recipe: keep the recipe's "
+                                                   "ratio of style size to crop size (e.g. 512 for 256 crops).")]
+    = None,
     content_weight: float = 1.0,
     seed: int = 0,
     vgg_weights: VggOption = None,
@@ -715,25 +735,34 @@ def sweep(
 
     sws = _floats(style_weights, "--style-weights")
     tvs = _floats(tv_weights, "--tv-weights")
+    layer_sets = [tuple(_floats(part, "--style-layer-weights")) for part in style_layer_weights.split(";")]
+    for weights in layer_sets:
+        _loss_config(content_weight, 1.0, 0.0, 2.0, style_layer_weights=weights)  # one weight per layer
     default_content, default_style = sample_paths()
     content, style = content or default_content, style or default_style
     dev = pick_device(device)
     content_img = resize_max_side(read_image(content), size)[None].to(dev)
-    style_img = resize_max_side(read_image(style), size)[None].to(dev)
+    style_img = resize_max_side(read_image(style), style_size or size)[None].to(dev)
     vgg = load_vgg(vgg_weights, dev)
     base = GatysConfig(iterations=iterations, seed=seed, loss=_loss_config(content_weight, 1.0, 0.0, 2.0))
     with _progress() as bar:
         task = bar.add_task("sweep", total=len(sws) * len(tvs), info="")
         rows = run_sweep(content_img, style_img, vgg, base, style_weights=sws, tv_weights=tvs,
-                         progress=lambda done, total: bar.update(task, completed=done))
-    sheet = contact_sheet([[r.image[0] for r in row] for row in rows], row_labels=[f"tv {t:g}" for t in tvs],
+                         layer_weights=layer_sets, progress=lambda done, total: bar.update(task, completed=done))
+    settings = [(t, w) for t in tvs for w in layer_sets]  # the rows, in run_sweep's order
+    labels = [f"tv {t:g}" + (f", layers {','.join(f'{v:g}' for v in w)}" if len(layer_sets) > 1 else "")
+              for t, w in settings]
+    sheet = contact_sheet([[r.image[0] for r in row] for row in rows], row_labels=labels,
                           col_labels=[f"style {s:g}" for s in sws],
                           title=f"{content.name} x {style.name}, {iterations} L-BFGS iterations")
     save_image(sheet, output)
-    losses = [{"style_weight": s, "tv_weight": t, **r.losses} for t, row in zip(tvs, rows, strict=True)
-              for s, r in zip(sws, row, strict=True)]
-    write_text_atomic(output.with_suffix(".json"), json.dumps(losses, indent=2) + "\n")
-    typer.echo(f"wrote {output} ({len(tvs)} x {len(sws)} tiles)")
+    report = {"content": str(content), "style": str(style), "content_hw": list(content_img.shape[-2:]),
+              "style_hw": list(style_img.shape[-2:]), "iterations": iterations, "content_weight": content_weight,
+              "seed": seed, "vgg": vgg.source, "device": str(dev), "stylexport": __version__,
+              "tiles": [{"style_weight": s, "tv_weight": t, "style_layer_weights": list(w), **r.losses}
+                        for (t, w), row in zip(settings, rows, strict=True) for s, r in zip(sws, row, strict=True)]}
+    write_text_atomic(output.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
+    typer.echo(f"wrote {output} ({len(settings)} x {len(sws)} tiles)")
 
 
 @app.command()

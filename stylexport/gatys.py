@@ -9,7 +9,7 @@ refined, so the painting's large structures appear at full size for a fraction o
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -189,20 +189,24 @@ def _run_adam(image, vgg, content_features, targets, config: GatysConfig, iterat
 
 def sweep(content: torch.Tensor, style: torch.Tensor, vgg: VGG16Features, base: GatysConfig, *,
           style_weights: list[float], tv_weights: list[float],
+          layer_weights: Sequence[tuple[float, ...] | None] = (None,),
           progress: Callable[[int, int], None] | None = None) -> list[list[GatysResult]]:
-    """The paper's way of choosing weights (its Figures 2 and 3): one Gatys run per (tv, style) pair.
+    """The paper's way of choosing weights (its Figures 2 and 3): one Gatys run per (tv, style) pair, and per
+    set of style-layer weights (None: the base config's).
 
-    Returns rows by TV weight, columns by style weight.
+    Returns rows by TV weight, then by layer-weight set within it; columns by style weight.
     """
     rows = []
-    done = 0
+    done, total = 0, len(style_weights) * len(tv_weights) * len(layer_weights)
     for tv in tv_weights:
-        row = []
-        for sw in style_weights:
-            loss = dataclasses.replace(base.loss, style_weight=sw, tv_weight=tv)
-            row.append(stylize_gatys(content, style, vgg, dataclasses.replace(base, loss=loss)))
-            done += 1
-            if progress is not None:
-                progress(done, len(style_weights) * len(tv_weights))
-        rows.append(row)
+        for weights in layer_weights:
+            row = []
+            for sw in style_weights:
+                loss = dataclasses.replace(base.loss, style_weight=sw, tv_weight=tv,
+                                           style_layer_weights=weights or base.loss.style_layer_weights)
+                row.append(stylize_gatys(content, style, vgg, dataclasses.replace(base, loss=loss)))
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            rows.append(row)
     return rows

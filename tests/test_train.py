@@ -136,15 +136,45 @@ def test_cli_train_then_stylize_with_its_checkpoint(tmp_path, vgg, style_path, d
     assert load_checkpoint(run / "model.safetensors").metadata["step"] == 3
 
 
+def test_cli_train_takes_style_layer_weights(tmp_path, vgg, style_path, data_dir):
+    """A recipe can rebalance the style layers (docs/gatys.md: with equal weights relu1_2 dominates); the run
+    records the weights, and a count that does not match the layers is one line, before anything is written."""
+    run = tmp_path / "run"
+    result = runner.invoke(app, cli_train(style_path, data_dir, run, 1, "--style-layer-weights", "0.01,0.1,1,1"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["loss"]["style_layer_weights"] == [0.01, 0.1, 1, 1]
+    result = runner.invoke(app, cli_train(style_path, data_dir, tmp_path / "two", 1, "--style-layers",
+                                          "relu2_2,relu3_3", "--style-layer-weights", "1,2"))
+    assert result.exit_code == 0, result.output
+    loss = json.loads((tmp_path / "two" / "config.json").read_text())["loss"]
+    assert loss["style_layers"] == ["relu2_2", "relu3_3"] and loss["style_layer_weights"] == [1, 2]
+    result = runner.invoke(app, cli_train(style_path, data_dir, tmp_path / "bad", 1, "--style-layer-weights", "1,1"))
+    assert result.exit_code == 2 and "2 weights for 4 style layers" in result.output
+    assert not (tmp_path / "bad").exists()
+
+
 def test_sweep_writes_one_tile_per_setting(tmp_path, vgg, make_image):
     out = tmp_path / "sheet.png"
     result = runner.invoke(app, ["sweep", str(make_image("c.png", 32, 32)), str(make_image("s.png", 32, 32, seed=4)),
                                  "--style-weights", "1e4,1e5,1e6", "--tv-weights", "1e-7,1e-5", "--iterations", "2",
-                                 "--size", "32", "-o", str(out), "--vgg-weights", VGG_SPEC])
+                                 "--size", "32", "--style-size", "20", "-o", str(out), "--vgg-weights", VGG_SPEC])
     assert result.exit_code == 0, result.output
     report = json.loads(out.with_suffix(".json").read_text())
-    assert [(r["style_weight"], r["tv_weight"]) for r in report] == [
+    assert [(r["style_weight"], r["tv_weight"]) for r in report["tiles"]] == [
         (1e4, 1e-7), (1e5, 1e-7), (1e6, 1e-7), (1e4, 1e-5), (1e5, 1e-5), (1e6, 1e-5)]
+    # the sheet says what made it: the style image at its own size (a recipe's style size), the content at --size
+    assert report["style_hw"] == [20, 20] and report["content_hw"] == [32, 32] and report["iterations"] == 2
+    # sets of style-layer weights are more rows: each tile records its set, and down-weighting the first
+    # layers lowers the style term of the same image at the same λs (one L-BFGS iteration: nearly the photo)
+    result = runner.invoke(app, ["sweep", str(make_image("c.png", 32, 32)), str(make_image("s.png", 32, 32, seed=4)),
+                                 "--style-weights", "1e5", "--style-layer-weights", "1,1,1,1;0.01,0.1,1,1",
+                                 "--iterations", "1", "--size", "32", "-o", str(out), "--vgg-weights", VGG_SPEC])
+    assert result.exit_code == 0, result.output
+    equal, rebalanced = json.loads(out.with_suffix(".json").read_text())["tiles"]
+    assert equal["style_layer_weights"] == [1, 1, 1, 1] and rebalanced["style_layer_weights"] == [0.01, 0.1, 1, 1]
+    assert rebalanced["style"] < equal["style"]
+    result = runner.invoke(app, ["sweep", "--style-layer-weights", "1,1,1"])
+    assert result.exit_code == 2 and "3 weights for 4 style layers" in result.output
     from stylexport.image import read_image
 
     sheet = read_image(out)
