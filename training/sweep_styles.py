@@ -1,15 +1,16 @@
-"""Choose each recipe's style weight the paper's way, before GPU time goes to training (issue #20).
+"""Choose each recipe's loss weights the paper's way, before GPU time goes to training (issue #20).
 
-    python training/sweep_styles.py [NAME ...] [--photo P] [--weights 1e4,3e4,1e5,3e5,1e6] [--out docs/img/sweeps]
+    python training/sweep_styles.py [NAME ...] [--photo P] [--weights 1e5,3e5,1e6,3e6] [--out docs/img/sweeps]
 
-For each recipe in training/styles/ (or those named): `stylexport sweep` of one photo with the recipe's painting
-over a grid of style weights (columns) and style-layer weightings (rows), with the recipe's own geometry (the photo at the recipe's crop size, the painting
-at its style size: the texture scale the network will learn) and its TV weight. Writes OUT/NAME.jpg (the
-labelled sheet) and OUT/NAME.json (settings and every tile's loss terms). Runs on a CPU: about 40 s per
-tile on 2 cores at 256 px.
+For each recipe in training/styles/ (or those named): `stylexport sweep` of one photo with the recipe's
+painting over a grid of style weights (columns) and style-layer weightings (rows), with the recipe's own
+geometry (the photo at the recipe's crop size, the painting at its style size: the texture scale the network
+will learn) and its TV weight. Writes OUT/NAME.jpg (the labelled sheet), OUT/NAME.json (settings and every
+tile's loss terms) and OUT/inputs.jpg (the photo and the paintings). Runs on a CPU: about 40 s per tile on 2
+cores at 256 px.
 
 The weights are then chosen by eye (the strongest stylization that keeps the photo's objects readable, without
-a fine mesh) and written into the recipe; training/README.md records the choices.
+a fine mesh) and written into the recipe; docs/zoo.md records the choices.
 """
 
 from __future__ import annotations
@@ -55,6 +56,25 @@ def main() -> None:
         print(" ".join(cmd), flush=True)
         if subprocess.call(cmd, cwd=ROOT) != 0:
             sys.exit(f"error: the sweep of {name} failed")
+    inputs_sheet(args.photo, [(ROOT / json.loads((RECIPES / f"{n}.json").read_text())["style"]).resolve()
+                              for n in names], names, args.out / "inputs.jpg")
+
+
+def inputs_sheet(photo: Path, paintings: list[Path], names: list[str], out: Path, side: int = 192) -> None:
+    """The photo and the paintings in one labelled strip, each fitted into side x side (the sheets' key)."""
+    import torch.nn.functional as F
+
+    from stylexport.figures import contact_sheet
+    from stylexport.image import read_image, save_image
+
+    tiles = []
+    for path in [photo, *paintings]:
+        image = read_image(path)
+        scale = side / max(image.shape[-2:])
+        size = (round(image.shape[-2] * scale), round(image.shape[-1] * scale))
+        tiles.append(F.interpolate(image[None], size=size, mode="bilinear", antialias=True)[0])
+    save_image(contact_sheet([tiles], row_labels=[""], col_labels=["photo", *names]), out)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
