@@ -746,9 +746,10 @@ def sweep(
     vgg = load_vgg(vgg_weights, dev)
     base = GatysConfig(iterations=iterations, seed=seed, loss=_loss_config(content_weight, 1.0, 0.0, 2.0))
     with _progress() as bar:
-        task = bar.add_task("sweep", total=len(sws) * len(tvs) * len(layer_sets), info="")
+        task = bar.add_task("sweep", total=None, info="")
         rows = run_sweep(content_img, style_img, vgg, base, style_weights=sws, tv_weights=tvs,
-                         layer_weights=layer_sets, progress=lambda done, total: bar.update(task, completed=done))
+                         layer_weights=layer_sets,
+                         progress=lambda done, total: bar.update(task, completed=done, total=total))
     settings = [(t, w) for t in tvs for w in layer_sets]  # the rows, in run_sweep's order
     labels = [f"tv {t:g}" + (f", layers {','.join(f'{v:g}' for v in w)}" if len(layer_sets) > 1 else "")
               for t, w in settings]
