@@ -160,7 +160,8 @@ def _loss_config(content_weight: float, style_weight: float, tv_weight: float, t
             raise typer.BadParameter(f"unknown VGG layer {name!r}; choose from {', '.join(RELU_INDEX)}")
     if style_layer_weights is not None and len(style_layer_weights) != len(layers):
         raise typer.BadParameter(f"{len(style_layer_weights)} weights for {len(layers)} style layers "
-                                 f"({', '.join(layers)}); give one per layer", param_hint="--style-layer-weights")
+                                 f"({', '.join(layers)}): give one weight per style layer",
+                                 param_hint="--style-layer-weights")
     return LossConfig(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
                       tv_beta=tv_beta, style_layers=layers, content_layer=content_layer or CONTENT_LAYER,
                       style_layer_weights=style_layer_weights)
@@ -214,12 +215,11 @@ def gatys(
     dev = pick_device(device)
     counts = tuple(int(v) for v in _floats(iterations, "--iterations"))
     fractions = tuple(_floats(scales, "--scales"))
-    loss = dataclasses.replace(_loss_config(content_weight, style_weight, tv_weight, tv_beta),
-                               style_layer_weights=tuple(_floats(style_layer_weights, "--style-layer-weights")))
+    loss = _loss_config(content_weight, style_weight, tv_weight, tv_beta,
+                        style_layer_weights=tuple(_floats(style_layer_weights, "--style-layer-weights")))
     try:
         cfg = GatysConfig(iterations=counts, scales=fractions, optimizer=optimizer.value, init=init.value, lr=lr,
                           seed=seed, loss=loss)
-        loss.layer_weights()
     except ValueError as exc:
         raise StylexportError(str(exc)) from None
     content_img = resize_max_side(read_image(content), size)[None].to(dev)
