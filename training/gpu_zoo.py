@@ -79,7 +79,7 @@ def main() -> None:
         procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env), log)
         print(f"[zoo] {name}: {'resumed' if resume else 'started'}", flush=True)
 
-    evaluations = {}
+    evaluations, later = {}, []
     for name, (proc, log) in procs.items():
         code = proc.wait()
         log.close()
@@ -95,6 +95,7 @@ def main() -> None:
             continue
         if args.continue_later and total and step < total:
             print(f"[zoo] {name}: left on this machine for the next call (--continue-later)", flush=True)
+            later.append(name)
             continue
         done = work / f"{name}-done"
         shutil.rmtree(done, ignore_errors=True)
@@ -119,7 +120,7 @@ def main() -> None:
             for f in files:
                 if f.is_file():
                     tar.add(f, arcname=f.name)
-    failed = [name for name in names if name not in evaluations and not args.continue_later]
+    failed = [name for name in names if name not in evaluations and name not in later]
     if failed:  # their logs, so a failed start is not a mystery (one file for all)
         with tarfile.open(args.out / "zoo-logs.tgz", "w:gz") as tar:
             for name in failed:

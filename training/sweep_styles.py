@@ -45,9 +45,11 @@ def main() -> None:
     if not args.photo.is_file():
         parser.error(f"photo {args.photo} not found; pass --photo")
     args.out.mkdir(parents=True, exist_ok=True)
+    paintings = []
     for name in names:
         recipe = json.loads((RECIPES / f"{name}.json").read_text())
-        cmd = [sys.executable, "-m", "stylexport", "sweep", str(args.photo), str((ROOT / recipe["style"]).resolve()),
+        paintings.append((ROOT / recipe["style"]).resolve())
+        cmd = [sys.executable, "-m", "stylexport", "sweep", str(args.photo), str(paintings[-1]),
                "--style-weights", args.weights, "--tv-weights", str(recipe.get("tv_weight", 1e-7)),
                "--style-layer-weights", args.layer_weights,
                "--size", str(recipe.get("image_size", 256)), "--style-size", str(recipe.get("style_size", 512)),
@@ -56,8 +58,7 @@ def main() -> None:
         print(" ".join(cmd), flush=True)
         if subprocess.call(cmd, cwd=ROOT) != 0:
             sys.exit(f"error: the sweep of {name} failed")
-    inputs_sheet(args.photo, [(ROOT / json.loads((RECIPES / f"{n}.json").read_text())["style"]).resolve()
-                              for n in names], names, args.out / "inputs.jpg")
+    inputs_sheet(args.photo, paintings, names, args.out / "inputs.jpg")
 
 
 def inputs_sheet(photo: Path, paintings: list[Path], names: list[str], out: Path, side: int = 192) -> None:
