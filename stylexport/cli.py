@@ -256,20 +256,12 @@ StyleOption = Annotated[str | None, typer.Option("--style", "-s", help="A shippe
 
 def _model_path(model: Path | None, style: str | None) -> Path:
     """--model, else --style NAME, else the default shipped style (said on stderr)."""
-    from stylexport.styles import default_style, find_style, styles_dir
+    from stylexport.stylize import resolve_model
 
-    if model is not None and style is not None:
-        raise StylexportError(f"pass either --model {model} or --style {style}, not both")
-    if model is not None:
-        return model
-    if style is not None:
-        return find_style(style).model
-    chosen = default_style()
-    if chosen is None:
-        raise StylexportError(f"no --model or --style given, and no style models are installed in {styles_dir()}; "
-                              "pass --model FILE (a checkpoint or an exported engine)")
-    typer.echo(f"style {chosen.name} (no --model or --style given; stylexport styles lists the others)", err=True)
-    return chosen.model
+    path, default = resolve_model(model, style)
+    if default is not None:
+        typer.echo(f"style {default} (no --model or --style given; stylexport styles lists the others)", err=True)
+    return path
 
 
 @app.command()
@@ -332,18 +324,13 @@ def stylize(
     loaded; load them only from sources you trust. Checkpoints (.safetensors, weights-only .pth) and .onnx
     models are data: stylexport never unpickles code from them.
     """
-    from stylexport.formats import CHECKPOINT, format_of
     from stylexport.image import find_images
     from stylexport.stylize import open_model, plan_outputs, stylize_files
 
     model = _model_path(model, style)
-    if tile is not None and model.is_file() and format_of(model) is not CHECKPOINT:
-        raise StylexportError(f"--tile needs a checkpoint (.safetensors/.pth), not {model.name}: tiles share "
-                              "instance-norm statistics, which exported engines cannot do")
     files = find_images(inputs)
     targets = plan_outputs(files, output)
-    # --tile shares instance-norm statistics inside the torch network: a checkpoint on torch
-    runner = open_model(model, device=device, engine=backend or ("torch-fp32" if tile is not None else None))
+    runner = open_model(model, device=device, engine=backend, tiled=tile is not None)
     with _progress() as bar:
         task = bar.add_task("stylize", total=len(files), info=runner.name)
         infer = None

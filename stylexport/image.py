@@ -85,15 +85,38 @@ def read_image(path: str | os.PathLike, *, min_size: int = MIN_SIZE) -> torch.Te
                                       "that guards against decompression bombs; if you trust the file, raise it "
                                       f"with {MAX_PIXELS_ENV}={w * h}")
             img.load()
-            img = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(img)
+            rgb = _to_rgb(ImageOps.exif_transpose(img))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         reason = str(exc).split("\n")[0] or type(exc).__name__
         raise StylexportError(f"cannot read image {path}: {reason}; is it a complete image file?") from None
+    return _rgb_tensor(rgb, f"image {path}", min_size)
+
+
+def _rgb_tensor(rgb: Image.Image, what: str, min_size: int) -> torch.Tensor:
     w, h = rgb.size
     if min(w, h) < min_size:
-        raise StylexportError(f"image {path} is {w}x{h}; each side must be at least {min_size} px")
+        raise StylexportError(f"{what} is {w}x{h}; each side must be at least {min_size} px")
     return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float().contiguous()
+
+
+def pil_to_tensor(img: Image.Image, *, min_size: int = MIN_SIZE) -> torch.Tensor:
+    """An in-memory PIL image as read_image reads a file: EXIF orientation applied, any mode to RGB (alpha on
+    white, 16-bit scaled), a (3, H, W) float32 tensor in [0, 255]."""
+    return _rgb_tensor(_to_rgb(ImageOps.exif_transpose(img)), f"{img.mode} image", min_size)
+
+
+def tensor_to_pil(image: torch.Tensor) -> Image.Image:
+    """A (3, H, W) or (1, 3, H, W) tensor in [0, 255] as an 8-bit RGB PIL image (clamped, rounded): the pixels
+    save_image writes."""
+    return Image.fromarray(_to_uint8_hwc(image), mode="RGB")
+
+
+def _to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
+    if image.dim() == 4:
+        if image.shape[0] != 1:
+            raise ValueError(f"one image expected, got a batch of {image.shape[0]}")
+        image = image[0]
+    return image.detach().float().cpu().clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def save_image(image: torch.Tensor, path: str | os.PathLike, *, quality: int = 95) -> Path:
@@ -103,14 +126,10 @@ def save_image(image: torch.Tensor, path: str | os.PathLike, *, quality: int = 9
     if fmt is None:
         raise StylexportError(f"cannot save {path}: unknown image suffix {path.suffix!r}; use one of "
                               f"{', '.join(sorted(SAVE_FORMATS))}")
-    if image.dim() == 4:
-        if image.shape[0] != 1:
-            raise ValueError(f"save_image takes one image, got a batch of {image.shape[0]}")
-        image = image[0]
-    arr = image.detach().float().cpu().clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    pil = tensor_to_pil(image)
     with atomic_path(path) as tmp:
         kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-        Image.fromarray(arr, mode="RGB").save(tmp, format=fmt, **kwargs)
+        pil.save(tmp, format=fmt, **kwargs)
     return path
 
 

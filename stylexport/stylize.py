@@ -38,18 +38,46 @@ def auto_candidates(device: torch.device) -> list:
     return out
 
 
-def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | None = None):
+def resolve_model(model: str | os.PathLike | None, style: str | None) -> tuple[Path, str | None]:
+    """The model file to run: ``model``, else the installed style named ``style``, else the default shipped
+    style. The second item names that default style when it was chosen for the caller (who should say so)."""
+    from stylexport.styles import default_style, find_style, styles_dir
+
+    if model is not None and style is not None:
+        raise StylexportError(f"pass either --model {model} or --style {style}, not both")
+    if model is not None:
+        return Path(model), None
+    if style is not None:
+        return find_style(style).model, None
+    chosen = default_style()
+    if chosen is None:
+        raise StylexportError(f"no --model or --style given, and no style models are installed in {styles_dir()}; "
+                              "pass --model FILE (a checkpoint or an exported engine)")
+    return chosen.model, chosen.name
+
+
+def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | None = None, tiled: bool = False):
     """The runner stylize and video use. An engine named, or an exported artifact: ``open_runner``. A
     checkpoint with no engine named: the fastest engine that runs here and passes its parity gate; the
     artifact is exported once into the cache (keyed by the checkpoint's sha256) and reused. A cached artifact
     that no longer opens (written by an older stylexport or library, or cut short) is exported again; an export
-    that fails its gate is logged and the next engine tried, down to torch on the checkpoint."""
+    that fails its gate is logged and the next engine tried, down to torch on the checkpoint. ``tiled``: a
+    runner for ``tiles.stylize_tiled``, which shares instance-norm statistics inside the torch FP32 network, so
+    only a checkpoint on torch-fp32 will do."""
     from stylexport.devices import pick_device
     from stylexport.fileio import cache_dir
     from stylexport.formats import CHECKPOINT, FORMATS, format_of, open_engine
     from stylexport.runtime import open_runner
 
     path = Path(path)
+    if tiled:
+        if path.is_file() and format_of(path) is not CHECKPOINT:
+            raise StylexportError(f"--tile needs a checkpoint (.safetensors/.pth), not {path.name}: tiles share "
+                                  "instance-norm statistics, which exported engines cannot do")
+        if engine not in (None, "torch-fp32"):
+            raise StylexportError(f"--tile runs the checkpoint on torch-fp32 (the shared statistics are computed "
+                                  f"in its FP32 network), not on {engine}; leave out --backend")
+        return open_runner(path, device=device, engine="torch-fp32")
     if engine is not None or not path.is_file() or format_of(path) is not CHECKPOINT:
         return open_runner(path, device=device, engine=engine)
     from stylexport.checkpoint import load_checkpoint
@@ -101,6 +129,19 @@ def plan_outputs(files: Sequence[Path], output: Path) -> list[Path]:
     return plan
 
 
+def stylize_tensor(runner, image: torch.Tensor, *, size: int | None = None, strength: float = 1.0,
+                   colors: bool = False, infer: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The pipeline on one (3, H, W) image or an (N, 3, H, W) batch, RGB float in [0, 255]: resize the longer
+    side to ``size`` -> the network (``infer`` per image instead: tiling) -> colour and strength controls.
+    Returns (N, 3, H', W') float32 on the CPU, H', W' the resized input's size."""
+    batch = resize_max_side(image[None] if image.dim() == 3 else image, size)
+    if infer is None:
+        result = runner.infer_any_size(batch)
+    else:
+        result = torch.cat([infer(one) for one in batch])
+    return apply_controls(result.float().cpu(), batch, strength=strength, colors=colors)
+
+
 @dataclasses.dataclass
 class StylizeReport:
     written: list[Path]
@@ -116,12 +157,98 @@ def stylize_files(runner, files: Sequence[Path], targets: Sequence[Path], *, siz
     report = StylizeReport([], [])
     for path, target in zip(files, targets, strict=True):
         try:
-            image = resize_max_side(read_image(path), size)
-            result = infer(image, path) if infer is not None else runner.infer_any_size(image[None])
-            result = apply_controls(result.float().cpu(), image[None], strength=strength, colors=colors)
+            each = (lambda image, path=path: infer(image, path)) if infer is not None else None
+            result = stylize_tensor(runner, read_image(path), size=size, strength=strength, colors=colors, infer=each)
             report.written.append(save_image(result, target))
         except StylexportError as exc:
             report.failed.append((path, str(exc)))
         if progress is not None:
             progress(path)
     return report
+
+
+class Stylizer:
+    """Stylize images in memory, for Python apps: the pipeline ``stylexport stylize`` runs on files.
+
+    ::
+
+        from PIL import Image
+        from stylexport import Stylizer
+
+        with Stylizer("waves.safetensors") as stylizer:  # or Stylizer(style="great_wave"); any model stylize takes
+            picture = stylizer(Image.open("photo.jpg"), strength=0.8)
+
+    ``model``, ``style``, ``engine`` (``--backend``), ``device`` and ``tile`` mean what they mean to ``stylexport
+    stylize``: with neither a model nor a style the default shipped style is used, and a checkpoint with no engine
+    named runs on the fastest engine here that passes its parity gate (exported once into the cache). A call
+    returns the kind of image it is given, at the input's size (or ``size`` on the longer side):
+
+    - a PIL image of any mode (EXIF orientation applied, alpha composited on white): an RGB PIL image;
+    - a uint8 numpy array, (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA: a (H, W, 3) uint8 RGB array;
+    - a float torch tensor, (3, H, W) or (N, 3, H, W), RGB in [0, 255]: float32 on the CPU, same rank, clamped
+      to [0, 255] (not rounded).
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, *, style: str | None = None, engine: str | None = None,
+                 device: str = "auto", tile: int | None = None, tile_margin: int = 64):
+        path, default = resolve_model(model, style)
+        if default is not None:
+            log.info("style %s (no model or style given)", default)
+        self.model = path
+        self.runner = open_model(path, device=device, engine=engine, tiled=tile is not None)
+        self.tile, self.tile_margin = tile, tile_margin
+
+    @property
+    def engine(self) -> str:
+        """The engine that runs the network (a row of ``stylexport.formats.ENGINES``)."""
+        return self.runner.engine or self.runner.name
+
+    def __call__(self, image, *, size: int | None = None, strength: float = 1.0, preserve_colors: bool = False):
+        tensor, back = _from_image(image)
+        infer = None
+        if self.tile is not None:
+            from stylexport.tiles import stylize_tiled
+
+            def infer(one: torch.Tensor) -> torch.Tensor:
+                return stylize_tiled(self.runner.model, one, tile=self.tile, margin=self.tile_margin,
+                                     device=self.runner.device)
+        return back(stylize_tensor(self.runner, tensor, size=size, strength=strength, colors=preserve_colors,
+                                   infer=infer))
+
+    def close(self) -> None:
+        self.runner.close()
+
+    def __enter__(self) -> Stylizer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Stylizer({str(self.model)!r}, engine={self.engine!r}, device={str(self.runner.device)!r})"
+
+
+def _from_image(image) -> tuple[torch.Tensor, Callable[[torch.Tensor], object]]:
+    """An app's image as the pipeline's tensor, and the function that turns a result back into its kind."""
+    import numpy as np
+    from PIL import Image
+
+    from stylexport.image import pil_to_tensor, tensor_to_pil
+
+    if isinstance(image, Image.Image):
+        return pil_to_tensor(image), tensor_to_pil
+    if isinstance(image, np.ndarray):
+        shape = image.shape
+        if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and shape[2] in (3, 4))):
+            raise StylexportError(f"numpy image of shape {shape} and dtype {image.dtype}: expected uint8 (H, W), "
+                                  "(H, W, 3) RGB or (H, W, 4) RGBA; for floats in [0, 255] pass a torch tensor "
+                                  "(3, H, W)")
+        return pil_to_tensor(Image.fromarray(np.ascontiguousarray(image))), lambda t: np.asarray(tensor_to_pil(t))
+    if isinstance(image, torch.Tensor):
+        if not image.is_floating_point() or image.dim() not in (3, 4) or image.shape[-3] != 3:
+            raise StylexportError(f"tensor image of shape {tuple(image.shape)} and dtype {image.dtype}: expected a "
+                                  "float (3, H, W) or (N, 3, H, W) RGB tensor in [0, 255]")
+        single = image.dim() == 3
+        return image.detach().float().cpu(), (lambda t: t[0]) if single else (lambda t: t)
+    raise StylexportError(f"cannot stylize a {type(image).__module__}.{type(image).__name__}: pass a PIL image, a "
+                          "uint8 numpy array (H, W, 3) or a float torch tensor (3, H, W) in [0, 255]")

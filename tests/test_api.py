@@ -1,0 +1,133 @@
+"""The Python API (``stylexport.Stylizer``): the stylize pipeline on in-memory images, for apps."""
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from stylexport import StylexportError, Stylizer
+from stylexport.cli import app
+from stylexport.styles import DEFAULT_STYLE, STYLES_ENV, ship_style
+from tests.conftest import smooth_image
+
+runner = CliRunner()
+
+
+def test_pil_numpy_and_tensor_give_the_pixels_the_cli_writes(tmp_path, make_image, model_and_ckpt):
+    _, ckpt = model_and_ckpt
+    photo, out = make_image(h=40, w=52), tmp_path / "cli.png"
+    result = runner.invoke(app, ["stylize", str(photo), "-m", str(ckpt), "-o", str(out), "--backend", "torch-fp32",
+                                 "--strength", "0.7", "--preserve-colors"])
+    assert result.exit_code == 0, result.output
+    cli = np.asarray(Image.open(out))
+    with Stylizer(ckpt, engine="torch-fp32") as stylizer:
+        assert stylizer.engine == "torch-fp32"
+        picture = stylizer(Image.open(photo), strength=0.7, preserve_colors=True)
+        array = stylizer(np.asarray(Image.open(photo)), strength=0.7, preserve_colors=True)
+        tensor = stylizer(torch.from_numpy(np.array(Image.open(photo))).permute(2, 0, 1).float(), strength=0.7,
+                          preserve_colors=True)
+    assert isinstance(picture, Image.Image) and picture.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(picture), cli)
+    assert array.dtype == np.uint8 and array.shape == (40, 52, 3)
+    np.testing.assert_array_equal(array, cli)
+    assert tensor.dtype == torch.float32 and tensor.shape == (3, 40, 52)
+    np.testing.assert_array_equal(tensor.round().to(torch.uint8).permute(1, 2, 0).numpy(), cli)
+    assert cli.std() > 5  # a visible output, not a flat one that any path would match
+
+
+def test_a_batch_is_the_images_one_by_one(model_and_ckpt):
+    _, ckpt = model_and_ckpt
+    images = torch.stack([torch.from_numpy(smooth_image(36, 44, seed)).permute(2, 0, 1).float() for seed in (1, 2)])
+    with Stylizer(ckpt, engine="torch-fp32") as stylizer:
+        batch = stylizer(images)
+        singles = torch.stack([stylizer(image) for image in images])
+    assert batch.shape == (2, 3, 36, 44)
+    torch.testing.assert_close(batch, singles, atol=1e-3, rtol=0)
+
+
+def test_strength_zero_returns_the_photo_and_size_resizes(model_and_ckpt):
+    _, ckpt = model_and_ckpt
+    photo = smooth_image(40, 60, seed=3)
+    with Stylizer(ckpt, engine="torch-fp32") as stylizer:
+        np.testing.assert_array_equal(stylizer(photo, strength=0.0), photo)
+        assert stylizer(photo, size=30).shape == (20, 30, 3)
+
+
+def test_modes_are_converted_as_files_are(model_and_ckpt):
+    """Grey becomes RGB with equal channels; transparent pixels are white; EXIF orientation is applied."""
+    _, ckpt = model_and_ckpt
+    grey = smooth_image(40, 48, seed=4)[..., 0]
+    white = np.full((40, 48, 3), 255, np.uint8)
+    rgba = np.dstack([smooth_image(40, 48, seed=5), np.zeros((40, 48), np.uint8)])
+    raw = Image.fromarray(smooth_image(40, 56, seed=6))
+    exif = raw.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    buf = io.BytesIO()
+    raw.save(buf, format="JPEG", exif=exif, quality=95)
+    buf.seek(0)
+    with Stylizer(ckpt, engine="torch-fp32") as stylizer:
+        np.testing.assert_array_equal(stylizer(grey), stylizer(np.repeat(grey[..., None], 3, axis=2)))
+        np.testing.assert_array_equal(stylizer(rgba), stylizer(white))
+        rotated = stylizer(Image.open(buf))
+        buf.seek(0)
+        upright = Image.fromarray(np.rot90(np.asarray(Image.open(buf)), k=-1))  # clockwise, no EXIF
+        assert rotated.size == (40, 56)
+        np.testing.assert_array_equal(np.asarray(rotated), np.asarray(stylizer(upright)))
+
+
+@pytest.mark.parametrize(("image", "message"), [
+    (np.zeros((32, 32, 3), np.float64), r"numpy image of shape \(32, 32, 3\) and dtype float64: expected uint8"),
+    (np.zeros((32, 32, 2), np.uint8), r"numpy image of shape \(32, 32, 2\)"),
+    (torch.zeros(3, 32, 32, dtype=torch.uint8), r"tensor image of shape \(3, 32, 32\) and dtype torch.uint8"),
+    (torch.zeros(4, 32, 32), r"tensor image of shape \(4, 32, 32\)"),
+    ([[0, 1], [2, 3]], r"cannot stylize a builtins.list: pass a PIL image"),
+    (np.zeros((8, 40, 3), np.uint8), r"is 40x8; each side must be at least 16 px"),
+])
+def test_bad_images_are_refused_with_what_was_given_and_what_is_expected(model_and_ckpt, image, message):
+    _, ckpt = model_and_ckpt
+    with Stylizer(ckpt, engine="torch-fp32") as stylizer, pytest.raises(StylexportError, match=message):
+        stylizer(image)
+
+
+def test_tiles_match_the_whole_image_and_need_a_checkpoint_on_torch(tmp_path, model_and_ckpt):
+    from stylexport.export.onnx import save_onnx, torch_to_onnx_proto
+
+    model, ckpt = model_and_ckpt
+    photo = torch.from_numpy(smooth_image(72, 88, seed=7)).permute(2, 0, 1).float()
+    with Stylizer(ckpt, tile=32) as tiled, Stylizer(ckpt, engine="torch-fp32") as whole:
+        assert tiled.engine == "torch-fp32"
+        torch.testing.assert_close(tiled(photo), whole(photo), atol=0.01, rtol=0)
+    onnx_path = save_onnx(torch_to_onnx_proto(model), tmp_path / "m.onnx")
+    with pytest.raises(StylexportError, match="--tile needs a checkpoint"):
+        Stylizer(onnx_path, tile=32)
+    with pytest.raises(StylexportError, match="not on ort-cpu; leave out --backend"):
+        Stylizer(ckpt, engine="ort-cpu", tile=32)
+
+
+def test_with_no_model_the_default_style_runs(tmp_path, monkeypatch, random_model, make_image):
+    from stylexport.checkpoint import save_checkpoint
+
+    monkeypatch.setenv(STYLES_ENV, str(tmp_path / "zoo"))
+    with pytest.raises(StylexportError, match="no style models are installed"):
+        Stylizer()
+    run = save_checkpoint(tmp_path / "model.safetensors", random_model, {"style_name": "painting"})
+    ship_style(run, DEFAULT_STYLE, make_image("painting.png"))
+    with Stylizer(engine="torch-fp32") as default, Stylizer(style=DEFAULT_STYLE, engine="torch-fp32") as named:
+        assert default.model.name == f"{DEFAULT_STYLE}.safetensors"
+        photo = smooth_image(32, 40)
+        np.testing.assert_array_equal(default(photo), named(photo))
+
+
+def test_importing_stylexport_does_not_import_torch():
+    code = "import sys, stylexport; print('torch' in sys.modules); stylexport.Stylizer; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
+    import stylexport
+
+    with pytest.raises(AttributeError, match="has no attribute 'Stylise'"):
+        stylexport.Stylise  # noqa: B018
