@@ -246,3 +246,56 @@ def test_stylize_picks_backend_from_artifact(exported, make_image, tmp_path):
                                      str(target)])
         assert result.exit_code == 0, result.output
         assert target.is_file()
+
+
+def test_export_record_keeps_every_artifact_of_every_checkpoint(model_and_ckpt, random_model, tmp_path, monkeypatch,
+                                                                 caplog):
+    """export.json lists what the folder holds: a second export (another format, another checkpoint) adds to
+    it, a re-export replaces its own entry, a deleted artifact leaves it, and bench --exported finds each
+    checkpoint's own artifacts."""
+    import dataclasses
+    import json
+
+    import stylexport.formats as formats
+    from stylexport.bench.run import _artifact_builder
+    from stylexport.checkpoint import save_checkpoint
+    from stylexport.fileio import sha256_file
+
+    _, ckpt = model_and_ckpt
+    other = save_checkpoint(tmp_path / "other.safetensors", random_model, {"style_name": "other"})
+    out = tmp_path / "out"
+
+    def record():
+        data = json.loads((out / "export.json").read_text())
+        return {a["path"].rsplit("/", 1)[-1]: a for a in data["artifacts"]}, data
+
+    (first,) = export(ckpt, ["onnx"], out)
+    export(ckpt, ["openvino"], out)
+    export(other, ["onnx"], out)
+    entries, data = record()
+    assert sorted(entries) == ["other.onnx", "waves.onnx", "waves.xml"]
+    assert entries["waves.onnx"]["parity"] == first.parity  # the first export's numbers, kept
+    assert entries["waves.xml"]["checkpoint_sha256"] == sha256_file(ckpt)
+    assert entries["other.onnx"]["checkpoint_sha256"] == data["checkpoint_sha256"] == sha256_file(other)
+
+    export(ckpt, ["onnx"], out)  # replaces its own entry
+    assert sorted(record()[0]) == ["other.onnx", "waves.onnx", "waves.xml"]
+    (out / "other.onnx").unlink()
+    strict = dataclasses.replace(formats.FORMATS["onnx"], tolerance=formats.Tolerance(max_abs=0.0))
+    monkeypatch.setitem(formats.FORMATS, "onnx", strict)
+    with pytest.raises(StylexportError, match="failed its parity check"):
+        export(other, ["openvino", "onnx"], out)  # the IR passes and is recorded before the ONNX fails
+    assert sorted(record()[0]) == ["other.xml", "waves.onnx", "waves.xml"]
+
+    get = _artifact_builder(ckpt, tmp_path / "work", exported=str(out))
+    assert get("openvino") == out / "waves.xml" and get("onnx") == out / "waves.onnx"
+    assert not (tmp_path / "work").exists()  # taken from the folder, nothing exported again
+    third = save_checkpoint(tmp_path / "third.safetensors", random_model, {"style_name": "third", "n": 3})
+    with pytest.raises(StylexportError, match=r"holds no artifact exported from .*third.safetensors \(its artifacts "
+                                              r"come from [^)]*waves.safetensors") as error:
+        _artifact_builder(third, tmp_path / "work", exported=str(out))
+    assert "other.safetensors" in str(error.value)
+
+    (out / "export.json").write_text("{not json")
+    export(ckpt, ["openvino"], out)
+    assert sorted(record()[0]) == ["waves.xml"] and "is not an export record" in caplog.text

@@ -102,21 +102,25 @@ def make_backend(name: str, source: Path | None, artifacts: Callable[[str], Path
 
 def _artifact_builder(checkpoint: Path, workdir: Path, exported: str | None = None) -> Callable[[str], Path]:
     """Export a format the first time an engine asks for it (parity-checked like `stylexport export`), or take
-    it from ``exported``, a folder whose export.json names this very checkpoint (by sha256)."""
-    import json
-
+    it from ``exported``, a folder whose export.json has artifacts of this very checkpoint (by sha256)."""
     from stylexport.fileio import sha256_file
 
     made: dict[str, Path] = {}
     if exported is not None:
-        report = Path(exported) / "export.json"
-        if not report.is_file():
-            raise StylexportError(f"--exported {exported}: no export.json there; run stylexport export -o {exported}")
-        data = json.loads(report.read_text())
-        if data.get("checkpoint_sha256") != sha256_file(checkpoint):
-            raise StylexportError(f"--exported {exported} was exported from another checkpoint "
-                                  f"({data.get('checkpoint')}); export {checkpoint} there again")
-        made = {a["format"]: Path(exported) / Path(a["path"]).name for a in data["artifacts"] if a["passed"]}
+        from stylexport.export import EXPORT_RECORD, read_export_record
+
+        if not (Path(exported) / EXPORT_RECORD).is_file():
+            raise StylexportError(f"--exported {exported}: no {EXPORT_RECORD} there; run stylexport export -o "
+                                  f"{exported}")
+        records = read_export_record(exported)["artifacts"]
+        sha = sha256_file(checkpoint)
+        made = {a["format"]: Path(exported) / Path(a["path"]).name for a in records
+                if a.get("passed") and a.get("checkpoint_sha256") == sha}
+        if not made:
+            others = sorted({str(a.get("checkpoint")) for a in records})
+            raise StylexportError(f"--exported {exported} holds no artifact exported from {checkpoint} (its "
+                                  f"artifacts come from {', '.join(others) or 'nothing'}); export {checkpoint} "
+                                  "there again")
 
     def get(fmt: str) -> Path:
         if fmt not in made:

@@ -190,14 +190,49 @@ def export(checkpoint: str | Path, formats: list[str], out_dir: str | Path, *, p
         report = ArtifactReport(format=name, path=str(path), precision=fmt.precision, size_bytes=_size(fmt.files(path)),
                                 build_seconds=seconds, parity=parity.as_dict(), tolerance=fmt.tolerance.describe(),
                                 passed=fmt.tolerance.passes(parity))
-        reports.append(report)
         log.info("exported %s in %.1f s: %s (%.1f MB)", name, seconds, path, report.size_bytes / 1e6)
         if not report.passed:
             fmt.remove(path)
             raise StylexportError(f"{name} export of {checkpoint} failed its parity check against PyTorch FP32: "
                                   f"max abs {parity.max_abs:.3g}, PSNR {parity.psnr_db:.1f} dB, finite "
                                   f"{parity.finite}; required {fmt.tolerance.describe()}. The file was removed")
-    write_text_atomic(out_dir / "export.json", json.dumps(
-        {"checkpoint": str(checkpoint), "checkpoint_sha256": loaded.sha256, "torch": torch.__version__,
-         "artifacts": [dataclasses.asdict(r) for r in reports]}, indent=2) + "\n")
+        reports.append(report)
+        record_export(out_dir, checkpoint, loaded.sha256, report)  # each as it passes: a later failure keeps it
     return reports
+
+
+EXPORT_RECORD = "export.json"
+
+
+def read_export_record(out_dir: str | Path) -> dict[str, Any]:
+    """A folder's export.json: every artifact exported into it that is still there, each with the checkpoint
+    (path and sha256) it came from, its parity numbers and its tolerance. Files written before artifacts named
+    their checkpoint take the file's; an unreadable record is an empty one."""
+    path = Path(out_dir) / EXPORT_RECORD
+    try:
+        data = json.loads(path.read_text())
+        artifacts = [dict(a) for a in data["artifacts"]]
+    except FileNotFoundError:
+        return {"artifacts": []}
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        log.warning("%s is not an export record (%s); starting a new one", path, exc)
+        return {"artifacts": []}
+    for a in artifacts:
+        a.setdefault("checkpoint", data.get("checkpoint"))
+        a.setdefault("checkpoint_sha256", data.get("checkpoint_sha256"))
+        a.setdefault("torch", data.get("torch"))
+    return {**data, "artifacts": artifacts}
+
+
+def record_export(out_dir: Path, checkpoint: str | Path, sha256: str, report: ArtifactReport) -> None:
+    """Add ``report`` to the folder's export.json, in place of an earlier record of the same file; records of
+    artifacts that are no longer there are dropped, the others kept (another export into the same folder, of
+    another format or another checkpoint, loses nothing). The top level names the latest export's checkpoint."""
+    name = Path(report.path).name
+    kept = [a for a in read_export_record(out_dir)["artifacts"]
+            if Path(str(a.get("path"))).name != name and (out_dir / Path(str(a.get("path"))).name).exists()]
+    entry = {**dataclasses.asdict(report), "checkpoint": str(checkpoint), "checkpoint_sha256": sha256,
+             "torch": torch.__version__}
+    write_text_atomic(out_dir / EXPORT_RECORD, json.dumps(
+        {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256, "torch": torch.__version__,
+         "artifacts": [*kept, entry]}, indent=2) + "\n")
