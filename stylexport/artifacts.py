@@ -64,3 +64,33 @@ def read_onnx_metadata(path_or_proto) -> dict[str, str]:
             raise StylexportError(f"cannot read ONNX file {path_or_proto}: {str(exc).splitlines()[0][:160]}; "
                                   "export it again") from None
     return {p.key[len(PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(PREFIX)}
+
+
+def sidecar_description(artifact: str | os.PathLike) -> dict[str, Any]:
+    """What an engine with a JSON sidecar says about itself (``stylexport info``)."""
+    return {"metadata": read_sidecar(artifact, noun="artifact", remake="export it again with stylexport export")}
+
+
+def onnx_description(path: str | os.PathLike) -> dict[str, Any]:
+    """What an ONNX file says about itself (``stylexport info``): its stylexport metadata ({} for a third-party
+    model), its real inputs and outputs (symbolic dimensions by name), opset and producer."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - corrupt or truncated protobuf
+        raise StylexportError(f"cannot read ONNX file {path}: {str(exc).splitlines()[0][:160]}; export it again") \
+            from None
+    weights = {init.name for init in proto.graph.initializer}  # IR < 4 lists weights among the inputs
+
+    def tensor(value) -> dict[str, Any]:
+        kind = value.type.tensor_type
+        dims = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in kind.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(kind.elem_type).name if kind.elem_type else "?"
+        return {"name": value.name, "dtype": dtype, "shape": dims}
+
+    opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
+    return {"metadata": read_onnx_metadata(proto),
+            "inputs": [tensor(v) for v in proto.graph.input if v.name not in weights],
+            "outputs": [tensor(v) for v in proto.graph.output], "opset": opset,
+            "producer": f"{proto.producer_name} {proto.producer_version}".strip()}

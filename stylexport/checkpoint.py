@@ -159,3 +159,17 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
         state = {k.removeprefix("module."): v for k, v in state.items()}
     model = _build(state, path)
     return LoadedModel(model=model, metadata=metadata, path=path, sha256=sha256_file(path))
+
+
+def checkpoint_description(path: str | os.PathLike) -> dict[str, Any]:
+    """What a checkpoint says about itself (``stylexport info``): its metadata (training settings, style,
+    provenance; a pytorch/examples model has none of its own), its size in parameters and its sha256."""
+    from safetensors import safe_open
+
+    loaded = load_checkpoint(path)
+    dtypes = set()
+    if loaded.path.suffix.lower() == ".safetensors":
+        with safe_open(str(path), "pt") as f:
+            dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys()}
+    return {"metadata": loaded.metadata, "parameters": sum(p.numel() for p in loaded.model.parameters()),
+            "stored_as": ", ".join(sorted(dtypes)) or "a torch state dict", "sha256": loaded.sha256}

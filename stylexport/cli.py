@@ -780,6 +780,87 @@ def doctor(
     _stdout().print(table)
 
 
+@app.command()
+def info(
+    models: Annotated[list[Path], typer.Argument(help="Model files: checkpoints, exported artifacts (an app's "
+                                                  "folder too), third-party ONNX models.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the descriptions as JSON, for scripts.")] = False,
+) -> None:
+    """What a model file is: its format, what it says about itself (style, source checkpoint, contract,
+    training settings), its inputs and outputs, the parity its export measured, and which engines run it here."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from stylexport.info import describe
+
+    described, failed = [], []
+    for path in models:
+        try:
+            described.append(describe(path))
+        except StylexportError as exc:
+            if len(models) == 1:
+                raise
+            failed.append((path, str(exc)))
+    if as_json:
+        typer.echo(json.dumps(described, indent=2))
+    for d in [] if as_json else described:
+        table = Table(title=escape(d["path"]), show_header=False)
+        table.add_column("", style="bold")
+        table.add_column("", overflow="fold")
+        for name, value in _info_rows(d):
+            table.add_row(escape(name), escape(value))
+        _stdout().print(table)
+    for path, reason in failed:
+        typer.echo(f"failed: {path}: {reason}", err=True)
+    if failed:
+        raise StylexportError(f"{len(failed)} of {len(models)} files could not be described (each is listed above)")
+
+
+def _info_rows(d: dict) -> list[tuple[str, str]]:
+    """``stylexport info``'s table: one (name, text) row per fact."""
+    def shape(t: dict) -> str:
+        dims = t["shape"] if isinstance(t["shape"], str) else "[" + ", ".join(str(x) for x in t["shape"]) + "]"
+        return f"{t['name']}: {t['dtype']} {dims}"
+
+    rows = [("format", f"{d['format']}: {d['description']}"),
+            ("files", f"{', '.join(d['files'])} ({d['bytes'] / 1e6:.1f} MB)")]
+    if d["native_code"]:
+        rows.append(("trust", "loading it runs native code from the file: load it only from a source you trust"))
+    for key in ("parameters", "stored_as", "sha256", "opset", "producer"):
+        if d.get(key) not in (None, ""):
+            rows.append((key, f"{d[key]:,}" if isinstance(d[key], int) and key == "parameters" else str(d[key])))
+    for key in ("inputs", "outputs"):
+        if key in d:
+            rows.append((key, "; ".join(shape(t) for t in d[key]) or "none"))
+    meta = d.get("metadata") or {}
+    if not meta:
+        rows.append(("metadata", "none: not made by stylexport"))
+    run = d.get("as_run")
+    if run is not None and "error" in run:
+        rows.append(("stylexport runs it", f"no: {run['error']}"))
+    elif run is not None:
+        size = f", resized to {run['fixed_size'][0]}x{run['fixed_size'][1]} and back" if run["fixed_size"] else ""
+        mapped = " (mapped to and from 0-255)" if run["value_range"] != "0-255" else ""
+        rows.append(("stylexport runs it", f"on {run['engine']}: {run['layout']}, values {run['value_range']}"
+                                           f"{mapped}{size}"))
+    for key, value in meta.items():
+        if key in ("format", "precision") and value == d[key]:
+            continue  # said in the first row
+        rows.append((key, json.dumps(value, separators=(", ", ": ")) if isinstance(value, dict | list) else str(value)))
+    entry = d.get("export")
+    if entry:
+        parity = entry.get("parity") or {}
+        verdict = "passed" if entry.get("passed") else "FAILED"
+        rows.append(("export gate", f"{verdict}: max abs {parity.get('max_abs', float('nan')):.3g}, PSNR "
+                                    f"{parity.get('psnr_db', float('nan')):.1f} dB against torch FP32 (required: "
+                                    f"{entry.get('tolerance')}); from {entry.get('checkpoint')}"))
+    for e in d["engines"]:
+        rows.append((f"engine {e['engine']}", "runs here" if e["runs_here"] else f"not here: {e['why_not']}"))
+    if not d["engines"]:
+        rows.append(("engines", "none in stylexport: it runs where its format says (above)"))
+    return rows
+
+
 def _stdout() -> Console:
     """Tables on stdout: the terminal's width on a terminal; never cut to 80 columns in a pipe or a log."""
     out = Console()

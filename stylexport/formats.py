@@ -59,6 +59,7 @@ class Format:
     companions: tuple[str, ...] = ()  # files beside it with these suffixes instead of its last (IR: .bin)
     quick_build: bool = False  # exports in seconds: stylize may make it on the fly for a checkpoint
     bundle: tuple[str, ...] = ()  # an app folder's other files (the first: the model its parity gate runs)
+    info: str = "stylexport.artifacts:sidecar_description"  # "module:function(model_file) -> dict", for `info`
 
     def files(self, path: str | os.PathLike) -> list[Path]:
         """The artifact, its JSON sidecar and its companion files: what travels (and is deleted) together."""
@@ -103,15 +104,19 @@ class Engine:
 
 _RT = "stylexport.runtime"
 _EX = "stylexport.export.builders"
+_ONNX_INFO = "stylexport.artifacts:onnx_description"
+_IR_INFO = f"{_RT}.openvino_backend:ir_description"
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("checkpoint", (".safetensors", ".pth", ".pt"), "fp32",
-           "Training checkpoint: stylexport's safetensors or a pytorch/examples state dict"),
+           "Training checkpoint: stylexport's safetensors or a pytorch/examples state dict",
+           info="stylexport.checkpoint:checkpoint_description"),
     Format("onnx", (".onnx",), "fp32", "ONNX, FP32, dynamic batch/height/width", f"{_EX}:build_onnx",
-           Tolerance(max_abs=0.5), check_with=("ort-cuda-fp32", "ort-cpu"), flag="onnx", quick_build=True),
+           Tolerance(max_abs=0.5), check_with=("ort-cuda-fp32", "ort-cpu"), flag="onnx", quick_build=True,
+           info=_ONNX_INFO),
     Format("onnx-fp16", (".fp16.onnx",), "fp16", "ONNX, FP16 compute with FP32 instance norm and float32 I/O",
            f"{_EX}:build_onnx_fp16", Tolerance(min_psnr_db=45.0), check_with=("ort-cuda-fp16", "onnx-reference"),
-           flag="fp16", quick_build=True),
+           flag="fp16", quick_build=True, info=_ONNX_INFO),
     Format("tensorrt-fp16", (".plan",), "fp16",
            "TensorRT FP16 engine (plan + .plan.json sidecar); needs TensorRT and a GPU", f"{_EX}:build_tensorrt",
            Tolerance(min_psnr_db=45.0), ("cuda", "tensorrt"), check_with=("tensorrt-fp16",), native_code=True,
@@ -126,11 +131,12 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            flag="aoti"),
     Format("openvino", (".xml",), "fp32", "OpenVINO IR (.xml + .bin), FP32 weights; runs FP32, or BF16 on CPUs "
            "with AVX-512 BF16/AMX", f"{_EX}:build_openvino", Tolerance(max_abs=0.5), ("openvino",),
-           check_with=("openvino-fp32",), flag="openvino", companions=(".bin",), quick_build=True),
+           check_with=("openvino-fp32",), flag="openvino", companions=(".bin",), quick_build=True,
+           info=_IR_INFO),
     Format("openvino-int8", (".int8.xml",), "int8", "OpenVINO IR quantized to INT8 with NNCF (calibrated on "
            "photos; first and last convolutions in floating point)", f"{_EX}:build_openvino_int8",
            Tolerance(min_psnr_db=30.0), ("openvino", "nncf"), check_with=("openvino-int8",), flag="int8",
-           companions=(".bin",)),
+           companions=(".bin",), info=_IR_INFO),
     Format("executorch", (".pte",), "fp32", "ExecuTorch program for phones (Android/iOS), XNNPACK delegate, FP32, "
            "one image of dynamic H and W up to a bound", f"{_EX}:build_executorch", Tolerance(max_abs=0.5),
            ("executorch",), check_with=("executorch-fp32",), flag="executorch"),
@@ -140,7 +146,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("web", ("index.html",), "fp32", "Static web app (HTML, JS, the FP32 ONNX model, ONNX Runtime Web): "
            "WebGPU, or WebAssembly where there is none; photos and the camera stay on the device",
            f"{_EX}:build_web", Tolerance(max_abs=0.5), ("onnxruntime-web",), check_with=("ort-cpu",), flag="web",
-           bundle=("model.onnx", "model.json", "app.js", "app.css", "ort")),
+           bundle=("model.onnx", "model.json", "app.js", "app.css", "ort"), info=_ONNX_INFO),
 )}
 
 ENGINES: dict[str, Engine] = {e.name: e for e in (

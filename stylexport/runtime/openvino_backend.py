@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,28 @@ def read_ir_metadata(model) -> dict[str, str]:
     return {str(k): str(v.astype(str) if hasattr(v, "astype") else v) for k, v in items.items()}
 
 
+def _read_model(path: Path):
+    import openvino as ov
+
+    try:
+        return ov.Core().read_model(str(path))
+    except Exception as exc:  # noqa: BLE001 - missing .bin, corrupt XML
+        raise StylexportError(f"cannot read OpenVINO model {path} ({str(exc).splitlines()[0][:160]}); "
+                              "keep the .xml with its .bin, or export it again") from None
+
+
+def ir_description(path: str | os.PathLike) -> dict[str, Any]:
+    """What an OpenVINO IR says about itself (``stylexport info``): its stylexport metadata, inputs, outputs."""
+    model = _read_model(Path(path))
+
+    def port(p) -> dict[str, Any]:
+        return {"name": p.get_any_name(), "dtype": p.get_element_type().get_type_name(),
+                "shape": str(p.get_partial_shape())}
+
+    return {"metadata": read_ir_metadata(model), "inputs": [port(p) for p in model.inputs],
+            "outputs": [port(p) for p in model.outputs]}
+
+
 class OpenVinoRunner(Runner):
     held = ("request", "compiled")
 
@@ -39,11 +62,7 @@ class OpenVinoRunner(Runner):
 
         self.path = Path(path)
         core = ov.Core()
-        try:
-            model = core.read_model(str(self.path))
-        except Exception as exc:  # noqa: BLE001 - missing .bin, corrupt XML
-            raise StylexportError(f"cannot read OpenVINO model {self.path} ({str(exc).splitlines()[0][:160]}); "
-                                  "keep the .xml with its .bin, or export it again") from None
+        model = _read_model(self.path)
         self.metadata = read_ir_metadata(model)
         if self.metadata:
             check_contract(self.metadata, str(self.path), OPENVINO_FORMATS)
