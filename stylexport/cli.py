@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -71,7 +72,8 @@ app = typer.Typer(cls=_Group, no_args_is_help=True, pretty_exceptions_show_local
 
 class _Progress(Progress):
     """rich's bar on a terminal; elsewhere (CI logs, pipes) a plain line per task every ``every`` seconds and
-    one when a task finishes, so long jobs are never silent."""
+    one when a task finishes, so long jobs are never silent: also a step that reports nothing for minutes (an
+    ExecuTorch lowering, a TensorRT build) gets a line every ``every`` seconds from a heartbeat thread."""
 
     every = 10.0
 
@@ -79,6 +81,29 @@ class _Progress(Progress):
         super().__init__(*columns, **kwargs)
         self._lines = not self.console.is_terminal
         self._last: dict = {}
+        self._stopped = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def start(self) -> None:
+        super().start()
+        if self._lines and self._heartbeat is None:
+            self._stopped.clear()
+            self._heartbeat = threading.Thread(target=self._beat, name="progress-lines", daemon=True)
+            self._heartbeat.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+            self._heartbeat = None
+        super().stop()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(min(self.every, 1.0) or 0.01):
+            with self._lock:
+                ids = [t.id for t in self._tasks.values() if not t.finished]
+            for task_id in ids:
+                self._maybe_print(task_id)
 
     def update(self, task_id, **kwargs) -> None:
         super().update(task_id, **kwargs)
@@ -93,13 +118,16 @@ class _Progress(Progress):
     def _maybe_print(self, task_id) -> None:
         """A line every ``every`` seconds (the first after ``every`` seconds, so quick jobs stay quiet), and a
         last one when a task that printed finishes."""
-        task = self._tasks[task_id]
-        now = time.monotonic()
-        state = self._last.setdefault(task_id, {"since": now, "printed": False, "done": False})
-        finished = task.total is not None and task.completed >= task.total
-        if state["done"] or not (finished and state["printed"] or now - state["since"] >= self.every):
-            return
-        state.update(since=now, printed=True, done=finished)
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None:  # removed meanwhile
+                return
+            now = time.monotonic()
+            state = self._last.setdefault(task_id, {"since": now, "printed": False, "done": False})
+            finished = task.total is not None and task.completed >= task.total
+            if state["done"] or not (finished and state["printed"] or now - state["since"] >= self.every):
+                return
+            state.update(since=now, printed=True, done=finished)
         of = f"/{task.total:g}" if task.total is not None else ""
         info = task.fields.get("info", "")
         print(f"{task.description}: {task.completed:g}{of} after {task.elapsed or 0:.0f} s {info}".rstrip(),

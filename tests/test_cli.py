@@ -125,3 +125,20 @@ def test_long_jobs_print_progress_lines_when_output_is_not_a_terminal(tmp_path, 
     lines = [line for line in result.stderr.splitlines() if line.startswith("gatys lbfgs: ")]
     assert lines and lines[-1].startswith("gatys lbfgs: 2/2 after")
     assert "━" not in result.stderr  # no bar drawing in a log
+
+
+def test_a_long_silent_step_still_prints_progress_lines_when_output_is_not_a_terminal(monkeypatch, capsys):
+    """A step that reports nothing for a long time (an ExecuTorch lowering, a TensorRT build) is not silent in a
+    log: the heartbeat prints its task's line every ``every`` seconds, and stops with the bar."""
+    import time
+
+    import stylexport.cli as cli
+
+    monkeypatch.setattr(cli._Progress, "every", 0.05)
+    with cli._progress() as bar:
+        bar.add_task("export", total=2, info="executorch")
+        time.sleep(0.5)  # no update, no advance
+    beats = [line for line in capsys.readouterr().err.splitlines() if line.startswith("export: 0/2 after")]
+    assert len(beats) >= 2 and beats[0].endswith("executorch")
+    time.sleep(0.2)
+    assert capsys.readouterr().err == ""  # stopped with the bar
