@@ -57,11 +57,13 @@ def resolve_model(model: str | os.PathLike | None, style: str | None) -> tuple[P
 
 
 def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | None = None, tiled: bool = False):
-    """The runner stylize and video use. An engine named, or an exported artifact: ``open_runner``. A
+    """The runner stylize and video use. An exported artifact: ``open_runner`` (on ``engine`` if named). A
     checkpoint with no engine named: the fastest engine that runs here and passes its parity gate; the
     artifact is exported once into the cache (keyed by the checkpoint's sha256) and reused. A cached artifact
     that no longer opens (written by an older stylexport or library, or cut short) is exported again; an export
-    that fails its gate is logged and the next engine tried, down to torch on the checkpoint. ``tiled``: a
+    that fails its gate is logged and the next engine tried, down to torch on the checkpoint. A checkpoint with
+    an engine named: torch engines run it; any other engine runs its format's artifact from the same cache,
+    exported the first time (INT8 too: asked for by name), with no fallback. ``tiled``: a
     runner for ``tiles.stylize_tiled``, which shares instance-norm statistics inside the torch FP32 network, so
     only a checkpoint on torch-fp32 will do."""
     from stylexport.devices import pick_device
@@ -78,31 +80,48 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
             raise StylexportError(f"--tile runs the checkpoint on torch-fp32 (the shared statistics are computed "
                                   f"in its FP32 network), not on {engine}; leave out --backend")
         return open_runner(path, device=device, engine="torch-fp32")
-    if engine is not None or not path.is_file() or format_of(path) is not CHECKPOINT:
+    if not path.is_file() or format_of(path) is not CHECKPOINT:
         return open_runner(path, device=device, engine=engine)
     from stylexport.checkpoint import load_checkpoint
-    from stylexport.export import export
     from stylexport.fileio import sha256_file
+    from stylexport.formats import get_engine, unavailable
 
-    load_checkpoint(path)  # a checkpoint we cannot read fails here with its own one line, not once per engine
     dev = pick_device(device)
+    named = get_engine(engine) if engine is not None else None
+    if named is not None and (CHECKPOINT.name in named.formats or FORMATS[named.formats[0]].build is None):
+        return open_runner(path, device=dev, engine=engine)  # torch engines run the checkpoint itself
+    if named is not None and (why := unavailable(named, dev)):
+        raise StylexportError(f"engine {named.name} cannot run here: {why}")  # before minutes of exporting
+    load_checkpoint(path)  # a checkpoint we cannot read fails here with its own one line, not once per engine
     folder = cache_dir() / "engines" / sha256_file(path)
+    if named is not None:  # asked for by name: its artifact, from the cache or exported now; no fallback
+        return _open_cached(path, named, folder, dev)
     for candidate in auto_candidates(dev):
-        fmt = FORMATS[candidate.formats[0]]
-        if fmt is CHECKPOINT:
+        if FORMATS[candidate.formats[0]] is CHECKPOINT:
             return open_engine(candidate, path, dev)
-        for cached in [p for p in folder.glob(f"*{fmt.suffix}") if format_of(p) is fmt]:
-            try:
-                return open_engine(candidate, cached, dev)
-            except StylexportError as exc:
-                log.warning("cached %s no longer opens (%s); exporting it again", cached, exc)
-                fmt.remove(cached)
         try:
-            log.info("exporting %s to %s for %s (once; cached in %s)", path.name, fmt.name, candidate.name, folder)
-            return open_engine(candidate, Path(export(path, [fmt.name], folder)[0].path), dev)
+            return _open_cached(path, candidate, folder, dev)
         except StylexportError as exc:
             log.warning("%s: %s; trying the next engine", candidate.name, exc)
     return open_runner(path, device=dev)
+
+
+def _open_cached(checkpoint: Path, engine, folder: Path, device: torch.device):
+    """``engine`` on the checkpoint's artifact of the engine's format in ``folder`` (the cache), exported and
+    parity-checked the first time; a cached artifact that no longer opens (written by an older stylexport or
+    library, or cut short) is exported again."""
+    from stylexport.export import export
+    from stylexport.formats import FORMATS, format_of, open_engine
+
+    fmt = FORMATS[engine.formats[0]]
+    for cached in [p for p in folder.glob(f"*{fmt.suffix}") if format_of(p) is fmt]:
+        try:
+            return open_engine(engine, cached, device)
+        except StylexportError as exc:
+            log.warning("cached %s no longer opens (%s); exporting it again", cached, exc)
+            fmt.remove(cached)
+    log.info("exporting %s to %s for %s (once; cached in %s)", checkpoint.name, fmt.name, engine.name, folder)
+    return open_engine(engine, Path(export(checkpoint, [fmt.name], folder)[0].path), device)
 
 
 def plan_outputs(files: Sequence[Path], output: Path) -> list[Path]:

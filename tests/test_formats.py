@@ -84,6 +84,43 @@ def test_an_engine_for_another_format_is_refused(tmp_path, model_and_ckpt):
         open_runner(ckpt, engine="fast", device="cpu")
 
 
+def test_an_engine_named_for_a_checkpoint_runs_its_format_from_the_cache(model_and_ckpt, tmp_path, monkeypatch):
+    """--backend ort-cpu (or any non-torch engine) on a checkpoint: its format is exported into the cache once
+    and run, giving the pixels of the exported file itself; an engine that cannot run here is refused before
+    anything is exported, and a failed export is the error, with no fallback to another engine."""
+    import dataclasses
+
+    from stylexport.checkpoint import save_checkpoint
+    from stylexport.export import export
+    from stylexport.fileio import cache_dir, sha256_file
+    from stylexport.runtime import open_runner
+    from stylexport.stylize import open_model
+
+    from .conftest import random_net
+
+    _, ckpt = model_and_ckpt
+    folder = cache_dir() / "engines" / sha256_file(ckpt)
+    x = torch.rand(1, 3, 37, 53) * 255
+    with open_model(ckpt, device="cpu", engine="ort-cpu") as named:
+        assert named.engine == "ort-cpu" and named.path.parent == folder and named.path.suffix == ".onnx"
+        y = named.infer(x)
+    (report,) = export(ckpt, ["onnx"], tmp_path)
+    with open_runner(report.path, engine="ort-cpu", device="cpu") as direct:
+        torch.testing.assert_close(y, direct.infer(x), atol=1e-3, rtol=0)
+    stamp = named.path.stat().st_mtime_ns
+    with open_model(ckpt, device="cpu", engine="ort-cpu") as again:  # from the cache, not exported again
+        assert again.path == named.path and again.path.stat().st_mtime_ns == stamp
+    before = sorted(folder.iterdir())
+    with pytest.raises(StylexportError, match=r"engine tensorrt-fp16 cannot run here: "):
+        open_model(ckpt, device="cpu", engine="tensorrt-fp16")
+    assert sorted(folder.iterdir()) == before  # refused before any export
+    other = save_checkpoint(tmp_path / "other.safetensors", random_net(bias=0.1), {"style_name": "other"})
+    strict = dataclasses.replace(formats.FORMATS["onnx"], tolerance=formats.Tolerance(max_abs=0.0))
+    monkeypatch.setitem(formats.FORMATS, "onnx", strict)
+    with pytest.raises(StylexportError, match="onnx export of .* failed its parity check"):
+        open_model(other, device="cpu", engine="ort-cpu")  # the error itself, not torch in its place
+
+
 def test_runtime_never_imports_the_exporter():
     """A deployed runtime must not need the exporter: import the runtime alone and look."""
     import subprocess
