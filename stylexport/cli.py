@@ -507,6 +507,7 @@ def export(
         reports = run_export(checkpoint, formats, output, profile=profile, workspace_gib=workspace,
                              calibration_dir=calibration, progress=report,
                              pte_max_side=pte_max_side)
+        bar.update(task, completed=len(formats), info="")  # a log's last progress line says it finished
     table = Table(title=f"exported {checkpoint.name} -> {output}")
     for col in ("format", "file", "max abs err (0-255)", "PSNR vs torch fp32", "NaN/inf", "size", "build"):
         table.add_column(col)
