@@ -108,10 +108,11 @@ def pil_to_tensor(img: Image.Image, *, min_size: int = MIN_SIZE) -> torch.Tensor
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     """A (3, H, W) or (1, 3, H, W) tensor in [0, 255] as an 8-bit RGB PIL image (clamped, rounded): the pixels
     save_image writes."""
-    return Image.fromarray(_to_uint8_hwc(image), mode="RGB")
+    return Image.fromarray(tensor_to_uint8(image), mode="RGB")
 
 
-def _to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
+def tensor_to_uint8(image: torch.Tensor) -> np.ndarray:
+    """A (3, H, W) or (1, 3, H, W) tensor in [0, 255] as a writable (H, W, 3) uint8 RGB array (clamped, rounded)."""
     if image.dim() == 4:
         if image.shape[0] != 1:
             raise ValueError(f"one image expected, got a batch of {image.shape[0]}")

@@ -252,7 +252,7 @@ def _from_image(image) -> tuple[torch.Tensor, Callable[[torch.Tensor], object]]:
     import numpy as np
     from PIL import Image
 
-    from stylexport.image import pil_to_tensor, tensor_to_pil
+    from stylexport.image import pil_to_tensor, tensor_to_pil, tensor_to_uint8
 
     if isinstance(image, Image.Image):
         return pil_to_tensor(image), tensor_to_pil
@@ -262,7 +262,7 @@ def _from_image(image) -> tuple[torch.Tensor, Callable[[torch.Tensor], object]]:
             raise StylexportError(f"numpy image of shape {shape} and dtype {image.dtype}: expected uint8 (H, W), "
                                   "(H, W, 3) RGB or (H, W, 4) RGBA; for floats in [0, 255] pass a torch tensor "
                                   "(3, H, W)")
-        return pil_to_tensor(Image.fromarray(np.ascontiguousarray(image))), lambda t: np.asarray(tensor_to_pil(t))
+        return pil_to_tensor(Image.fromarray(np.ascontiguousarray(image))), tensor_to_uint8
     if isinstance(image, torch.Tensor):
         if not image.is_floating_point() or image.dim() not in (3, 4) or image.shape[-3] != 3:
             raise StylexportError(f"tensor image of shape {tuple(image.shape)} and dtype {image.dtype}: expected a "

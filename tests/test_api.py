@@ -33,7 +33,7 @@ def test_pil_numpy_and_tensor_give_the_pixels_the_cli_writes(tmp_path, make_imag
                           preserve_colors=True)
     assert isinstance(picture, Image.Image) and picture.mode == "RGB"
     np.testing.assert_array_equal(np.asarray(picture), cli)
-    assert array.dtype == np.uint8 and array.shape == (40, 52, 3)
+    assert array.dtype == np.uint8 and array.shape == (40, 52, 3) and array.flags.writeable  # the app's to edit
     np.testing.assert_array_equal(array, cli)
     assert tensor.dtype == torch.float32 and tensor.shape == (3, 40, 52)
     np.testing.assert_array_equal(tensor.round().to(torch.uint8).permute(1, 2, 0).numpy(), cli)
