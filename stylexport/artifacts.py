@@ -41,11 +41,13 @@ def read_sidecar(artifact: str | os.PathLike, *, noun: str, remake: str) -> dict
     return meta
 
 
-def load_onnx(path: str | os.PathLike):
+def load_onnx(path: str | os.PathLike, *, external_data: bool = True):
+    """The ModelProto of an ONNX file (``external_data=False``: the graph and metadata without the weights kept
+    beside it); a corrupt or truncated file is one line."""
     import onnx
 
     try:
-        return onnx.load(str(path))
+        return onnx.load(str(path), load_external_data=external_data)
     except Exception as exc:  # noqa: BLE001 - corrupt or truncated protobuf
         raise StylexportError(f"cannot read ONNX file {path}: {str(exc).splitlines()[0][:160]}; export it again") \
             from None
@@ -53,16 +55,7 @@ def load_onnx(path: str | os.PathLike):
 
 def read_onnx_metadata(path_or_proto) -> dict[str, str]:
     """The ``stylexport.`` metadata of an ONNX file, prefix removed ({} for a third-party model)."""
-    import onnx
-
-    if hasattr(path_or_proto, "graph"):
-        proto = path_or_proto
-    else:
-        try:
-            proto = onnx.load(str(path_or_proto), load_external_data=False)
-        except Exception as exc:  # noqa: BLE001 - corrupt or truncated protobuf
-            raise StylexportError(f"cannot read ONNX file {path_or_proto}: {str(exc).splitlines()[0][:160]}; "
-                                  "export it again") from None
+    proto = path_or_proto if hasattr(path_or_proto, "graph") else load_onnx(path_or_proto, external_data=False)
     return {p.key[len(PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(PREFIX)}
 
 
@@ -76,11 +69,7 @@ def onnx_description(path: str | os.PathLike) -> dict[str, Any]:
     model), its real inputs and outputs (symbolic dimensions by name), opset and producer."""
     import onnx
 
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - corrupt or truncated protobuf
-        raise StylexportError(f"cannot read ONNX file {path}: {str(exc).splitlines()[0][:160]}; export it again") \
-            from None
+    proto = load_onnx(path, external_data=False)
     weights = {init.name for init in proto.graph.initializer}  # IR < 4 lists weights among the inputs
 
     def tensor(value) -> dict[str, Any]:

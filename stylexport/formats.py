@@ -68,6 +68,11 @@ class Format:
             return [path, *(path.parent / name for name in self.bundle)]
         return [path, sidecar_path(path), *(path.with_suffix(s) for s in self.companions)]
 
+    def size(self, path: str | os.PathLike) -> int:
+        """Bytes in ``files`` that exist (an IR's .bin, a web app's runtime folder included)."""
+        return sum(f.stat().st_size for file in self.files(path) if file.exists()
+                   for f in ([file] if file.is_file() else file.rglob("*")) if f.is_file())
+
     def remove(self, path: str | os.PathLike) -> None:
         """Delete the artifact and everything in ``files`` (a failed gate, a stale cache entry)."""
         for file in self.files(path):

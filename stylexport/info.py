@@ -15,16 +15,6 @@ from typing import Any
 from stylexport.errors import StylexportError
 
 
-def _bytes(files: list[Path]) -> int:
-    total = 0
-    for f in files:
-        if f.is_dir():
-            total += sum(p.stat().st_size for p in f.rglob("*") if p.is_file())
-        elif f.is_file():
-            total += f.stat().st_size
-    return total
-
-
 def _export_entry(path: Path) -> dict[str, Any] | None:
     from stylexport.export import read_export_record
 
@@ -58,7 +48,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         engines.append({"engine": engine.name, "description": engine.description, "runs_here": why is None,
                         "why_not": why})
     described = {"path": str(path), "format": fmt.name, "description": fmt.description, "precision": fmt.precision,
-                 "native_code": fmt.native_code, "files": [f.name for f in files], "bytes": _bytes(files), **own,
+                 "native_code": fmt.native_code, "files": [f.name for f in files], "bytes": fmt.size(path), **own,
                  "export": _export_entry(path), "engines": engines}
     if not own.get("metadata") and not fmt.native_code and any(e["runs_here"] for e in engines):
         described["as_run"] = _as_run(fmt.model_file(path))

@@ -140,12 +140,6 @@ def parity_inputs() -> list[torch.Tensor]:
     return [resize_max_side(photo, 161)[None], resize_max_side(photo, 97)[None]]
 
 
-def _size(files: list[Path]) -> int:
-    """Bytes in an artifact's files (an IR's .bin, a web app's runtime folder included)."""
-    return sum(f.stat().st_size for path in files if path.exists()
-               for f in ([path] if path.is_file() else path.rglob("*")) if f.is_file())
-
-
 @dataclasses.dataclass
 class ArtifactReport:
     format: str
@@ -187,7 +181,7 @@ def export(checkpoint: str | Path, formats: list[str], out_dir: str | Path, *, p
         with _parity_runner(fmt, fmt.model_file(path)) as runner:
             parity = worst([compare(runner.infer(x).float().cpu(), ref)
                             for x, ref in zip(inputs, references, strict=True)])
-        report = ArtifactReport(format=name, path=str(path), precision=fmt.precision, size_bytes=_size(fmt.files(path)),
+        report = ArtifactReport(format=name, path=str(path), precision=fmt.precision, size_bytes=fmt.size(path),
                                 build_seconds=seconds, parity=parity.as_dict(), tolerance=fmt.tolerance.describe(),
                                 passed=fmt.tolerance.passes(parity))
         log.info("exported %s in %.1f s: %s (%.1f MB)", name, seconds, path, report.size_bytes / 1e6)

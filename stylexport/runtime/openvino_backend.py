@@ -32,11 +32,11 @@ def read_ir_metadata(model) -> dict[str, str]:
     return {str(k): str(v.astype(str) if hasattr(v, "astype") else v) for k, v in items.items()}
 
 
-def _read_model(path: Path):
+def _read_model(path: Path, core=None):
     import openvino as ov
 
     try:
-        return ov.Core().read_model(str(path))
+        return (core or ov.Core()).read_model(str(path))
     except Exception as exc:  # noqa: BLE001 - missing .bin, corrupt XML
         raise StylexportError(f"cannot read OpenVINO model {path} ({str(exc).splitlines()[0][:160]}); "
                               "keep the .xml with its .bin, or export it again") from None
@@ -62,7 +62,7 @@ class OpenVinoRunner(Runner):
 
         self.path = Path(path)
         core = ov.Core()
-        model = _read_model(self.path)
+        model = _read_model(self.path, core)
         self.metadata = read_ir_metadata(model)
         if self.metadata:
             check_contract(self.metadata, str(self.path), OPENVINO_FORMATS)
