@@ -516,7 +516,9 @@ def export(
                       "none" if r.parity["finite"] else "YES", f"{r.size_bytes / 1e6:.1f} MB",
                       f"{r.build_seconds:.1f} s")
     _stdout().print(table)
-    typer.echo(f"all {len(reports)} artifacts passed their parity checks; report in {output / 'export.json'}")
+    passed = "the artifact passed its parity check" if len(reports) == 1 else \
+        f"all {len(reports)} artifacts passed their parity checks"
+    typer.echo(f"{passed}; report in {output / 'export.json'}")
 
 
 @app.command()

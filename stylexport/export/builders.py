@@ -131,12 +131,15 @@ def build_openvino_int8(job) -> Path:
     the first and last convolutions stay in floating point (they touch pixels directly)."""
     import nncf
 
+    from stylexport.export.onnx import _quiet
+
     model = _openvino_fp32(job).clone()
     convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
     photos = job.calibration_photos()
     dataset = nncf.Dataset(photos, lambda x: x.numpy())
-    quantized = nncf.quantize(model, dataset, subset_size=len(photos), preset=nncf.QuantizationPreset.MIXED,
-                              ignored_scope=nncf.IgnoredScope(names=[convs[0], convs[-1]]))
+    with _quiet():  # NNCF's INFO lines and progress bars would land in the CLI's stdout, between its results
+        quantized = nncf.quantize(model, dataset, subset_size=len(photos), preset=nncf.QuantizationPreset.MIXED,
+                                  ignored_scope=nncf.IgnoredScope(names=[convs[0], convs[-1]]))
     _, meta = _target(job, "openvino-int8")
     meta = {**meta, "int8_method": f"NNCF {nncf.__version__} post-training, {len(photos)} calibration crops "
             f"({job.calibration_source}), first and last convolutions in floating point"}

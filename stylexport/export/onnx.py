@@ -36,7 +36,9 @@ def _quiet():
               # AOTInductor's compile warns that no CUDA runtime is found on CPU-only machines: expected there.
               "torch.utils.cpp_extension": logging.ERROR, "torch._inductor": logging.ERROR,
               # importing ExecuTorch's lowering (torchao) warns about a deprecated pytree registration
-              "torch.utils._pytree": logging.ERROR}
+              "torch.utils._pytree": logging.ERROR,
+              # NNCF logs INFO lines to stdout through its own handler (the logger's level still rules them)
+              "nncf": logging.WARNING}
     for name, level in levels.items():
         logger = logging.getLogger(name)
         stack.callback(logger.setLevel, logger.level)
