@@ -49,7 +49,8 @@ def main() -> None:
     export(args.checkpoint, ["onnx", "openvino", "openvino-int8"], exported, calibration_dir=calib_dir)
     config = BenchConfig(backends=ENGINES, sizes=((512, 512), (720, 1280)), repeats=args.repeats,
                          block=min(5, args.repeats), warmup=2, device="cpu", exported=str(exported))
-    results = run(args.checkpoint, config, progress=lambda what: print(what, file=sys.stderr, flush=True))
+    results = run(args.checkpoint, config,
+                  progress=lambda what, done, total: print(f"{done}/{total} {what}", file=sys.stderr, flush=True))
     # quality on real photos held out of calibration, 512 px longer side, against torch FP32
     model = load_checkpoint(args.checkpoint).model.eval()
     images = [resize_max_side(read_image(p), 512)[None] for p in held]

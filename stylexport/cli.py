@@ -604,7 +604,8 @@ def bench(
                          exported=str(exported) if exported else None)
     with _progress() as bar:
         task = bar.add_task("bench", total=None, info="")
-        results = run_bench(model, config, progress=lambda what: bar.update(task, info=what))
+        results = run_bench(model, config, progress=lambda what, done, total: bar.update(
+            task, info=what, completed=done, total=total))
     paths = write_results(results, output)
     table = Table(title=f"stylexport bench on {results['environment'].get('gpu') or results['environment']['cpu']}")
     for col in COLUMNS:

@@ -79,6 +79,21 @@ def test_harness_on_cpu_writes_required_fields(tmp_path):
     assert out.with_suffix(".png").stat().st_size > 1000
 
 
+def test_progress_counts_every_step_once_and_drops_skipped_engines():
+    calls = []
+    run(None, BenchConfig(backends=("torch-fp32", "torch-fp16-cl"), sizes=((32, 32), (32, 48)), repeats=2, block=1,
+                          warmup=0, device="cpu"), progress=lambda *call: calls.append(call))
+    # two engines asked for: each a preparation + 2 shapes x (a warm-up + 2 timing rounds) = 7 steps, 14 in all;
+    # torch-fp16-cl needs a GPU, so once it is skipped its 6 shape steps leave the total: 8
+    assert calls == [("preparing torch-fp32", 0, 14), ("preparing torch-fp16-cl", 1, 14),
+                     ("warm-up torch-fp32 32x32 batch 1", 2, 8),
+                     ("timing torch-fp32 32x32 batch 1 (round 1/2)", 3, 8),
+                     ("timing torch-fp32 32x32 batch 1 (round 2/2)", 4, 8),
+                     ("warm-up torch-fp32 32x48 batch 1", 5, 8),
+                     ("timing torch-fp32 32x48 batch 1 (round 1/2)", 6, 8),
+                     ("timing torch-fp32 32x48 batch 1 (round 2/2)", 7, 8), ("done", 8, 8)]
+
+
 def test_gatys_rows(vgg):
     from stylexport.bench.report import markdown_table
 

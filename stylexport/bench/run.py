@@ -140,9 +140,32 @@ def engine_precision(engine: Engine) -> str:
     return "int8" if fmt.precision == "int8" else engine.option("precision") or fmt.precision
 
 
+class _Steps:
+    """The bench's progress as steps done of a total, for ``progress(what, done, total)``: preparing each
+    engine, each engine's warm-up and timing rounds at every shape, each Gatys run. The total counts every
+    engine asked for, and drops those skipped once they are known."""
+
+    def __init__(self, progress: Callable[[str, int, int], None] | None, total: int):
+        self.progress, self.done, self.total = progress, 0, total
+
+    def __call__(self, what: str) -> None:
+        """A step begins (so the one before it is done)."""
+        if self.progress:
+            self.progress(what, self.done, self.total)
+        self.done += 1
+
+    def skip(self, steps: int) -> None:
+        self.total -= steps
+
+    def finish(self) -> None:
+        if self.progress:
+            self.progress("done", self.total, self.total)
+
+
 def run(model_path: str | Path | None, config: BenchConfig,
-        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Benchmark; returns the results dictionary (see ``report.write_results`` for the files)."""
+        progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Benchmark; returns the results dictionary (see ``report.write_results`` for the files).
+    ``progress(what, done, total)`` is called as each step begins."""
     from stylexport.checkpoint import load_checkpoint, save_checkpoint
     from stylexport.devices import pick_device
 
@@ -167,10 +190,13 @@ def run(model_path: str | Path | None, config: BenchConfig,
     else:
         names = tuple(n for n in BENCH_ENGINES if is_checkpoint or fmt.name in ENGINES[n].formats)
 
+    rounds = max(1, math.ceil(config.repeats / config.block))
+    per_engine = len(config.sizes) * len(config.batches) * (1 + rounds)  # a warm-up and the rounds per shape
+    gatys_runs = len(config.gatys_sizes) * len(config.gatys_iterations)
+    step = _Steps(progress, len(names) * (1 + per_engine) + gatys_runs + int(config.train_throughput))
     runners, skipped, precisions = {}, {}, {}
     for name in names:
-        if progress:
-            progress(f"preparing {name}")
+        step(f"preparing {name}")
         if cpu and config.backends is None and ENGINES[name].cpu_opt_in:
             skipped[name] = f"compiling takes minutes on CPU; ask for it with --backends {name}"
             continue
@@ -183,6 +209,8 @@ def run(model_path: str | Path | None, config: BenchConfig,
             if name not in ENGINES:
                 raise
             skipped[name] = str(exc)
+        if name in skipped:
+            step.skip(per_engine)
     if not runners:
         raise StylexportError(f"no engine could run {source.name} here: "
                               + "; ".join(f"{n}: {why}" for n, why in skipped.items()))
@@ -195,7 +223,7 @@ def run(model_path: str | Path | None, config: BenchConfig,
         for (h, w) in config.sizes:
             for batch in config.batches:
                 results += _bench_shape(runners, model, h, w, batch, device, config, flop_per_pixel, peaks,
-                                        precisions, progress)
+                                        precisions, step)
     finally:
         for runner in runners.values():
             runner.close()
@@ -208,14 +236,16 @@ def run(model_path: str | Path | None, config: BenchConfig,
     if config.gatys_iterations and config.gatys_sizes:
         if model is None:
             raise StylexportError("--gatys compares with the checkpoint's own network: give a checkpoint")
-        out["gatys"] = bench_gatys(model, config, device, progress)
+        out["gatys"] = bench_gatys(model, config, device, step)
     if config.train_throughput:
+        step("training throughput")
         out["training"] = training_throughput(device)
+    step.finish()
     return out
 
 
 def _bench_shape(runners, model, h, w, batch, device, config, flop_per_pixel, peaks, precisions,
-                 progress) -> list[dict]:
+                 step: _Steps) -> list[dict]:
     inputs = [torch.cat([photo(h, w, seed=s * 7 + i) for i in range(batch)]) for s in range(3)]
     on_device = {name: [x.to(r.device) for x in inputs] for name, r in runners.items()}
     frames = [(x[0].round().to(torch.uint8).permute(1, 2, 0).contiguous()) for x in inputs]
@@ -227,8 +257,7 @@ def _bench_shape(runners, model, h, w, batch, device, config, flop_per_pixel, pe
             reference = model.float().cpu()(inputs[0])
     calls, quality, compute, e2e, failed = {}, {}, {n: [] for n in runners}, {n: [] for n in runners}, {}
     for name, runner in runners.items():
-        if progress:
-            progress(f"warm-up {name} {h}x{w} batch {batch}")
+        step(f"warm-up {name} {h}x{w} batch {batch}")
         try:
             call = runner.bind(on_device[name][0])  # validated once; the timed calls go straight to the backend
             for i in range(config.warmup):
@@ -243,11 +272,11 @@ def _bench_shape(runners, model, h, w, batch, device, config, flop_per_pixel, pe
             failed[name] = str(exc).splitlines()[0][:300]
     active = [n for n in runners if n not in failed]
     rounds = max(1, math.ceil(config.repeats / config.block))
+    step.skip(rounds * len(failed))
     for r in range(rounds):
         order = active[r % len(active):] + active[: r % len(active)] if active else []
         for name in order:
-            if progress:
-                progress(f"timing {name} {h}x{w} batch {batch} ({r + 1}/{rounds})")
+            step(f"timing {name} {h}x{w} batch {batch} (round {r + 1}/{rounds})")
             dev = runners[name].device
             for k in range(config.block):
                 compute[name].append(time_compute(calls[name], on_device[name][k % 3], dev))
@@ -275,7 +304,7 @@ def _bench_shape(runners, model, h, w, batch, device, config, flop_per_pixel, pe
     return out
 
 
-def bench_gatys(model, config: BenchConfig, device: torch.device, progress) -> list[dict]:
+def bench_gatys(model, config: BenchConfig, device: torch.device, step: Callable[[str], None]) -> list[dict]:
     """Gatys L-BFGS at each size and iteration count, and the same VGG loss on the feed-forward output."""
     from stylexport.gatys import GatysConfig, evaluate, style_targets, stylize_gatys
     from stylexport.image import read_image, resize_max_side, sample_paths
@@ -295,8 +324,7 @@ def bench_gatys(model, config: BenchConfig, device: torch.device, progress) -> l
             ff = net(content)
             ff_loss = evaluate(vgg, ff, cf, targets, loss_cfg).as_floats()
         for iterations in config.gatys_iterations:
-            if progress:
-                progress(f"gatys {size}x{size} {iterations} iterations")
+            step(f"gatys {size}x{size} {iterations} iterations")
             sync(device)
             t0 = time.perf_counter()
             result = stylize_gatys(content, style, vgg, GatysConfig(iterations=iterations, loss=loss_cfg))
