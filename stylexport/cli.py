@@ -914,6 +914,10 @@ def engines_build(
         help="TensorRT include folder: compile (not link) the TensorRT backend, to type-check it without TensorRT "
              "libraries.")] = None,
     aoti: Annotated[bool, typer.Option(help="The AOTInductor backend (libtorch).")] = True,
+    openvino: Annotated[bool | None, typer.Option(
+        "--openvino/--no-openvino", help="The OpenVINO backend (.xml IRs on the CPU, from the openvino package's "
+        "headers and libraries). Default: when openvino is installed. --no-aoti --openvino: a host without libtorch.",
+        show_default=False)] = None,
     clean: Annotated[bool, typer.Option(help="Delete the build folder first.")] = False,
 ) -> None:
     """Configure and build the C++ `stylize` program and its library with CMake.
@@ -925,8 +929,8 @@ def engines_build(
 
     with console.status(f"building the C++ host in {build_dir} (cmake; a minute or two)"):
         program = build(build_dir, source=source, tensorrt_root=tensorrt_root, tensorrt_include=tensorrt_headers,
-                        aoti=aoti, clean=clean)
-    engine = "MODEL.aoti.pt2" if aoti else "MODEL.plan"
+                        aoti=aoti, openvino=openvino, clean=clean)
+    engine = "MODEL.aoti.pt2" if aoti else "MODEL.plan" if openvino is False else "MODEL.xml"
     typer.echo(f"built {program}\nrun it: {program} {engine} photo.jpg out.png --repeat 50")
 
 

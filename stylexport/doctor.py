@@ -126,6 +126,12 @@ def _cpp_host() -> list[Check]:
                      None)
         checks.append(Check("engines build", lib, OK if found else MISSING,
                             str(found) if found else f"apt install {package}"))
+    from stylexport.engines import openvino_cmake_dir
+
+    openvino = openvino_cmake_dir()
+    checks.append(Check("engines build", "OpenVINO C++ runtime", OK if openvino else MISSING,
+                        f"{openvino} (the host's OpenVINO backend: .xml IRs)" if openvino else
+                        "pip install 'stylexport[cpu]' for the host's OpenVINO backend (.xml IRs); optional"))
     try:
         from stylexport.engines import source_dir
 

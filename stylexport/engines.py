@@ -58,13 +58,34 @@ def _nvrtc(toolkit: Path | None) -> str | None:
     return found[0] if found else None
 
 
+def openvino_cmake_dir() -> Path | None:
+    """The CMake config (OpenVINOConfig.cmake) that the installed ``openvino`` wheel ships beside its headers and
+    libraries, or None (not installed, or a build without it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("openvino")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        if (Path(location) / "cmake" / "OpenVINOConfig.cmake").is_file():
+            return Path(location) / "cmake"
+    return None
+
+
 def cmake_args(*, tensorrt_root: Path | None = None, tensorrt_include: Path | None = None,
-               aoti: bool = True) -> list[str]:
-    """The -D flags for engines/cpp on this machine."""
+               aoti: bool = True, openvino: bool | None = None) -> list[str]:
+    """The -D flags for engines/cpp on this machine. ``openvino``: None builds the OpenVINO backend when the
+    openvino package is installed; True insists on it."""
     import torch
     import torch.utils
 
     args = [f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}", f"-DSTYLEXPORT_WITH_AOTI={'ON' if aoti else 'OFF'}"]
+    openvino_dir = openvino_cmake_dir() if openvino is not False else None
+    if openvino and openvino_dir is None:
+        raise StylexportError("the OpenVINO backend needs the openvino package (its headers, libraries and CMake "
+                              "config): pip install 'stylexport[cpu]', or build without it (--no-openvino)")
+    args += [f"-DSTYLEXPORT_WITH_OPENVINO={'ON' if openvino_dir else 'OFF'}"] + \
+        ([f"-DOpenVINO_DIR={openvino_dir}"] if openvino_dir else [])
     toolkit = _cuda_toolkit()
     needs_cuda = (aoti and torch.version.cuda) or tensorrt_root or tensorrt_include
     if needs_cuda and toolkit is None:
@@ -114,7 +135,8 @@ def _run(cmd: list[str], log: Path, step: str) -> None:
 
 
 def build(build_dir: Path, *, source: Path | None = None, tensorrt_root: Path | None = None,
-          tensorrt_include: Path | None = None, aoti: bool = True, clean: bool = False) -> Path:
+          tensorrt_include: Path | None = None, aoti: bool = True, openvino: bool | None = None,
+          clean: bool = False) -> Path:
     """Configure and build engines/cpp in ``build_dir``; return the path of the ``stylize`` program."""
     source = Path(source) if source else source_dir()
     if not (source / "CMakeLists.txt").is_file():
@@ -129,7 +151,8 @@ def build(build_dir: Path, *, source: Path | None = None, tensorrt_root: Path | 
     log.write_text("")
     generator = ["-G", "Ninja"] if shutil.which("ninja") and not (build_dir / "Makefile").exists() else []
     _run([cmake, "-S", str(source), "-B", str(build_dir), *generator, "-DCMAKE_BUILD_TYPE=Release",
-          *cmake_args(tensorrt_root=tensorrt_root, tensorrt_include=tensorrt_include, aoti=aoti)], log, "configure")
+          *cmake_args(tensorrt_root=tensorrt_root, tensorrt_include=tensorrt_include, aoti=aoti, openvino=openvino)],
+         log, "configure")
     _run([cmake, "--build", str(build_dir), "--parallel", str(os.cpu_count() or 2)], log, "build")
     program = build_dir / ("stylize.exe" if sys.platform == "win32" else "stylize")
     if not program.is_file():

@@ -94,6 +94,22 @@ def model_and_ckpt(tmp_path_factory):
     return model, path
 
 
+@pytest.fixture(scope="session")
+def openvino_irs(model_and_ckpt, tmp_path_factory):
+    """The test checkpoint exported once to OpenVINO IRs: waves.xml (FP32) and waves.int8.xml (NNCF INT8)."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed: pip install 'stylexport[cpu]'")
+    pytest.importorskip("nncf", reason="NNCF is not installed: pip install 'stylexport[cpu]'")
+    from typer.testing import CliRunner
+
+    from stylexport.cli import app
+
+    _, ckpt = model_and_ckpt
+    out = tmp_path_factory.mktemp("openvino")
+    result = CliRunner().invoke(app, ["export", str(ckpt), "--openvino", "--int8", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
 def one_line_error(result, *fragments):
     """A CLI result that failed the way user mistakes must: exit 2, one ``error:`` line naming ``fragments``."""
     assert result.exit_code == 2, result.output

@@ -94,17 +94,22 @@ def test_aoti_runner_rejects_small_inputs(aoti_package):
 
 # --- the C++ host -------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def cpp_host(tmp_path_factory):
+def build_host(folder, **options):
+    """``stylexport engines build``'s library call; skips where the C++ toolchain is missing, except in CI."""
     from stylexport.engines import build
 
     required = os.environ.get("STYLEXPORT_REQUIRE_CPP") == "1"
     try:
-        return build(tmp_path_factory.mktemp("cpp-build"))
+        return build(folder, **options)
     except StylexportError as exc:
         if required:
             pytest.fail(f"C++ host did not build: {exc}")
         pytest.skip(f"C++ host not built here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def cpp_host(tmp_path_factory):
+    return build_host(tmp_path_factory.mktemp("cpp-build"))
 
 
 def run_host(program, *args):
@@ -181,6 +186,108 @@ def test_engines_build_names_a_missing_source(tmp_path):
     result = runner.invoke(app, ["engines", "build", "--source", str(tmp_path), "-o", str(tmp_path / "b")])
     assert result.exit_code == 2
     assert "has no CMakeLists.txt" in result.output
+
+
+# --- the C++ host's OpenVINO backend: IRs on the CPU, the contract from the IR itself, no libtorch needed ----
+
+def photo_png(tmp_path, side=101):
+    photo = resize_max_side(read_image(sample_paths()[0]), side)  # 101x76: not a multiple of 4 either way
+    src = tmp_path / "photo.png"
+    Image.fromarray(photo.round().to(torch.uint8).permute(1, 2, 0).numpy()).save(src)
+    return src
+
+
+@pytest.mark.parametrize(("name", "backend"), [("waves.xml", "openvino-fp32"), ("waves.int8.xml", "openvino-int8")])
+def test_cpp_host_runs_openvino_irs_like_python(cpp_host, openvino_irs, tmp_path, name, backend):
+    src, out = photo_png(tmp_path), tmp_path / "stylized.png"
+    result = run_host(cpp_host, openvino_irs / name, src, out, "--repeat", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["backend"] == backend and summary["style_name"] == "waves" and summary["repeat"] == 2
+    cpp = np.asarray(Image.open(out).convert("RGB"))
+    with open_runner(openvino_irs / name) as python_runner:  # float32 NCHW in, where C++ feeds uint8 NHWC
+        python = to_u8(python_runner.infer(read_image(src)[None]))
+    assert cpp.shape == python.shape
+    diff = np.abs(cpp.astype(np.int16) - python.astype(np.int16))
+    assert diff.max() <= 1, f"{(diff > 1).sum()} pixels differ by more than 1 level"
+    assert cpp.std() > 5  # a real picture, not a flat one
+
+
+def edited_ir(openvino_irs, tmp_path, name, **rt_info):
+    import openvino as ov
+
+    model = ov.Core().read_model(str(openvino_irs / "waves.xml"))
+    for key, value in rt_info.items():
+        model.set_rt_info(value, ["stylexport", key])
+    ov.save_model(model, str(tmp_path / name), compress_to_fp16=False)
+    return tmp_path / name
+
+
+def foreign_ir(tmp_path):
+    """An IR that stylexport did not write: a ReLU over an image, no contract in its runtime info."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    image = ops.parameter([1, 3, -1, -1], ov.Type.f32, name="input")
+    ov.save_model(ov.Model([ops.relu(image)], [image], "foreign"), str(tmp_path / "foreign.xml"))
+    return tmp_path / "foreign.xml"
+
+
+def test_cpp_host_refuses_openvino_irs_it_cannot_run(cpp_host, openvino_irs, aoti_package, tmp_path, make_image):
+    import openvino as ov
+
+    lonely = tmp_path / "lonely.xml"
+    shutil.copy(openvino_irs / "waves.xml", lonely)
+    ir = openvino_irs / "waves.xml"
+    cases = [
+        ((edited_ir(openvino_irs, tmp_path, "v2.xml", contract_version="2"),), "contract_version '2', this host "
+         "implements '1'"),
+        ((edited_ir(openvino_irs, tmp_path, "unit.xml", value_range="0-1"),), "value_range '0-1', this host feeds"),
+        ((edited_ir(openvino_irs, tmp_path, "onnx.xml", format="onnx"),), "format 'onnx' does not match"),
+        ((foreign_ir(tmp_path),), "carries no stylexport contract in its runtime info"),
+        ((lonely,), "keep the .xml with its .bin"),
+        ((tmp_path / "missing.xml",), "engine not found"),
+        ((ir, "--device", "cuda"), "OpenVINO IRs run on the CPU in this host"),
+        ((ir, "--precision", "fp8"), "unknown precision 'fp8'; OpenVINO runs fp32 or bf16"),
+        ((aoti_package, "--precision", "bf16"), "--precision is an OpenVINO option"),
+        ((tmp_path / "model.onnx",), "unknown kind '.onnx'"),
+    ]
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):  # else it runs: the next test
+        cases.append(((ir, "--precision", "bf16"), "this CPU has no BF16 instructions"))
+    for (engine, *options), message in cases:
+        out = tmp_path / "out.png"
+        result = run_host(cpp_host, engine, make_image(), out, *options)
+        assert result.returncode == 2, (engine, result.stderr)
+        assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1 and not out.exists()
+
+
+def test_cpp_host_runs_openvino_bf16_where_the_cpu_has_it(cpp_host, openvino_irs, tmp_path):
+    import openvino as ov
+
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no BF16 instructions (the host refuses --precision bf16 here: tested above)")
+    src, out = photo_png(tmp_path), tmp_path / "bf16.png"
+    result = run_host(cpp_host, openvino_irs / "waves.xml", src, out, "--precision", "bf16", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["backend"] == "openvino-bf16"
+    with open_runner(openvino_irs / "waves.xml") as python_runner:
+        python = to_u8(python_runner.infer(read_image(src)[None]))
+    error = np.asarray(Image.open(out).convert("RGB")).astype(np.float64) - python
+    assert 10 * np.log10(255 ** 2 / max(np.mean(error ** 2), 1e-12)) > 30  # BF16 arithmetic: close, not equal
+
+
+def test_a_host_without_libtorch_runs_openvino_irs(cpp_host, openvino_irs, aoti_package, tmp_path_factory, tmp_path):
+    program = build_host(tmp_path_factory.mktemp("cpp-openvino-only"), aoti=False, openvino=True)
+    linked = subprocess.run(["ldd", str(program)], capture_output=True, text=True).stdout
+    assert "libopenvino" in linked and "libtorch" not in linked and "libc10" not in linked, linked
+    src = photo_png(tmp_path, side=64)
+    for host, out in ((program, "alone.png"), (cpp_host, "full.png")):
+        result = run_host(host, openvino_irs / "waves.int8.xml", src, tmp_path / out)
+        assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "alone.png")), np.asarray(Image.open(tmp_path / "full.png")))
+    result = run_host(program, aoti_package, src, tmp_path / "o.png")
+    assert result.returncode == 2 and "this build has no AOTInductor backend" in result.stderr
 
 
 # --- GPU: the CUDA FP16 package through the same host ------------------------------------------------------

@@ -17,13 +17,9 @@ pytest.importorskip("nncf", reason="NNCF is not installed: pip install 'stylexpo
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def irs(model_and_ckpt, tmp_path_factory):
-    _, ckpt = model_and_ckpt
-    out = tmp_path_factory.mktemp("openvino")
-    result = runner.invoke(app, ["export", str(ckpt), "--openvino", "--int8", "-o", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+@pytest.fixture
+def irs(openvino_irs):
+    return openvino_irs
 
 
 def test_ir_pairs_carry_the_contract_and_passed_their_gates(irs):

@@ -12,6 +12,9 @@ std::vector<std::string> backends() {
 #ifdef STYLEXPORT_WITH_AOTI
   names.emplace_back("aoti");
 #endif
+#ifdef STYLEXPORT_WITH_OPENVINO
+  names.emplace_back("openvino");
+#endif
 #ifdef STYLEXPORT_WITH_TENSORRT
   names.emplace_back("tensorrt");
 #endif
@@ -24,23 +27,38 @@ std::unique_ptr<Engine> open_engine(const std::string& path, const EngineOptions
     throw Error("unknown device '" + device + "'; use auto, cpu or cuda");
   }
   const std::string ext = std::filesystem::path(path).extension().string();
+  const bool aoti = ext == ".pt2", openvino = ext == ".xml", tensorrt = ext == ".plan" || ext == ".engine";
+  if (!aoti && !openvino && !tensorrt) {
+    throw Error("engine " + path + ": unknown kind '" + ext +
+                "'; the host runs .pt2 (AOTInductor), .xml (OpenVINO) and .plan (TensorRT) files from stylexport "
+                "export" + (ext == ".onnx" ? " (an .onnx model: export --openvino, --aoti or --trt from its checkpoint)"
+                                            : ""));
+  }
+  if (openvino) {  // the contract is inside the IR: no sidecar
+#ifdef STYLEXPORT_WITH_OPENVINO
+    return open_openvino_engine(path, options);
+#else
+    throw Error("this build has no OpenVINO backend; pip install 'stylexport[cpu]' and rebuild (stylexport engines "
+                "build)");
+#endif
+  }
+  if (options.precision != "auto") {
+    throw Error("--precision is an OpenVINO option; " + ext + " engines run at the precision they were built for");
+  }
   Metadata meta = load_metadata(path);
-  if (ext == ".pt2") {
+  if (aoti) {
 #ifdef STYLEXPORT_WITH_AOTI
     return open_aoti_engine(path, std::move(meta), options);
 #else
     throw Error("this build has no AOTInductor backend; rebuild with libtorch (stylexport engines build)");
 #endif
   }
-  if (ext == ".plan" || ext == ".engine") {
 #ifdef STYLEXPORT_WITH_TENSORRT
-    return open_tensorrt_engine(path, std::move(meta), options);
+  return open_tensorrt_engine(path, std::move(meta), options);
 #else
-    throw Error("this build has no TensorRT backend; install TensorRT and rebuild (stylexport engines build "
-                "--tensorrt-root DIR)");
+  throw Error("this build has no TensorRT backend; install TensorRT and rebuild (stylexport engines build "
+              "--tensorrt-root DIR)");
 #endif
-  }
-  throw Error("engine " + path + ": unknown kind '" + ext + "'; the host runs .pt2 (AOTInductor) and .plan (TensorRT)");
 }
 
 }  // namespace stylexport

@@ -13,6 +13,9 @@ inline std::string first_line(const std::string& text) { return text.substr(0, t
 #ifdef STYLEXPORT_WITH_AOTI
 std::unique_ptr<Engine> open_aoti_engine(const std::string& path, Metadata meta, const EngineOptions& options);
 #endif
+#ifdef STYLEXPORT_WITH_OPENVINO
+std::unique_ptr<Engine> open_openvino_engine(const std::string& path, const EngineOptions& options);
+#endif
 #ifdef STYLEXPORT_WITH_TENSORRT
 std::unique_ptr<Engine> open_tensorrt_engine(const std::string& path, Metadata meta, const EngineOptions& options);
 #endif

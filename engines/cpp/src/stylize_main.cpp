@@ -1,6 +1,7 @@
 // stylize: run an exported style engine on one image; with --repeat it doubles as a C++ benchmark.
 //
-//   stylize ENGINE INPUT OUTPUT [--device auto|cpu|cuda] [--warmup N] [--repeat N] [--cuda-graph] [--json]
+//   stylize ENGINE INPUT OUTPUT [--device auto|cpu|cuda] [--precision fp32|bf16] [--warmup N] [--repeat N]
+//           [--cuda-graph] [--json]
 //
 // Latency is end to end per image: uint8 HWC in host memory -> device -> engine -> uint8 HWC in host memory.
 #include <algorithm>
@@ -18,9 +19,12 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: stylize ENGINE INPUT OUTPUT [--device auto|cpu|cuda] [--warmup N] [--repeat N] [--cuda-graph] [--json]\n"
-    "  ENGINE  a .pt2 (AOTInductor) or .plan (TensorRT) file written by stylexport export, with its .json sidecar\n"
+    "usage: stylize ENGINE INPUT OUTPUT [--device auto|cpu|cuda] [--precision fp32|bf16] [--warmup N] [--repeat N]\n"
+    "               [--cuda-graph] [--json]\n"
+    "  ENGINE  written by stylexport export: a .pt2 (AOTInductor) or .plan (TensorRT) with its .json sidecar, or an\n"
+    "          OpenVINO .xml with its .bin\n"
     "  INPUT   a PNG or JPEG image; OUTPUT: .png or .jpg\n"
+    "  --precision bf16  OpenVINO: BF16 arithmetic (CPUs with AVX-512 BF16 or AMX); default fp32\n"
     "  --warmup N  untimed runs first (default 1); --repeat N  timed runs (default 1), p50/p95 reported\n"
     "  --cuda-graph  TensorRT: replay each shape as one CUDA graph\n"
     "  --json      print the result as one JSON object\n";
@@ -62,6 +66,8 @@ int main(int argc, char** argv) {
         return 0;
       } else if (arg == "--device") {
         options.device = value(arg);
+      } else if (arg == "--precision") {
+        options.precision = value(arg);
       } else if (arg == "--warmup") {
         warmup = parse_count(arg, value(arg));
       } else if (arg == "--repeat") {

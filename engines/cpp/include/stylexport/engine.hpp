@@ -1,8 +1,8 @@
 // stylexport C++ host: load an exported style engine with its JSON sidecar, stylize 8-bit RGB images.
 //
 // The library target `stylexport_engine` holds everything below; `stylize` (src/stylize_main.cpp) is a
-// small program on top of it. Backends: AOTInductor packages (.pt2, through libtorch) and TensorRT plans
-// (.plan, only when TensorRT is found at configure time).
+// small program on top of it. Backends: AOTInductor packages (.pt2, through libtorch), OpenVINO IRs (.xml, on
+// the CPU, when OpenVINO is found at configure time) and TensorRT plans (.plan, only when TensorRT is found).
 #pragma once
 
 #include <cstdint>
@@ -68,12 +68,14 @@ class Engine {
 struct EngineOptions {
   std::string device = "auto";  // "auto" (what the engine was built for), "cpu" or "cuda"; a mismatch is an Error
   bool cuda_graph = false;       // TensorRT: replay convert -> engine -> convert as one CUDA graph per shape
+  std::string precision = "auto";  // OpenVINO: "fp32" (auto) or "bf16" (CPUs with AVX-512 BF16/AMX); others: auto
 };
 
-// Opens a .pt2 (AOTInductor) or .plan (TensorRT) engine after validating its sidecar.
+// Opens a .pt2 (AOTInductor), .xml (OpenVINO) or .plan (TensorRT) engine after validating its contract (the
+// sidecar; an IR's runtime info).
 std::unique_ptr<Engine> open_engine(const std::string& path, const EngineOptions& options = {});
 
-// Backends compiled into this build, e.g. {"aoti", "tensorrt"}.
+// Backends compiled into this build, e.g. {"aoti", "openvino", "tensorrt"}.
 std::vector<std::string> backends();
 
 }  // namespace stylexport
