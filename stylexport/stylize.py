@@ -206,6 +206,8 @@ class Stylizer:
     - a uint8 numpy array, (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA: a (H, W, 3) uint8 RGB array;
     - a float torch tensor, (3, H, W) or (N, 3, H, W), RGB in [0, 255]: float32 on the CPU, same rank, clamped
       to [0, 255] (not rounded).
+
+    One Stylizer can serve several threads (a web service's workers): their network calls take turns.
     """
 
     def __init__(self, model: str | os.PathLike | None = None, *, style: str | None = None, engine: str | None = None,

@@ -131,3 +131,18 @@ def test_importing_stylexport_does_not_import_torch():
 
     with pytest.raises(AttributeError, match="has no attribute 'Stylise'"):
         stylexport.Stylise  # noqa: B018
+
+
+@pytest.mark.parametrize("model", ["waves.xml", "waves.int8.xml"])
+def test_one_stylizer_serves_many_threads(openvino_irs, model):
+    """A web service shares one Stylizer between its worker threads: each call must get its own image back
+    (an OpenVINO infer request, like most engine sessions, runs one inference at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [smooth_image(32 + 8 * (i % 3), 48 + 8 * (i % 4), seed=i) for i in range(12)]
+    with Stylizer(openvino_irs / model) as stylizer:
+        expected = [stylizer(image) for image in images]
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(stylizer, images * 2))
+    for i, result in enumerate(results):
+        assert np.array_equal(result, expected[i % len(images)]), f"call {i} got another call's pixels"

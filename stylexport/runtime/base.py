@@ -5,13 +5,15 @@ A runner takes a (N, 3, H, W) float32 batch, RGB in [0, 255], and returns (N, 3,
 foreign models and returns the input's size on the CPU). ``Runner.infer`` validates the batch before the
 backend's own code runs and the result after, so every backend rejects a bad input with the same message
 (Polygraphy's pattern). ``bind`` is the timing hook: validate a shape once, then call the backend directly.
-Runners are context managers; ``close`` releases sessions, engines and GPU memory.
+Runners are context managers; ``close`` releases sessions, engines and GPU memory. ``infer`` calls from several
+threads take turns on the backend.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from typing import Any
 
 import torch
@@ -82,8 +84,13 @@ class Runner:
     held: tuple[str, ...] = ()  # attributes holding sessions, engines or compiled code: dropped by close()
 
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        """Run one batch. Calls from several threads take turns: an engine session (an OpenVINO infer request, a
+        TensorRT execution context, an ExecuTorch method) runs one inference at a time, and a web service shares
+        one runner between its worker threads."""
         check_batch(batch, self.spec)
-        return check_output(self._run(batch), batch, self.name)
+        with self.__dict__.get("_turns") or self.__dict__.setdefault("_turns", threading.Lock()):
+            out = self._run(batch)
+        return check_output(out, batch, self.name)
 
     __call__ = infer
 
