@@ -127,6 +127,8 @@ def test_cpp_host_matches_python_within_one_level(cpp_host, aoti_package, tmp_pa
     assert summary["backend"] == "aoti-cpu" and summary["repeat"] == 3 and summary["style_name"] == "waves"
     assert (summary["height"], summary["width"]) == tuple(photo.shape[1:])
     assert 0 < summary["p50_ms"] <= summary["p95_ms"]
+    times = sorted(summary["times_ms"])
+    assert len(times) == 3 and summary["p50_ms"] == pytest.approx(times[1])  # the median of 3 runs
 
     cpp = np.asarray(Image.open(out).convert("RGB"))
     python = to_u8(open_runner(aoti_package).infer(read_image(src)[None]))

@@ -107,7 +107,8 @@ int main(int argc, char** argv) {
                                {"height", input.height},      {"width", input.width},
                                {"warmup", warmup},            {"repeat", repeat},
                                {"p50_ms", p50},               {"p95_ms", p95},
-                               {"fps", 1000.0 / p50},         {"style_name", engine->metadata().get("style_name")}};
+                               {"fps", 1000.0 / p50},         {"style_name", engine->metadata().get("style_name")},
+                               {"times_ms", ms}};
       std::cout << result.dump() << std::endl;
     } else {
       std::printf("%s -> %s (%dx%d) with %s [%s]: end-to-end p50 %.2f ms, p95 %.2f ms over %d runs (%.1f FPS)\n",
