@@ -139,7 +139,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            check_with=("openvino-fp32",), flag="openvino", companions=(".bin",), quick_build=True,
            info=_IR_INFO),
     Format("openvino-int8", (".int8.xml",), "int8", "OpenVINO IR quantized to INT8 with NNCF (calibrated on "
-           "photos; first and last convolutions in floating point)", f"{_EX}:build_openvino_int8",
+           "photos; first and last convolutions, instance norm and residual inputs in floating point)",
+           f"{_EX}:build_openvino_int8",
            Tolerance(min_psnr_db=30.0), ("openvino", "nncf"), check_with=("openvino-int8",), flag="int8",
            companions=(".bin",), info=_IR_INFO),
     Format("executorch", (".pte",), "fp32", "ExecuTorch program for phones (Android/iOS), XNNPACK delegate, FP32, "

@@ -36,6 +36,21 @@ def test_ir_pairs_carry_the_contract_and_passed_their_gates(irs):
         assert "calibration crops" in r.metadata["int8_method"]
 
 
+def test_int8_quantizes_the_convolutions_and_keeps_instance_norm_inputs_in_floating_point(irs):
+    import openvino as ov
+
+    model = ov.Core().read_model(str(irs / "waves.int8.xml"))
+    fed = {}  # op type -> how many FakeQuantize outputs feed it
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "FakeQuantize":
+            for target in op.output(0).get_target_inputs():
+                kind = target.get_node().get_type_name()
+                fed[kind] = fed.get(kind, 0) + 1
+    # 16 convolutions, each behind a reflection pad: all but the first and last take 8-bit inputs
+    assert fed.get("Pad", 0) + fed.get("Convolution", 0) == 14, fed
+    assert "MVN" not in fed and "Add" not in fed, fed  # instance norm would divide an 8-bit grid's error by a spread
+
+
 @pytest.mark.parametrize("name", ["waves.xml", "waves.int8.xml"])
 def test_openvino_conforms_to_the_runner_protocol(irs, model_and_ckpt, name):
     model, _ = model_and_ckpt

@@ -126,9 +126,18 @@ def build_openvino(job) -> Path:
     return _save_ir(_openvino_fp32(job).clone(), job, "openvino", meta)
 
 
+# op types whose inputs stay in floating point in INT8 IRs (build_openvino_int8 says why;
+# benchmarks/int8_recipe.py measures each choice)
+INT8_FLOAT_INPUT_TYPES = ("MVN", "Add")
+
+
 def build_openvino_int8(job) -> Path:
     """Post-training static quantization with NNCF, calibrated on real photos (``job.calibration_photos``);
-    the first and last convolutions stay in floating point (they touch pixels directly)."""
+    the first and last convolutions stay in floating point (they touch pixels directly), and so do the inputs
+    of instance norm (MVN) and of the residual additions: instance norm divides each channel by its own spread,
+    so the error of a per-tensor 8-bit grid grows by that factor in quiet channels. The convolutions' inputs,
+    where INT8 pays, are still quantized (benchmarks/results/int8-recipe.json: quality and speed of each
+    choice)."""
     import nncf
 
     from stylexport.export.onnx import _quiet
@@ -139,10 +148,12 @@ def build_openvino_int8(job) -> Path:
     dataset = nncf.Dataset(photos, lambda x: x.numpy())
     with _quiet():  # NNCF's INFO lines and progress bars would land in the CLI's stdout, between its results
         quantized = nncf.quantize(model, dataset, subset_size=len(photos), preset=nncf.QuantizationPreset.MIXED,
-                                  ignored_scope=nncf.IgnoredScope(names=[convs[0], convs[-1]]))
+                                  ignored_scope=nncf.IgnoredScope(names=[convs[0], convs[-1]],
+                                                                  types=list(INT8_FLOAT_INPUT_TYPES)))
     _, meta = _target(job, "openvino-int8")
     meta = {**meta, "int8_method": f"NNCF {nncf.__version__} post-training, {len(photos)} calibration crops "
-            f"({job.calibration_source}), first and last convolutions in floating point"}
+            f"({job.calibration_source}), first and last convolutions"
+            + "".join(f", {t} inputs" for t in INT8_FLOAT_INPUT_TYPES) + " in floating point"}
     return _save_ir(quantized, job, "openvino-int8", meta)
 
 
