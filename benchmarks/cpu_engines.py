@@ -30,6 +30,19 @@ ENGINES = ("torch-fp32", "torch-bf16", "ort-cpu", "openvino-fp32", "openvino-bf1
 TARGETS = {"best FP engine >= 3.5x, PSNR >= 45 dB": (3.5, 45.0), "INT8 >= 5x, PSNR >= 38 dB": (5.0, 38.0)}
 
 
+def photo_split(folder: str | Path, work: Path, *, quality: int = 12, calibration: int = 32):
+    """The split every CPU-engine results file uses: INT8 calibration on up to ``calibration`` photos of the
+    folder's first half (linked into ``work/calibration``), quality judged on ``quality`` photos of its second
+    half. Returns (calibration photos, their folder, quality photos)."""
+    photos = find_images([folder])
+    calib, held = photos[: len(photos) // 2][:calibration], photos[len(photos) // 2:][:quality]
+    calib_dir = work / "calibration"
+    calib_dir.mkdir()
+    for p in calib:
+        (calib_dir / p.name).symlink_to(p.resolve())
+    return calib, calib_dir, held
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoint")
@@ -38,13 +51,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--quality-photos", type=int, default=12)
     args = ap.parse_args()
-    photos = find_images([args.photos])
-    calib, held = photos[: len(photos) // 2], photos[len(photos) // 2:][: args.quality_photos]
     work = Path(tempfile.mkdtemp(prefix="cpu-engines-"))
-    calib_dir = work / "calibration"
-    calib_dir.mkdir()
-    for p in calib[:32]:
-        (calib_dir / p.name).symlink_to(p.resolve())
+    calib, calib_dir, held = photo_split(args.photos, work, quality=args.quality_photos)
     exported = work / "exported"
     export(args.checkpoint, ["onnx", "openvino", "openvino-int8"], exported, calibration_dir=calib_dir)
     config = BenchConfig(backends=ENGINES, sizes=((512, 512), (720, 1280)), repeats=args.repeats,
@@ -70,7 +78,7 @@ def main() -> None:
         quality[name] = {"min_psnr_db": min(psnr), "median_psnr_db": statistics.median(psnr) if finite else None,
                          "photos": len(psnr)}
     results["quality_real_photos"] = {"photos": [p.name for p in held], "reference": "torch-fp32", **quality}
-    results["calibration_photos"] = [p.name for p in calib[:32]]
+    results["calibration_photos"] = [p.name for p in calib]
     ups = speedups(results)
     verdicts = {}
     for label, (need_x, need_db) in TARGETS.items():

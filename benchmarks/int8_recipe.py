@@ -30,9 +30,12 @@ from stylexport.bench.environment import environment
 from stylexport.checkpoint import load_checkpoint
 from stylexport.errors import StylexportError
 from stylexport.export import export
-from stylexport.image import find_images, read_image, resize_max_side
+from stylexport.image import read_image, resize_max_side
 from stylexport.metrics import compare
 from stylexport.runtime import open_runner
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cpu_engines import photo_split  # noqa: E402 - the sibling script: the same photo split
 
 CHOICES = {"first and last convolutions (the recipe before)": (), "+ instance norm (MVN) inputs": ("MVN",),
            "+ instance norm and residual (Add) inputs": ("MVN", "Add")}
@@ -53,13 +56,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--block", type=int, default=3)
     args = ap.parse_args()
-    photos = find_images([args.photos])
-    calibration, held = photos[: len(photos) // 2][:32], photos[len(photos) // 2:][:12]
     work = Path(tempfile.mkdtemp(prefix="int8-recipe-"))
-    calibration_dir = work / "calibration"
-    calibration_dir.mkdir()
-    for p in calibration:
-        (calibration_dir / p.name).symlink_to(p.resolve())
+    calibration, calibration_dir, held = photo_split(args.photos, work)  # the split of cpu-engines.json
     shipped = builders.INT8_FLOAT_INPUT_TYPES
     irs = {"fp32 (reference speed)": export(args.checkpoint, ["openvino"], work / "fp32")[0].path}
     gate = {}  # each choice's export parity gate (bundled photo, PSNR >= 30 dB): passed, or its message
