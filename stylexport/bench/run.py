@@ -82,6 +82,11 @@ class BenchConfig:
     device: str = "auto"
     exported: str | None = None  # a folder `stylexport export` wrote for this checkpoint: its artifacts are used
 
+    @property
+    def rounds(self) -> int:
+        """Interleaved rounds per shape: each engine runs ``block`` timed calls a round, ``repeats`` in all."""
+        return max(1, math.ceil(self.repeats / self.block))
+
 
 def make_backend(name: str, source: Path | None, artifacts: Callable[[str], Path] | None, device: torch.device):
     """A runner for engine ``name`` on ``source`` (a checkpoint, exported on demand through ``artifacts``, or
@@ -190,8 +195,7 @@ def run(model_path: str | Path | None, config: BenchConfig,
     else:
         names = tuple(n for n in BENCH_ENGINES if is_checkpoint or fmt.name in ENGINES[n].formats)
 
-    rounds = max(1, math.ceil(config.repeats / config.block))
-    per_engine = len(config.sizes) * len(config.batches) * (1 + rounds)  # a warm-up and the rounds per shape
+    per_engine = len(config.sizes) * len(config.batches) * (1 + config.rounds)  # a warm-up and the rounds a shape
     gatys_runs = len(config.gatys_sizes) * len(config.gatys_iterations)
     step = _Steps(progress, len(names) * (1 + per_engine) + gatys_runs + int(config.train_throughput))
     runners, skipped, precisions = {}, {}, {}
@@ -271,7 +275,7 @@ def _bench_shape(runners, model, h, w, batch, device, config, flop_per_pixel, pe
         except (StylexportError, RuntimeError) as exc:  # e.g. out of memory at this size
             failed[name] = str(exc).splitlines()[0][:300]
     active = [n for n in runners if n not in failed]
-    rounds = max(1, math.ceil(config.repeats / config.block))
+    rounds = config.rounds
     step.skip(rounds * len(failed))
     for r in range(rounds):
         order = active[r % len(active):] + active[: r % len(active)] if active else []
