@@ -116,16 +116,22 @@ def run_host(program, *args):
     return subprocess.run([str(program), *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
-def test_cpp_host_matches_python_within_one_level(cpp_host, aoti_package, tmp_path):
-    photo = resize_max_side(read_image(sample_paths()[0]), 101)  # 101x76: not a multiple of 4 either way
+def photo_png(tmp_path, side=101):
+    """The bundled photo as a PNG, ``side`` px on its longer side (101x76: not a multiple of 4 either way)."""
+    photo = resize_max_side(read_image(sample_paths()[0]), side)
     src = tmp_path / "photo.png"
     Image.fromarray(photo.round().to(torch.uint8).permute(1, 2, 0).numpy()).save(src)
+    return src
+
+
+def test_cpp_host_matches_python_within_one_level(cpp_host, aoti_package, tmp_path):
+    src = photo_png(tmp_path)
     out = tmp_path / "stylized.png"
     result = run_host(cpp_host, aoti_package, src, out, "--warmup", "1", "--repeat", "3", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["backend"] == "aoti-cpu" and summary["repeat"] == 3 and summary["style_name"] == "waves"
-    assert (summary["height"], summary["width"]) == tuple(photo.shape[1:])
+    assert (summary["height"], summary["width"]) == tuple(read_image(src).shape[1:])
     assert 0 < summary["p50_ms"] <= summary["p95_ms"]
     times = sorted(summary["times_ms"])
     assert len(times) == 3 and summary["p50_ms"] == pytest.approx(times[1])  # the median of 3 runs
@@ -191,12 +197,6 @@ def test_engines_build_names_a_missing_source(tmp_path):
 
 
 # --- the C++ host's OpenVINO backend: IRs on the CPU, the contract from the IR itself, no libtorch needed ----
-
-def photo_png(tmp_path, side=101):
-    photo = resize_max_side(read_image(sample_paths()[0]), side)  # 101x76: not a multiple of 4 either way
-    src = tmp_path / "photo.png"
-    Image.fromarray(photo.round().to(torch.uint8).permute(1, 2, 0).numpy()).save(src)
-    return src
 
 
 @pytest.mark.parametrize(("name", "backend"), [("waves.xml", "openvino-fp32"), ("waves.int8.xml", "openvino-int8")])
