@@ -561,8 +561,9 @@ def _bench_engines_help() -> str:
 
 @app.command()
 def bench(
-    model: Annotated[Path | None, typer.Argument(help="A checkpoint (its engines are exported on demand) or an "
-                                                 "exported artifact (.onnx, .plan, .pt2). Default: random weights "
+    model: Annotated[Path | None, typer.Argument(help="A checkpoint (each engine's artifact is exported on "
+                                                 "demand, once, into the cache stylize uses) or an exported "
+                                                 "artifact (.onnx, .xml, .plan, .pt2). Default: random weights "
                                                  "(timing only).")] = None,
     backends: Annotated[str | None, typer.Option(help=_bench_engines_help())] = None,
     sizes: Annotated[str | None, typer.Option(help="Comma-separated HxW or 256, 512, 720p, 1080p, 4k. Default: up "

@@ -179,6 +179,19 @@ def _styles() -> list[Check]:
     return [Check("styles", "installed styles", OK, f"{len(found)} in {styles_dir()}: {names}")]
 
 
+def _cache() -> list[Check]:
+    """Where stylize and bench keep the engines they export for a checkpoint, and what that holds."""
+    from stylexport.fileio import cache_dir
+
+    folder = cache_dir() / "engines"
+    checkpoints = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    size = sum(f.stat().st_size for p in checkpoints for f in p.rglob("*") if f.is_file())
+    held = (f"engines of {len(checkpoints)} checkpoint{'s' if len(checkpoints) != 1 else ''}, {size / 2**20:.1f} MB "
+            "(a folder per checkpoint sha256; delete any to free space: it is exported again when needed)"
+            if checkpoints else "empty (stylize and bench export a checkpoint's engines into it once)")
+    return [Check("cache", "engine cache", INFO, f"{folder}: {held}")]
+
+
 def _backends() -> list[Check]:
     """One row per engine of stylexport.formats.ENGINES, with the reason (formats.unavailable) bench gives too."""
     from stylexport.devices import pick_device
@@ -215,7 +228,8 @@ def _exports() -> list[Check]:
 
 
 PROBES: tuple[Callable[[], list[Check]], ...] = (_platform, _torch, _onnxruntime, _tensorrt, _compiler, _video,
-                                                 _cpp_host, _vgg, _styles, _backends, _exports)
+                                                 _cpp_host, _vgg, _styles, _cache, _backends,
+                                                 _exports)
 
 
 def diagnose() -> list[Check]:

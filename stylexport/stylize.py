@@ -67,7 +67,6 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
     runner for ``tiles.stylize_tiled``, which shares instance-norm statistics inside the torch FP32 network, so
     only a checkpoint on torch-fp32 will do."""
     from stylexport.devices import pick_device
-    from stylexport.fileio import cache_dir
     from stylexport.formats import CHECKPOINT, FORMATS, format_of, open_engine
     from stylexport.runtime import open_runner
 
@@ -83,7 +82,6 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
     if not path.is_file() or format_of(path) is not CHECKPOINT:
         return open_runner(path, device=device, engine=engine)
     from stylexport.checkpoint import load_checkpoint
-    from stylexport.fileio import sha256_file
     from stylexport.formats import get_engine, unavailable
 
     dev = pick_device(device)
@@ -93,26 +91,34 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
     if named is not None and (why := unavailable(named, dev)):
         raise StylexportError(f"engine {named.name} cannot run here: {why}")  # before minutes of exporting
     load_checkpoint(path)  # a checkpoint we cannot read fails here with its own one line, not once per engine
-    folder = cache_dir() / "engines" / sha256_file(path)
     if named is not None:  # asked for by name: its artifact, from the cache or exported now; no fallback
-        return _open_cached(path, named, folder, dev)
+        return open_cached(path, named, dev)
     for candidate in auto_candidates(dev):
         if FORMATS[candidate.formats[0]] is CHECKPOINT:
             return open_engine(candidate, path, dev)
         try:
-            return _open_cached(path, candidate, folder, dev)
+            return open_cached(path, candidate, dev)
         except StylexportError as exc:
             log.warning("%s: %s; trying the next engine", candidate.name, exc)
     return open_runner(path, device=dev)
 
 
-def _open_cached(checkpoint: Path, engine, folder: Path, device: torch.device):
-    """``engine`` on the checkpoint's artifact of the engine's format in ``folder`` (the cache), exported and
-    parity-checked the first time; a cached artifact that no longer opens (written by an older stylexport or
-    library, or cut short) is exported again."""
+def engine_cache(checkpoint: str | os.PathLike) -> Path:
+    """The folder of a checkpoint's exported artifacts in the cache, keyed by its sha256 (shared by stylize,
+    video, the Stylizer and bench)."""
+    from stylexport.fileio import cache_dir, sha256_file
+
+    return cache_dir() / "engines" / sha256_file(checkpoint)
+
+
+def open_cached(checkpoint: Path, engine, device: torch.device):
+    """``engine`` on the checkpoint's artifact of the engine's format in its ``engine_cache`` folder, exported
+    and parity-checked the first time; a cached artifact that no longer opens (written by an older stylexport
+    or library, or cut short) is exported again."""
     from stylexport.export import export
     from stylexport.formats import FORMATS, format_of, open_engine
 
+    folder = engine_cache(checkpoint)
     fmt = FORMATS[engine.formats[0]]
     for cached in [p for p in folder.glob(f"*{fmt.suffix}") if format_of(p) is fmt]:
         try:

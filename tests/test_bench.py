@@ -37,11 +37,11 @@ def test_unavailable_backend_is_skipped_with_reason(monkeypatch):
 
     monkeypatch.setattr(formats, "has_module", lambda module: False)
     with pytest.raises(Skip, match="needs a CUDA GPU"):
-        make_backend("tensorrt-fp16", None, None, torch.device("cpu"))
+        make_backend("tensorrt-fp16", None, torch.device("cpu"))
     with pytest.raises(Skip, match="onnxruntime is not installed"):
-        make_backend("ort-cpu", None, None, torch.device("cpu"))
+        make_backend("ort-cpu", None, torch.device("cpu"))
     with pytest.raises(StylexportError, match="unknown engine 'tpu'"):
-        make_backend("tpu", None, None, torch.device("cpu"))
+        make_backend("tpu", None, torch.device("cpu"))
 
 
 def test_harness_on_cpu_writes_required_fields(tmp_path):
@@ -77,6 +77,35 @@ def test_harness_on_cpu_writes_required_fields(tmp_path):
     assert rows["ort-cpu"]["quality"]["max_abs"] < 0.05
     assert out.with_suffix(".md").read_text().count("| torch-fp32 | 32x48 | 1 |") == 1
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_bench_exports_once_into_the_engine_cache_that_stylize_uses(monkeypatch):
+    """A second bench (and stylize) reuse the first one's export: on CPU the ExecuTorch programs alone take
+    minutes to lower. Nothing is left in a temporary folder."""
+    from pathlib import Path
+
+    import stylexport.export as export_module
+    from stylexport.stylize import engine_cache, open_model
+
+    real, exports = export_module.export, []
+    monkeypatch.setattr(export_module, "export", lambda checkpoint, formats, *a, **k: exports.append(list(formats))
+                        or real(checkpoint, formats, *a, **k))
+    config = BenchConfig(backends=("torch-fp32", "ort-cpu"), sizes=((32, 48),), repeats=2, block=2, warmup=0,
+                         device="cpu")
+    first = run(None, config)
+    checkpoint = Path(first["artifacts"]["torch-fp32"])  # the random-weights checkpoint itself
+    onnx = Path(first["artifacts"]["ort-cpu"])
+    assert onnx.parent == engine_cache(checkpoint) and onnx.suffix == ".onnx"
+    assert len(exports) <= 1  # none when an earlier test of this run already exported the seed-0 network
+    stamp = onnx.stat().st_mtime_ns
+    second = run(None, config)
+    assert second["artifacts"] == first["artifacts"] and onnx.stat().st_mtime_ns == stamp
+    with open_model(checkpoint, device="cpu", engine="ort-cpu") as stylize_runner:
+        assert stylize_runner.path == onnx
+    assert len(exports) <= 1
+    onnx.unlink()  # a cache emptied by hand is filled again
+    third = run(None, config)
+    assert exports[-1] == ["onnx"] and Path(third["artifacts"]["ort-cpu"]).is_file()
 
 
 def test_progress_counts_every_step_once_and_drops_skipped_engines():

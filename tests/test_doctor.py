@@ -29,7 +29,7 @@ def test_every_backend_has_a_status_and_bench_agrees():
         if why is not None:
             assert why in check["detail"]
             with pytest.raises(Skip) as skipped:  # bench skips it with the very same reason
-                make_backend(name, None, None, device)  # refused before the model is looked at
+                make_backend(name, None, device)  # refused before the model is looked at
             assert str(skipped.value) == why
 
 
@@ -72,3 +72,15 @@ def test_every_export_format_says_whether_it_builds_here(monkeypatch, tmp_path):
     assert rows["web"]["status"] == "missing" and "npm ci --omit=dev --prefix" in rows["web"]["detail"]
     for name in ("executorch", "executorch-fp16"):
         assert rows[name]["status"] == "missing" and "pip install 'stylexport[mobile]'" in rows[name]["detail"]
+
+
+def test_engine_cache_row_says_where_it_is_and_what_it_holds(monkeypatch, tmp_path):
+    monkeypatch.setenv("STYLEXPORT_CACHE_DIR", str(tmp_path))
+    (row,) = [c for c in _doctor_json() if c["name"] == "engine cache"]
+    assert row["detail"].startswith(f"{tmp_path / 'engines'}: empty")
+    for sha, sizes in (("a" * 64, (2 * 2**20, 2**20)), ("b" * 64, (2**19,))):
+        for i, size in enumerate(sizes):
+            (tmp_path / "engines" / sha / "sub").mkdir(parents=True, exist_ok=True)
+            (tmp_path / "engines" / sha / "sub" / f"f{i}.onnx").write_bytes(b"\0" * size)
+    (row,) = [c for c in _doctor_json() if c["name"] == "engine cache"]
+    assert "engines of 2 checkpoints, 3.5 MB" in row["detail"]  # (2 + 1 + 0.5) MiB, worked out by hand

@@ -315,11 +315,12 @@ def test_cuda_fp16_package_matches_and_cpp_host_runs_it(model_and_ckpt, cpp_host
 
 
 def test_bench_times_the_aoti_package(aoti_package, model_and_ckpt, monkeypatch, tmp_path):
-    import importlib
+    import stylexport.stylize as stylize
+    from stylexport.formats import open_engine
 
-    bench = importlib.import_module("stylexport.bench.run")  # the module, not the run() the package exports
     _, ckpt = model_and_ckpt
-    monkeypatch.setattr(bench, "_artifact_builder", lambda checkpoint, workdir, exported=None: lambda fmt: aoti_package)
+    monkeypatch.setattr(stylize, "open_cached", lambda checkpoint, engine, device: open_engine(engine, aoti_package,
+                                                                                             device))
     out = tmp_path / "bench.json"
     result = runner.invoke(app, ["bench", str(ckpt), "--backends", "torch-fp32,aoti-cpu,aoti-cuda-fp16", "--sizes",
                                  "32x48", "--repeats", "3", "--warmup", "1", "-o", str(out),

@@ -257,7 +257,7 @@ def test_export_record_keeps_every_artifact_of_every_checkpoint(model_and_ckpt, 
     import json
 
     import stylexport.formats as formats
-    from stylexport.bench.run import _artifact_builder
+    from stylexport.bench.run import exported_artifacts
     from stylexport.checkpoint import save_checkpoint
     from stylexport.fileio import sha256_file
 
@@ -287,13 +287,11 @@ def test_export_record_keeps_every_artifact_of_every_checkpoint(model_and_ckpt, 
         export(other, ["openvino", "onnx"], out)  # the IR passes and is recorded before the ONNX fails
     assert sorted(record()[0]) == ["other.xml", "waves.onnx", "waves.xml"]
 
-    get = _artifact_builder(ckpt, tmp_path / "work", exported=str(out))
-    assert get("openvino") == out / "waves.xml" and get("onnx") == out / "waves.onnx"
-    assert not (tmp_path / "work").exists()  # taken from the folder, nothing exported again
+    assert exported_artifacts(ckpt, str(out)) == {"openvino": out / "waves.xml", "onnx": out / "waves.onnx"}
     third = save_checkpoint(tmp_path / "third.safetensors", random_model, {"style_name": "third", "n": 3})
     with pytest.raises(StylexportError, match=r"holds no artifact exported from .*third.safetensors \(its artifacts "
                                               r"come from [^)]*waves.safetensors") as error:
-        _artifact_builder(third, tmp_path / "work", exported=str(out))
+        exported_artifacts(third, str(out))
     assert "other.safetensors" in str(error.value)
 
     (out / "export.json").write_text("{not json")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,54 +87,46 @@ class BenchConfig:
         return max(1, math.ceil(self.repeats / self.block))
 
 
-def make_backend(name: str, source: Path | None, artifacts: Callable[[str], Path] | None, device: torch.device):
-    """A runner for engine ``name`` on ``source`` (a checkpoint, exported on demand through ``artifacts``, or
-    an artifact of a format the engine runs), or Skip(reason)."""
+def make_backend(name: str, source: Path | None, device: torch.device,
+                 exported: dict[str, Path] | None = None):
+    """A runner for engine ``name`` on ``source`` (an artifact of a format the engine runs, or a checkpoint:
+    its artifact from ``exported``, else from the engine cache that stylize uses, exported and parity-checked
+    there the first time), or Skip(reason)."""
+    from stylexport.stylize import open_cached
+
     engine = get_engine(name)  # refuses unknown names
     why = unavailable(engine, device)
     if why:
         raise Skip(why)
     fmt = format_of(source)
     if fmt.name in engine.formats:
-        path = source
-    elif fmt is CHECKPOINT and artifacts is not None:
-        path = artifacts(engine.formats[0])
-    else:
+        return open_engine(engine, source, device)
+    if fmt is not CHECKPOINT:
         raise Skip(f"runs {'/'.join(engine.formats)} files, not {fmt.name}")
-    return open_engine(engine, path, device)
+    if exported and engine.formats[0] in exported:
+        return open_engine(engine, exported[engine.formats[0]], device)
+    return open_cached(source, engine, device)
 
 
-def _artifact_builder(checkpoint: Path, workdir: Path, exported: str | None = None) -> Callable[[str], Path]:
-    """Export a format the first time an engine asks for it (parity-checked like `stylexport export`), or take
-    it from ``exported``, a folder whose export.json has artifacts of this very checkpoint (by sha256)."""
+def exported_artifacts(checkpoint: Path, exported: str) -> dict[str, Path]:
+    """The artifacts of ``checkpoint`` (by sha256) in ``exported``, a folder `stylexport export` wrote, by
+    format: bench runs these instead of its own exports."""
+    from stylexport.export import EXPORT_RECORD, read_export_record
     from stylexport.fileio import sha256_file
 
-    made: dict[str, Path] = {}
-    if exported is not None:
-        from stylexport.export import EXPORT_RECORD, read_export_record
-
-        if not (Path(exported) / EXPORT_RECORD).is_file():
-            raise StylexportError(f"--exported {exported}: no {EXPORT_RECORD} there; run stylexport export -o "
-                                  f"{exported}")
-        records = read_export_record(exported)["artifacts"]
-        sha = sha256_file(checkpoint)
-        made = {a["format"]: Path(exported) / Path(a["path"]).name for a in records
-                if a.get("passed") and a.get("checkpoint_sha256") == sha}
-        if not made:
-            others = sorted({str(a.get("checkpoint")) for a in records})
-            raise StylexportError(f"--exported {exported} holds no artifact exported from {checkpoint} (its "
-                                  f"artifacts come from {', '.join(others) or 'nothing'}); export {checkpoint} "
-                                  "there again")
-
-    def get(fmt: str) -> Path:
-        if fmt not in made:
-            from stylexport.export import export
-
-            (report,) = export(checkpoint, [fmt], workdir)
-            made[fmt] = Path(report.path)
-        return made[fmt]
-
-    return get
+    if not (Path(exported) / EXPORT_RECORD).is_file():
+        raise StylexportError(f"--exported {exported}: no {EXPORT_RECORD} there; run stylexport export -o "
+                              f"{exported}")
+    records = read_export_record(exported)["artifacts"]
+    sha = sha256_file(checkpoint)
+    made = {a["format"]: Path(exported) / Path(a["path"]).name for a in records
+            if a.get("passed") and a.get("checkpoint_sha256") == sha}
+    if not made:
+        others = sorted({str(a.get("checkpoint")) for a in records})
+        raise StylexportError(f"--exported {exported} holds no artifact exported from {checkpoint} (its "
+                              f"artifacts come from {', '.join(others) or 'nothing'}); export {checkpoint} "
+                              "there again")
+    return made
 
 
 def engine_precision(engine: Engine) -> str:
@@ -173,13 +164,13 @@ def run(model_path: str | Path | None, config: BenchConfig,
     ``progress(what, done, total)`` is called as each step begins."""
     from stylexport.checkpoint import load_checkpoint, save_checkpoint
     from stylexport.devices import pick_device
+    from stylexport.fileio import cache_dir
 
     device = pick_device(config.device)
-    workdir = Path(tempfile.mkdtemp(prefix="stylexport-bench-"))
-    if model_path is None:
+    if model_path is None:  # the same bytes every run, so its exports are cached like any checkpoint's
         torch.manual_seed(0)
-        checkpoint = save_checkpoint(workdir / "random.safetensors", TransformerNet().eval(),
-                                     {"style_name": "random-weights"})
+        checkpoint = save_checkpoint(cache_dir() / "bench" / "random-weights-seed0.safetensors",
+                                     TransformerNet().eval(), {"style_name": "random-weights"})
         source, model_desc = checkpoint, "random weights (seed 0): timing only"
     else:
         source, model_desc = Path(model_path), str(model_path)
@@ -188,7 +179,7 @@ def run(model_path: str | Path | None, config: BenchConfig,
     fmt = format_of(source)
     is_checkpoint = fmt is CHECKPOINT
     model = load_checkpoint(source).model if is_checkpoint else None
-    artifacts = _artifact_builder(source, workdir, config.exported) if is_checkpoint else None
+    exported = exported_artifacts(source, config.exported) if is_checkpoint and config.exported else None
     cpu = device.type == "cpu"
     if config.backends:
         names = config.backends
@@ -205,7 +196,7 @@ def run(model_path: str | Path | None, config: BenchConfig,
             skipped[name] = f"compiling takes minutes on CPU; ask for it with --backends {name}"
             continue
         try:
-            runners[name] = make_backend(name, source, artifacts, device)
+            runners[name] = make_backend(name, source, device, exported)
             precisions[name] = engine_precision(ENGINES[name])
         except Skip as why:
             skipped[name] = str(why)
@@ -219,6 +210,7 @@ def run(model_path: str | Path | None, config: BenchConfig,
         raise StylexportError(f"no engine could run {source.name} here: "
                               + "; ".join(f"{n}: {why}" for n, why in skipped.items()))
 
+    artifacts = {n: str(getattr(r, "path", source)) for n, r in runners.items()}  # what each engine ran
     flop_per_pixel = 2 * conv_macs_per_pixel(model if model is not None else TransformerNet())
     reference = "torch-fp32 of the checkpoint" if is_checkpoint else f"{next(iter(runners))} (first engine)"
     peaks = {p: peak_tflops(device, p) for p in sorted(set(precisions.values()))}
@@ -236,7 +228,7 @@ def run(model_path: str | Path | None, config: BenchConfig,
            "peaks": {p: {"tflops": t, "how": how} for p, (t, how) in peaks.items()},
            "measured": measure_matmul(device),
            "config": {**dataclasses.asdict(config), "backends": list(names)}, "results": results,
-           "skipped": skipped}
+           "skipped": skipped, "artifacts": artifacts}
     if config.gatys_iterations and config.gatys_sizes:
         if model is None:
             raise StylexportError("--gatys compares with the checkpoint's own network: give a checkpoint")
