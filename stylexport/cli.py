@@ -130,8 +130,21 @@ class _Progress(Progress):
             state.update(since=now, printed=True, done=finished)
         of = f"/{task.total:g}" if task.total is not None else ""
         info = task.fields.get("info", "")
-        print(f"{task.description}: {task.completed:g}{of} after {task.elapsed or 0:.0f} s {info}".rstrip(),
+        elapsed = task.elapsed or 0.0
+        left = ""
+        if task.total is not None and 0 < task.completed < task.total:  # at the pace so far: steady in a log
+            left = f", about {_duration(elapsed / task.completed * (task.total - task.completed))} left"
+        print(f"{task.description}: {task.completed:g}{of} after {elapsed:.0f} s{left}{'; ' if info else ''}{info}",
               file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    """90 s, 25 min, 3.5 h: how long, to the precision a log reader needs."""
+    if seconds < 99.5:
+        return f"{seconds:.0f} s"
+    if seconds < 99.5 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _progress() -> Progress:

@@ -142,3 +142,28 @@ def test_a_long_silent_step_still_prints_progress_lines_when_output_is_not_a_ter
     assert len(beats) >= 2 and beats[0].endswith("executorch")
     time.sleep(0.2)
     assert capsys.readouterr().err == ""  # stopped with the bar
+
+
+def test_progress_lines_say_how_long_is_left_at_the_pace_so_far(capsys):
+    """A log reader of a long run (training for hours) sees the time left, from the average pace so far."""
+    import stylexport.cli as cli
+
+    now = [0.0]
+    bar = cli._Progress(get_time=lambda: now[0])
+    bar.every = 0.0
+    bar._lines = True  # as when stderr is not a terminal
+    task = bar.add_task("train", total=400, info="loss 3.2")
+    bar.start_task(task)
+    now[0] = 10.0
+    bar.update(task, completed=1)  # 10 s a step, 399 to go: 3990 s
+    now[0] = 7200.0
+    bar.update(task, completed=100)  # 72 s a step, 300 to go: 21600 s
+    now[0] = 7230.0
+    bar.update(task, completed=399)  # 18.1 s a step, 1 to go
+    bar.update(task, completed=400)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: ")]
+    assert lines == ["train: 1/400 after 10 s, about 66 min left; loss 3.2",
+                     "train: 100/400 after 7200 s, about 6.0 h left; loss 3.2",
+                     "train: 399/400 after 7230 s, about 18 s left; loss 3.2",
+                     "train: 400/400 after 7230 s; loss 3.2"]
+    assert [cli._duration(s) for s in (0.4, 99.4, 99.6, 5969, 5971)] == ["0 s", "99 s", "2 min", "99 min", "1.7 h"]
