@@ -124,6 +124,8 @@ class _Progress(Progress):
                 return
             now = time.monotonic()
             state = self._last.setdefault(task_id, {"since": now, "printed": False, "done": False})
+            if task.completed > 0 and "origin" not in state:  # the pace counts from here: not the set-up before
+                state["origin"] = (task.elapsed or 0.0, task.completed)  # it, nor the steps of a resumed run
             finished = task.total is not None and task.completed >= task.total
             if state["done"] or not (finished and state["printed"] or now - state["since"] >= self.every):
                 return
@@ -132,8 +134,9 @@ class _Progress(Progress):
         info = task.fields.get("info", "")
         elapsed = task.elapsed or 0.0
         left = ""
-        if task.total is not None and 0 < task.completed < task.total:  # at the pace so far: steady in a log
-            left = f", about {_duration(elapsed / task.completed * (task.total - task.completed))} left"
+        at, was = state.get("origin", (0.0, task.completed))
+        if task.total is not None and was < task.completed < task.total:  # at the pace so far: steady in a log
+            left = f", about {_duration((elapsed - at) / (task.completed - was) * (task.total - task.completed))} left"
         print(f"{task.description}: {task.completed:g}{of} after {elapsed:.0f} s{left}{'; ' if info else ''}{info}",
               file=sys.stderr, flush=True)
 

@@ -145,7 +145,8 @@ def test_a_long_silent_step_still_prints_progress_lines_when_output_is_not_a_ter
 
 
 def test_progress_lines_say_how_long_is_left_at_the_pace_so_far(capsys):
-    """A log reader of a long run (training for hours) sees the time left, from the average pace so far."""
+    """A log reader of a long run (training for hours) sees the time left, at the pace since the first step
+    (not counting the set-up before it, nor the steps a resumed run did before it started)."""
     import stylexport.cli as cli
 
     now = [0.0]
@@ -153,17 +154,21 @@ def test_progress_lines_say_how_long_is_left_at_the_pace_so_far(capsys):
     bar.every = 0.0
     bar._lines = True  # as when stderr is not a terminal
     task = bar.add_task("train", total=400, info="loss 3.2")
-    bar.start_task(task)
+    resumed = bar.add_task("resumed", total=5100, info="")
     now[0] = 10.0
-    bar.update(task, completed=1)  # 10 s a step, 399 to go: 3990 s
+    bar.update(task, completed=1)  # the first step: no pace yet
+    bar.update(resumed, completed=5000)
     now[0] = 7200.0
-    bar.update(task, completed=100)  # 72 s a step, 300 to go: 21600 s
+    bar.update(task, completed=100)  # 7190 s for 99 steps, 300 to go: 21788 s
+    bar.update(resumed, completed=5010)  # 719 s a step, 90 to go: 64710 s
     now[0] = 7230.0
-    bar.update(task, completed=399)  # 18.1 s a step, 1 to go
+    bar.update(task, completed=399)  # 7220 s for 398 steps, 1 to go: 18 s
     bar.update(task, completed=400)
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: ")]
-    assert lines == ["train: 1/400 after 10 s, about 66 min left; loss 3.2",
-                     "train: 100/400 after 7200 s, about 6.0 h left; loss 3.2",
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(("train: ", "resumed: "))]
+    assert lines == ["train: 1/400 after 10 s; loss 3.2",
+                     "resumed: 5000/5100 after 10 s",
+                     "train: 100/400 after 7200 s, about 6.1 h left; loss 3.2",
+                     "resumed: 5010/5100 after 7200 s, about 18.0 h left",
                      "train: 399/400 after 7230 s, about 18 s left; loss 3.2",
                      "train: 400/400 after 7230 s; loss 3.2"]
     assert [cli._duration(s) for s in (0.4, 99.4, 99.6, 5969, 5971)] == ["0 s", "99 s", "2 min", "99 min", "1.7 h"]
