@@ -82,11 +82,13 @@ def test_harness_on_cpu_writes_required_fields(tmp_path):
 def test_bench_exports_once_into_the_engine_cache_that_stylize_uses(monkeypatch):
     """A second bench (and stylize) reuse the first one's export: on CPU the ExecuTorch programs alone take
     minutes to lower. Nothing is left in a temporary folder."""
+    import tempfile
     from pathlib import Path
 
     import stylexport.export as export_module
     from stylexport.stylize import engine_cache, open_model
 
+    temporaries = set(Path(tempfile.gettempdir()).glob("stylexport-bench-*"))  # what earlier versions left
     real, exports = export_module.export, []
     monkeypatch.setattr(export_module, "export", lambda checkpoint, formats, *a, **k: exports.append(list(formats))
                         or real(checkpoint, formats, *a, **k))
@@ -106,6 +108,7 @@ def test_bench_exports_once_into_the_engine_cache_that_stylize_uses(monkeypatch)
     onnx.unlink()  # a cache emptied by hand is filled again
     third = run(None, config)
     assert exports[-1] == ["onnx"] and Path(third["artifacts"]["ort-cpu"]).is_file()
+    assert set(Path(tempfile.gettempdir()).glob("stylexport-bench-*")) == temporaries
 
 
 def test_progress_counts_every_step_once_and_drops_skipped_engines():
