@@ -116,3 +116,20 @@ def cache_dir() -> Path:
     """stylexport's cache: converted VGG weights, engines exported for a checkpoint (STYLEXPORT_CACHE_DIR)."""
     root = os.environ.get("STYLEXPORT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "stylexport"
     return Path(root).expanduser()
+
+
+def cache_folder(*parts: str) -> Path:
+    """A folder of the cache, made if needed, about to be written: the error names the setting that moves the
+    cache, since the user chose no path here."""
+    folder = cache_dir().joinpath(*parts)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+    else:
+        why = None if writable else "permission denied"
+    if why:
+        raise StylexportError(f"cannot write the cache folder {folder}: {why}; set STYLEXPORT_CACHE_DIR to a folder "
+                              "you can write (it holds converted VGG weights and exported engines)")
+    return folder

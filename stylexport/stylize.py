@@ -116,6 +116,7 @@ def open_cached(checkpoint: Path, engine, device: torch.device):
     and parity-checked the first time; a cached artifact that no longer opens (written by an older stylexport
     or library, or cut short) is exported again."""
     from stylexport.export import export
+    from stylexport.fileio import cache_folder
     from stylexport.formats import FORMATS, format_of, open_engine
 
     folder = engine_cache(checkpoint)
@@ -127,6 +128,7 @@ def open_cached(checkpoint: Path, engine, device: torch.device):
             log.warning("cached %s no longer opens (%s); exporting it again", cached, exc)
             fmt.remove(cached)
     log.info("exporting %s to %s for %s (once; cached in %s)", checkpoint.name, fmt.name, engine.name, folder)
+    folder = cache_folder("engines", folder.name)  # writable, or the error says how to move the cache
     return open_engine(engine, Path(export(checkpoint, [fmt.name], folder)[0].path), device)
 
 

@@ -117,6 +117,23 @@ def test_plan_sidecar_that_is_not_json(tmp_path, content, words):
     assert "x.plan.json" in str(err.value) and "rebuild it with stylexport export --trt" in str(err.value)
 
 
+def test_a_cache_that_cannot_be_written_names_the_setting_that_moves_it(tmp_path, make_image, model_and_ckpt):
+    """The user chose no path for the cache: 'choose another output path' was the wrong advice."""
+    _, ckpt = model_and_ckpt
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    env = {"STYLEXPORT_CACHE_DIR": str(blocked)}
+    words = (f"cannot write the cache folder {blocked}", "set STYLEXPORT_CACHE_DIR to a folder you can write")
+    one_line_error(run("stylize", make_image(), "-m", ckpt, "--backend", "ort-cpu", "-o", tmp_path / "o.png",
+                       env=env), *words)
+    one_line_error(run("bench", "--backends", "torch-fp32", "--sizes", "32", "--repeats", "1", "--warmup", "0",
+                       "-o", tmp_path / "b.json", env=env), *words)
+    assert not (tmp_path / "o.png").exists() and not (tmp_path / "b.json").exists()
+    result = run("stylize", make_image(), "-m", ckpt, "-o", tmp_path / "auto.png", env=env)  # no engine named
+    assert result.exit_code == 0 and "engine torch-fp32" in result.output  # the checkpoint itself, on torch
+    assert (tmp_path / "auto.png").is_file()
+
+
 @pytest.mark.parametrize("target", ["/proc/stylexport-test.png", "/sys/stylexport-test.png"])
 def test_outputs_under_proc_and_sys(tmp_path, make_image, model_and_ckpt, target):
     _, ckpt = model_and_ckpt

@@ -164,12 +164,12 @@ def run(model_path: str | Path | None, config: BenchConfig,
     ``progress(what, done, total)`` is called as each step begins."""
     from stylexport.checkpoint import load_checkpoint, save_checkpoint
     from stylexport.devices import pick_device
-    from stylexport.fileio import cache_dir
+    from stylexport.fileio import cache_folder
 
     device = pick_device(config.device)
     if model_path is None:  # the same bytes every run, so its exports are cached like any checkpoint's
         torch.manual_seed(0)
-        checkpoint = save_checkpoint(cache_dir() / "bench" / "random-weights-seed0.safetensors",
+        checkpoint = save_checkpoint(cache_folder("bench") / "random-weights-seed0.safetensors",
                                      TransformerNet().eval(), {"style_name": "random-weights"})
         source, model_desc = checkpoint, "random weights (seed 0): timing only"
     else:
