@@ -204,7 +204,7 @@ def _backends() -> list[Check]:
         runs = ", ".join(engine.formats)
         if why is None and engine.cpu_opt_in and device.type == "cpu":
             checks.append(Check("engines", engine.name, OK, f"{engine.description} ({runs}): runs here (bench runs "
-                                "it only when named: compiling takes minutes on CPU)"))
+                                "it when named, or when its package is already built: compiling takes minutes on CPU)"))
         else:
             checks.append(Check("engines", engine.name, OK if why is None else MISSING,
                                 f"{engine.description} ({runs}): {'runs here' if why is None else why}"))

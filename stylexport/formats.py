@@ -100,7 +100,7 @@ class Engine:
     needs: tuple[str, ...] = ()
     options: tuple[tuple[str, Any], ...] = ()
     bench: bool = True  # a row in `stylexport bench`
-    cpu_opt_in: bool = False  # minutes of compiling on a CPU: bench runs it there only when asked for by name
+    cpu_opt_in: bool = False  # minutes of compiling on a CPU: bench runs it there only when named or already built
     auto: int | None = None  # preference when no engine is named (lower first); None: only when named
 
     def option(self, key: str, default: Any = None) -> Any:

@@ -111,17 +111,24 @@ def engine_cache(checkpoint: str | os.PathLike) -> Path:
     return cache_dir() / "engines" / sha256_file(checkpoint)
 
 
+def cached_artifacts(checkpoint: str | os.PathLike, fmt) -> list[Path]:
+    """The checkpoint's artifacts of format ``fmt`` in its ``engine_cache`` folder (none when not exported yet)."""
+    from stylexport.formats import format_of
+
+    return [p for p in engine_cache(checkpoint).glob(f"*{fmt.suffix}") if format_of(p) is fmt]
+
+
 def open_cached(checkpoint: Path, engine, device: torch.device):
     """``engine`` on the checkpoint's artifact of the engine's format in its ``engine_cache`` folder, exported
     and parity-checked the first time; a cached artifact that no longer opens (written by an older stylexport
     or library, or cut short) is exported again."""
     from stylexport.export import export
     from stylexport.fileio import cache_folder
-    from stylexport.formats import FORMATS, format_of, open_engine
+    from stylexport.formats import FORMATS, open_engine
 
     folder = engine_cache(checkpoint)
     fmt = FORMATS[engine.formats[0]]
-    for cached in [p for p in folder.glob(f"*{fmt.suffix}") if format_of(p) is fmt]:
+    for cached in cached_artifacts(checkpoint, fmt):
         try:
             return open_engine(engine, cached, device)
         except StylexportError as exc:

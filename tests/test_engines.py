@@ -314,6 +314,36 @@ def test_cuda_fp16_package_matches_and_cpp_host_runs_it(model_and_ckpt, cpp_host
     print(f"C++ host, AOTInductor CUDA FP16, 1080p end-to-end: p50 {summary['p50_ms']:.2f} ms")
 
 
+def test_bench_on_cpu_runs_aoti_by_default_when_nothing_is_left_to_compile(aoti_package, model_and_ckpt, monkeypatch,
+                                                                           tmp_path):
+    """aoti-cpu waits to be named on a CPU only because compiling a package takes minutes: a package given, or
+    one already in the engine cache, runs by default."""
+    import importlib
+
+    from stylexport.stylize import engine_cache
+
+    bench = importlib.import_module("stylexport.bench.run")  # the module, not the run() the package exports
+    monkeypatch.setattr(bench, "BENCH_ENGINES", ("torch-fp32", "aoti-cpu"))  # not minutes of other engines
+    monkeypatch.setenv("STYLEXPORT_CACHE_DIR", str(tmp_path / "cache"))
+    _, ckpt = model_and_ckpt
+
+    def bench_json(model, name):
+        result = runner.invoke(app, ["bench", str(model), "--sizes", "32x48", "--repeats", "2", "--warmup", "1",
+                                     "--device", "cpu", "-o", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        return json.loads((tmp_path / name).read_text())
+
+    given = bench_json(aoti_package, "given.json")  # before: "no engine could run waves.aoti.pt2 here"
+    assert [r["backend"] for r in given["results"]] == ["aoti-cpu"] and not given["skipped"]
+    not_built = bench_json(ckpt, "not-built.json")
+    assert not_built["skipped"]["aoti-cpu"].startswith("compiling takes minutes on CPU")
+    engine_cache(ckpt).mkdir(parents=True)
+    copy_package(aoti_package, engine_cache(ckpt))  # what an earlier `bench --backends aoti-cpu` leaves
+    cached = bench_json(ckpt, "cached.json")
+    assert "aoti-cpu" not in cached["skipped"] and cached["artifacts"]["aoti-cpu"].startswith(str(engine_cache(ckpt)))
+    assert {r["backend"] for r in cached["results"]} == {"torch-fp32", "aoti-cpu"}
+
+
 def test_bench_times_the_aoti_package(aoti_package, model_and_ckpt, monkeypatch, tmp_path):
     import stylexport.stylize as stylize
     from stylexport.formats import open_engine

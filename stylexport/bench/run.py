@@ -129,6 +129,18 @@ def exported_artifacts(checkpoint: Path, exported: str) -> dict[str, Path]:
     return made
 
 
+def _compiles_first(engine: Engine, source: Path, exported: dict[str, Path] | None) -> bool:
+    """Whether ``engine`` must compile before it runs ``source``: an engine that compiles the checkpoint when
+    it opens it (torch.compile), or an artifact neither given, nor in ``exported``, nor in the engine cache."""
+    from stylexport.stylize import cached_artifacts
+
+    fmt = format_of(source)
+    if fmt.name in engine.formats:
+        return fmt is CHECKPOINT
+    artifact = FORMATS[engine.formats[0]]
+    return fmt is CHECKPOINT and not ((exported and artifact.name in exported) or cached_artifacts(source, artifact))
+
+
 def engine_precision(engine: Engine) -> str:
     """The precision an engine computes in (for the peak it is compared with): an INT8 artifact's, else the
     engine's own (torch FP16, OpenVINO BF16), else its format's."""
@@ -192,7 +204,8 @@ def run(model_path: str | Path | None, config: BenchConfig,
     runners, skipped, precisions = {}, {}, {}
     for name in names:
         step(f"preparing {name}")
-        if cpu and config.backends is None and ENGINES[name].cpu_opt_in:
+        if cpu and config.backends is None and ENGINES[name].cpu_opt_in and _compiles_first(ENGINES[name], source,
+                                                                                            exported):
             skipped[name] = f"compiling takes minutes on CPU; ask for it with --backends {name}"
             continue
         try:
