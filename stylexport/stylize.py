@@ -91,13 +91,14 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
     if named is not None and (why := unavailable(named, dev)):
         raise StylexportError(f"engine {named.name} cannot run here: {why}")  # before minutes of exporting
     load_checkpoint(path)  # a checkpoint we cannot read fails here with its own one line, not once per engine
+    folder = engine_cache(path)  # hashed once, whichever engines are tried
     if named is not None:  # asked for by name: its artifact, from the cache or exported now; no fallback
-        return open_cached(path, named, dev)
+        return open_cached(path, named, dev, folder)
     for candidate in auto_candidates(dev):
         if FORMATS[candidate.formats[0]] is CHECKPOINT:
             return open_engine(candidate, path, dev)
         try:
-            return open_cached(path, candidate, dev)
+            return open_cached(path, candidate, dev, folder)
         except StylexportError as exc:
             log.warning("%s: %s; trying the next engine", candidate.name, exc)
     return open_runner(path, device=dev)
@@ -111,24 +112,24 @@ def engine_cache(checkpoint: str | os.PathLike) -> Path:
     return cache_dir() / "engines" / sha256_file(checkpoint)
 
 
-def cached_artifacts(checkpoint: str | os.PathLike, fmt) -> list[Path]:
-    """The checkpoint's artifacts of format ``fmt`` in its ``engine_cache`` folder (none when not exported yet)."""
+def cached_artifacts(folder: Path, fmt) -> list[Path]:
+    """The artifacts of format ``fmt`` in a checkpoint's ``engine_cache`` folder (none when not exported yet)."""
     from stylexport.formats import format_of
 
-    return [p for p in engine_cache(checkpoint).glob(f"*{fmt.suffix}") if format_of(p) is fmt]
+    return [p for p in folder.glob(f"*{fmt.suffix}") if format_of(p) is fmt]
 
 
-def open_cached(checkpoint: Path, engine, device: torch.device):
-    """``engine`` on the checkpoint's artifact of the engine's format in its ``engine_cache`` folder, exported
-    and parity-checked the first time; a cached artifact that no longer opens (written by an older stylexport
-    or library, or cut short) is exported again."""
+def open_cached(checkpoint: Path, engine, device: torch.device, folder: Path | None = None):
+    """``engine`` on the checkpoint's artifact of the engine's format in its ``engine_cache`` folder (``folder``
+    when the caller has it already), exported and parity-checked the first time; a cached artifact that no
+    longer opens (written by an older stylexport or library, or cut short) is exported again."""
     from stylexport.export import export
     from stylexport.fileio import cache_folder
     from stylexport.formats import FORMATS, open_engine
 
-    folder = engine_cache(checkpoint)
+    folder = folder or engine_cache(checkpoint)
     fmt = FORMATS[engine.formats[0]]
-    for cached in cached_artifacts(checkpoint, fmt):
+    for cached in cached_artifacts(folder, fmt):
         try:
             return open_engine(engine, cached, device)
         except StylexportError as exc:

@@ -132,13 +132,14 @@ def exported_artifacts(checkpoint: Path, exported: str) -> dict[str, Path]:
 def _compiles_first(engine: Engine, source: Path, exported: dict[str, Path] | None) -> bool:
     """Whether ``engine`` must compile before it runs ``source``: an engine that compiles the checkpoint when
     it opens it (torch.compile), or an artifact neither given, nor in ``exported``, nor in the engine cache."""
-    from stylexport.stylize import cached_artifacts
+    from stylexport.stylize import cached_artifacts, engine_cache
 
     fmt = format_of(source)
     if fmt.name in engine.formats:
         return fmt is CHECKPOINT
     artifact = FORMATS[engine.formats[0]]
-    return fmt is CHECKPOINT and not ((exported and artifact.name in exported) or cached_artifacts(source, artifact))
+    return fmt is CHECKPOINT and not ((exported and artifact.name in exported)
+                                      or cached_artifacts(engine_cache(source), artifact))
 
 
 def engine_precision(engine: Engine) -> str:
