@@ -20,9 +20,10 @@ from typing import Any
 import torch
 
 from stylexport import __version__
+from stylexport.contract import ARCHITECTURE
 from stylexport.errors import StylexportError
 from stylexport.fileio import atomic_path, sha256_file
-from stylexport.model import ARCHITECTURE, TransformerNet
+from stylexport.model import TransformerNet
 
 METADATA_KEY = "stylexport"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".model")

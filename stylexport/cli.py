@@ -569,7 +569,7 @@ def serve(
 
 
 def _bench_engines_help() -> str:
-    from stylexport.bench import BENCH_ENGINES
+    from stylexport.formats import BENCH_ENGINES
 
     return (f"Comma-separated engines: {', '.join(BENCH_ENGINES)}. Default: every engine for the model's format "
             "(those this machine cannot run are reported as skipped).")

@@ -10,8 +10,10 @@ from typing import Any
 
 from stylexport import __version__
 from stylexport.errors import StylexportError
-from stylexport.model import ARCHITECTURE, MIN_SIDE
 
+ARCHITECTURE = "transformer-net/1"  # TransformerNet in model.py: the layout its weights follow
+SIZE_MULTIPLE = 4  # two stride-2 convs down, two x2 upsamples back
+MIN_SIDE = 16
 CONTRACT_VERSION = "1"
 INPUT_NAME = "image"
 OUTPUT_NAME = "stylized"

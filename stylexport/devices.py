@@ -10,14 +10,18 @@ import importlib.util
 import platform
 import subprocess
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from stylexport.errors import StylexportError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI's help and completion start without it
+    import torch
 
 
 def pick_device(name: str = "auto") -> torch.device:
     """'auto' is CUDA when present, else CPU; asking for CUDA without one is an error, not a fallback."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -87,6 +91,8 @@ def gpu_identity(device: torch.device) -> dict[str, object]:
     """Name, compute capability, memory, CUDA/cuDNN versions and driver of a CUDA device; {} on CPU."""
     if device.type != "cuda":
         return {}
+    import torch
+
     props = torch.cuda.get_device_properties(device)
     return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}",
             "gpu_memory_gib": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda,

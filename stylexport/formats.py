@@ -17,13 +17,14 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from stylexport.artifacts import sidecar_path
 from stylexport.devices import has_module, ort_providers
 from stylexport.errors import StylexportError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI's help and completion start without it
+    import torch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,10 +197,13 @@ ENGINES: dict[str, Engine] = {e.name: e for e in (
 )}
 
 CHECKPOINT = FORMATS["checkpoint"]
+BENCH_ENGINES = tuple(e.name for e in ENGINES.values() if e.bench)  # what bench times, in this order
 
 
 def _cuda(device: torch.device) -> str | None:
     if device.type != "cuda":
+        import torch
+
         return "needs a CUDA GPU" + ("" if torch.cuda.is_available() else "; none on this machine")
     return None
 
@@ -301,6 +305,8 @@ def unavailable(engine: Engine | str, device: torch.device) -> str | None:
     engine = get_engine(engine) if isinstance(engine, str) else engine
     reasons = []
     if engine.device == "cuda" and device.type != "cuda":
+        import torch
+
         reasons.append(REQUIREMENTS["cuda"](device))
         device = torch.device("cuda")
     needs = tuple(n for n in engine.needs if n != "cuda" or device.type == "cuda")
@@ -312,6 +318,8 @@ def engine_device(engine: Engine, asked: torch.device) -> torch.device:
     """Where ``engine`` computes when ``asked`` was requested ("any" engines follow the request)."""
     if engine.device == "any" or engine.device == asked.type:
         return asked
+    import torch
+
     return torch.device(engine.device)
 
 
@@ -339,6 +347,8 @@ def resolve(dotted: str) -> Callable[..., Any]:
 
 def open_engine(engine: Engine | str, path: str | os.PathLike, device: torch.device | None = None):
     """A runner for ``path`` on ``engine`` (refused with the reason when it cannot run here)."""
+    import torch
+
     engine = get_engine(engine) if isinstance(engine, str) else engine
     asked = device or torch.device("cuda" if engine.device == "cuda" else "cpu")
     why = unavailable(engine, asked)

@@ -15,9 +15,9 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from stylexport.contract import MIN_SIDE
 from stylexport.errors import StylexportError
 from stylexport.fileio import atomic_path
-from stylexport.model import MIN_SIDE
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 MIN_SIZE = MIN_SIDE  # the transformer needs at least this many pixels on each side

@@ -14,9 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ARCHITECTURE = "transformer-net/1"
-SIZE_MULTIPLE = 4  # two stride-2 convs down, two x2 upsamples back
-MIN_SIDE = 16
+from stylexport.contract import SIZE_MULTIPLE
 
 
 class ConvLayer(nn.Conv2d):

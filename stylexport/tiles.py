@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylexport.contract import MIN_SIDE, SIZE_MULTIPLE
 from stylexport.errors import StylexportError
-from stylexport.model import MIN_SIDE, SIZE_MULTIPLE, TransformerNet, swap_instance_norms
+from stylexport.model import TransformerNet, swap_instance_norms
 
 DEFAULT_MARGIN = 64  # > the network's receptive-field radius (about 61 px at full resolution)
 

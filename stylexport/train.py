@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from stylexport import __version__
 from stylexport.checkpoint import save_checkpoint
+from stylexport.contract import ARCHITECTURE
 from stylexport.data import EpochSampler, PhotoCrops, collate, list_photos
 from stylexport.errors import StylexportError
 from stylexport.figures import plot_history
@@ -34,7 +35,7 @@ from stylexport.fileio import atomic_path, sha256_file, write_text_atomic
 from stylexport.gatys import style_targets
 from stylexport.image import read_image, resize_max_side, sample_paths, save_image
 from stylexport.losses import LossConfig, perceptual_loss
-from stylexport.model import ARCHITECTURE, TransformerNet
+from stylexport.model import TransformerNet
 from stylexport.vgg import load_vgg
 
 log = logging.getLogger(__name__)

@@ -115,6 +115,31 @@ def test_stylize_help_says_which_files_to_trust():
     assert "load them only from sources you trust" in text and ".safetensors" in text and "are data" in text
 
 
+def test_help_completion_and_option_errors_answer_without_importing_torch():
+    """`--help`, a mistyped option and shell completion (which runs the program on every TAB) never need torch,
+    whose import alone takes seconds on a small CPU: the CLI imports it only in a command's body."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from typer.testing import CliRunner\n"
+            "from stylexport.cli import app\n"
+            "runner = CliRunner()\n"
+            "for args in (['--help'], ['bench', '--help'], ['export', '--help'], ['stylize', 'a.jpg']):\n"
+            "    print(runner.invoke(app, args).exit_code)\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0", "0", "0", "2", "False"]
+    completion = subprocess.run([sys.executable, "-c", "import sys\nfrom stylexport.cli import app\n"
+                                 "try:\n    app(prog_name='stylexport')\nfinally:\n"
+                                 "    print('torch' in sys.modules)"],
+                                env={**os.environ, "_STYLEXPORT_COMPLETE": "complete_bash",
+                                     "COMP_WORDS": "stylexport sty", "COMP_CWORD": "1"},
+                                capture_output=True, text=True)
+    assert completion.stdout.split() == ["styles", "stylize", "False"]
+
+
 def test_long_jobs_print_progress_lines_when_output_is_not_a_terminal(tmp_path, make_image, vgg, monkeypatch):
     import stylexport.cli as cli
 

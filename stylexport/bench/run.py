@@ -28,6 +28,7 @@ from stylexport.bench.environment import environment, measure_matmul, peak_tflop
 from stylexport.bench.timing import instability, percentiles, photo, sync, time_compute, time_end_to_end
 from stylexport.errors import StylexportError
 from stylexport.formats import (
+    BENCH_ENGINES,
     CHECKPOINT,
     ENGINES,
     FORMATS,
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 
 NAMED_SIZES = {"256": (256, 256), "512": (512, 512), "720p": (720, 1280), "1080p": (1080, 1920),
                "4k": (2160, 3840)}
-BENCH_ENGINES = tuple(e.name for e in ENGINES.values() if e.bench)
 
 
 class Skip(Exception):

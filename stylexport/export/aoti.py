@@ -22,10 +22,9 @@ from torch import nn
 
 from stylexport.artifacts import read_sidecar as _read_sidecar
 from stylexport.artifacts import sidecar_path
-from stylexport.contract import PREFIX
+from stylexport.contract import MIN_SIDE, PREFIX
 from stylexport.export.onnx import _quiet
 from stylexport.fileio import ensure_parent, write_text_atomic
-from stylexport.model import MIN_SIDE
 
 log = logging.getLogger(__name__)
 

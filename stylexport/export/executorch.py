@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from stylexport.artifacts import sidecar_path
+from stylexport.contract import MIN_SIDE
 from stylexport.export.onnx import _quiet
 from stylexport.fileio import write_bytes_atomic, write_text_atomic
-from stylexport.model import MIN_SIDE, swap_instance_norms
+from stylexport.model import swap_instance_norms
 
 log = logging.getLogger(__name__)
 

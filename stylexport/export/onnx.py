@@ -16,9 +16,9 @@ import torch
 
 from stylexport.artifacts import load_onnx  # noqa: F401 - part of this module's API
 from stylexport.artifacts import read_onnx_metadata as read_metadata  # noqa: F401
-from stylexport.contract import INPUT_NAME, OUTPUT_NAME, PREFIX
+from stylexport.contract import INPUT_NAME, MIN_SIDE, OUTPUT_NAME, PREFIX
 from stylexport.fileio import atomic_path
-from stylexport.model import MIN_SIDE, TransformerNet
+from stylexport.model import TransformerNet
 
 log = logging.getLogger(__name__)
 

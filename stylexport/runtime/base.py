@@ -18,9 +18,8 @@ from typing import Any
 
 import torch
 
-from stylexport.contract import INPUT_NAME
+from stylexport.contract import INPUT_NAME, MIN_SIDE, SIZE_MULTIPLE
 from stylexport.errors import StylexportError
-from stylexport.model import MIN_SIDE, SIZE_MULTIPLE
 
 log = logging.getLogger(__name__)
 
