@@ -85,8 +85,9 @@ class _Progress(Progress):
         self._heartbeat: threading.Thread | None = None
 
     def start(self) -> None:
-        super().start()
-        if self._lines and self._heartbeat is None:
+        if not self._lines:
+            super().start()  # a live display; elsewhere it would only leave a blank line behind when it stops
+        elif self._heartbeat is None:
             self._stopped.clear()
             self._heartbeat = threading.Thread(target=self._beat, name="progress-lines", daemon=True)
             self._heartbeat.start()
@@ -96,7 +97,8 @@ class _Progress(Progress):
         if self._heartbeat is not None:
             self._heartbeat.join()
             self._heartbeat = None
-        super().stop()
+        if not self._lines:
+            super().stop()
 
     def _beat(self) -> None:
         while not self._stopped.wait(min(self.every, 1.0) or 0.01):
@@ -137,7 +139,8 @@ class _Progress(Progress):
         at, was = state.get("origin", (0.0, task.completed))
         if task.total is not None and was < task.completed < task.total:  # at the pace so far: steady in a log
             left = f", about {_duration((elapsed - at) / (task.completed - was) * (task.total - task.completed))} left"
-        print(f"{task.description}: {task.completed:g}{of} after {elapsed:.0f} s{left}{'; ' if info else ''}{info}",
+        done = f"{task.completed:g}{of}" if task.total is not None or task.completed else "still running"
+        print(f"{task.description}: {done} after {elapsed:.0f} s{left}{'; ' if info else ''}{info}",
               file=sys.stderr, flush=True)
 
 
@@ -338,6 +341,24 @@ def _engine_help() -> str:
             + ", ".join(f"{e.name} ({'/'.join(e.formats)})" for e in ENGINES.values()) + ".")
 
 
+def _open_model(model: Path, *, device: str, backend: str | None, tiled: bool = False):
+    """``stylize.open_model``, saying so when a checkpoint's engine must first be exported into the cache (the
+    first run of a checkpoint waits seconds to minutes for it), with progress lines while it runs."""
+    from stylexport.stylize import open_model
+
+    with _progress() as bar:
+        task = None
+
+        def exporting(message: str) -> None:
+            nonlocal task
+            console.print(message, markup=False, highlight=False, soft_wrap=True)
+            if task is None:
+                task = bar.add_task("export", total=None, info="")
+            bar.update(task, info=message.split(",")[0].removeprefix("exporting "))
+
+        return open_model(model, device=device, engine=backend, tiled=tiled, exporting=exporting)
+
+
 EngineOption = Annotated[str | None, typer.Option("--backend", "-b", help=_engine_help())]
 StrengthOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Blend: 0 the photo, 1 full style.")]
 ColorsOption = Annotated[bool, typer.Option("--preserve-colors", help="Keep the photo's colours: transfer "
@@ -369,12 +390,12 @@ def stylize(
     models are data: stylexport never unpickles code from them.
     """
     from stylexport.image import find_images
-    from stylexport.stylize import open_model, plan_outputs, stylize_files
+    from stylexport.stylize import plan_outputs, stylize_files
 
     model = _model_path(model, style)
     files = find_images(inputs)
     targets = plan_outputs(files, output)
-    runner = open_model(model, device=device, engine=backend, tiled=tile is not None)
+    runner = _open_model(model, device=device, backend=backend, tiled=tile is not None)
     with _progress() as bar:
         task = bar.add_task("stylize", total=len(files), info=runner.name)
         infer = None
@@ -424,10 +445,9 @@ def video(
     device: DeviceOption = "auto",
 ) -> None:
     """Stylize a video (audio, frame rate and duration kept) or a folder of frames."""
-    from stylexport.stylize import open_model
     from stylexport.video import stylize_video
 
-    runner = open_model(_model_path(model, style), device=device, engine=backend)
+    runner = _open_model(_model_path(model, style), device=device, backend=backend)
     with _progress() as bar:
         task = bar.add_task("video", total=None, info=runner.name)
         start = time.perf_counter()

@@ -56,7 +56,8 @@ def resolve_model(model: str | os.PathLike | None, style: str | None) -> tuple[P
     return chosen.model, chosen.name
 
 
-def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | None = None, tiled: bool = False):
+def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | None = None, tiled: bool = False,
+               exporting: Callable[[str], None] | None = None):
     """The runner stylize and video use. An exported artifact: ``open_runner`` (on ``engine`` if named). A
     checkpoint with no engine named: the fastest engine that runs here and passes its parity gate; the
     artifact is exported once into the cache (keyed by the checkpoint's sha256) and reused. A cached artifact
@@ -65,7 +66,8 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
     an engine named: torch engines run it; any other engine runs its format's artifact from the same cache,
     exported the first time (INT8 too: asked for by name), with no fallback. ``tiled``: a
     runner for ``tiles.stylize_tiled``, which shares instance-norm statistics inside the torch FP32 network, so
-    only a checkpoint on torch-fp32 will do."""
+    only a checkpoint on torch-fp32 will do. ``exporting`` is told, in one line, when an artifact must first be
+    exported into the cache (seconds to minutes, once), so a caller can say why the first run is slow."""
     from stylexport.devices import pick_device
     from stylexport.formats import CHECKPOINT, FORMATS, format_of, open_engine
     from stylexport.runtime import open_runner
@@ -93,12 +95,12 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
     load_checkpoint(path)  # a checkpoint we cannot read fails here with its own one line, not once per engine
     folder = engine_cache(path)  # hashed once, whichever engines are tried
     if named is not None:  # asked for by name: its artifact, from the cache or exported now; no fallback
-        return open_cached(path, named, dev, folder)
+        return open_cached(path, named, dev, folder, exporting=exporting)
     for candidate in auto_candidates(dev):
         if FORMATS[candidate.formats[0]] is CHECKPOINT:
             return open_engine(candidate, path, dev)
         try:
-            return open_cached(path, candidate, dev, folder)
+            return open_cached(path, candidate, dev, folder, exporting=exporting)
         except StylexportError as exc:
             log.warning("%s: %s; trying the next engine", candidate.name, exc)
     return open_runner(path, device=dev)
@@ -119,10 +121,12 @@ def cached_artifacts(folder: Path, fmt) -> list[Path]:
     return [p for p in folder.glob(f"*{fmt.suffix}") if format_of(p) is fmt]
 
 
-def open_cached(checkpoint: Path, engine, device: torch.device, folder: Path | None = None):
+def open_cached(checkpoint: Path, engine, device: torch.device, folder: Path | None = None, *,
+                exporting: Callable[[str], None] | None = None):
     """``engine`` on the checkpoint's artifact of the engine's format in its ``engine_cache`` folder (``folder``
-    when the caller has it already), exported and parity-checked the first time; a cached artifact that no
-    longer opens (written by an older stylexport or library, or cut short) is exported again."""
+    when the caller has it already), exported and parity-checked the first time (``exporting`` is told so,
+    in one line, before it starts); a cached artifact that no longer opens (written by an older stylexport or
+    library, or cut short) is exported again."""
     from stylexport.export import export
     from stylexport.fileio import cache_folder
     from stylexport.formats import FORMATS, open_engine
@@ -135,7 +139,9 @@ def open_cached(checkpoint: Path, engine, device: torch.device, folder: Path | N
         except StylexportError as exc:
             log.warning("cached %s no longer opens (%s); exporting it again", cached, exc)
             fmt.remove(cached)
-    log.info("exporting %s to %s for %s (once; cached in %s)", checkpoint.name, fmt.name, engine.name, folder)
+    message = (f"exporting {checkpoint.name} to {fmt.name} for engine {engine.name}, once: later runs reuse it "
+               f"from {folder}")
+    (exporting or log.info)(message)
     folder = cache_folder("engines", folder.name)  # writable, or the error says how to move the cache
     return open_engine(engine, Path(export(checkpoint, [fmt.name], folder)[0].path), device)
 

@@ -3,8 +3,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from stylexport import formats
 from stylexport.checkpoint import save_checkpoint
 from stylexport.cli import app
+from stylexport.fileio import sha256_file
 
 from .conftest import VGG_SPEC, one_line_error
 
@@ -167,6 +169,40 @@ def test_a_long_silent_step_still_prints_progress_lines_when_output_is_not_a_ter
     assert len(beats) >= 2 and beats[0].endswith("executorch")
     time.sleep(0.2)
     assert capsys.readouterr().err == ""  # stopped with the bar
+
+
+def test_progress_in_a_log_leaves_no_blank_lines_and_a_task_of_unknown_length_says_it_runs(monkeypatch, capsys):
+    """Outside a terminal the bar is never drawn, so stopping it prints nothing (rich's live display left a blank
+    line per bar in logs); a task with no total (an export, a video of unknown length) says 'still running'."""
+    import time
+
+    import stylexport.cli as cli
+
+    monkeypatch.setattr(cli._Progress, "every", 0.05)
+    with cli._progress() as bar:
+        bar.add_task("export", total=None, info="openvino")
+        time.sleep(0.2)
+    with cli._progress() as bar:
+        bar.add_task("quick", total=1, info="")
+    lines = capsys.readouterr().err.split("\n")
+    assert lines[-1] == "" and "" not in lines[:-1]
+    assert lines[0].startswith("export: still running after 0 s; openvino")
+
+
+def test_first_stylize_of_a_checkpoint_says_it_exports_its_engine_once(tmp_path, make_image, ckpt, monkeypatch):
+    """The first stylize of a checkpoint waits for its engine's export (seconds, minutes for some engines): one
+    line says what is exported and where it is cached; the next run reuses it and says nothing of it."""
+    monkeypatch.setenv("STYLEXPORT_CACHE_DIR", str(tmp_path / "cache"))  # a cache no other test filled
+    photo = make_image("a.png", 40, 48)
+    first = run("stylize", photo, "-m", ckpt, "-o", tmp_path / "a1.png")
+    assert first.exit_code == 0, first.output
+    engine = first.stdout.split("(engine ")[1].rstrip(")\n")
+    assert engine != "torch-fp32"  # a format to export exists here (OpenVINO or ONNX Runtime, both in the dev extra)
+    said = [line for line in first.stderr.splitlines() if line.startswith("exporting ")]
+    assert said == [f"exporting model.safetensors to {formats.ENGINES[engine].formats[0]} for engine {engine}, once: "
+                    f"later runs reuse it from {tmp_path / 'cache' / 'engines'}/{sha256_file(ckpt)}"]
+    again = run("stylize", photo, "-m", ckpt, "-o", tmp_path / "a2.png")
+    assert again.exit_code == 0 and "exporting" not in again.stderr and f"(engine {engine})" in again.stdout
 
 
 def test_progress_lines_say_how_long_is_left_at_the_pace_so_far(capsys):
