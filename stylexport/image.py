@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stylexport.contract import MIN_SIDE
@@ -134,14 +133,22 @@ def save_image(image: torch.Tensor, path: str | os.PathLike, *, quality: int = 9
     return path
 
 
+def resize(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``image`` (..., H, W) resized to ``size`` (H, W), antialiased, kept in [0, 255]."""
+    # imported here, not with this module: torchvision's import pulls in torch._dynamo, seconds on a small CPU
+    # that a stylize which resizes nothing need not wait for
+    import torchvision.transforms.v2.functional as TF
+
+    return TF.resize(image, list(size), antialias=True).clamp(0, 255)
+
+
 def resize_max_side(image: torch.Tensor, max_side: int | None) -> torch.Tensor:
     """Scale so the longer side is ``max_side`` (antialiased); None keeps the size."""
     if max_side is None:
         return image
     h, w = image.shape[-2:]
     scale = max_side / max(h, w)
-    size = [max(1, round(h * scale)), max(1, round(w * scale))]
-    return TF.resize(image, size, antialias=True).clamp(0, 255)
+    return resize(image, (max(1, round(h * scale)), max(1, round(w * scale))))
 
 
 def find_images(inputs: Iterable[str | os.PathLike], *, recursive: bool = True) -> list[Path]:

@@ -94,3 +94,26 @@ def test_save_unknown_suffix(tmp_path):
     with pytest.raises(StylexportError, match="unknown image suffix '.xyz'"):
         save_image(torch.zeros(3, 20, 20), tmp_path / "o.xyz")
     assert not list(tmp_path.iterdir())
+
+
+def test_the_stylize_path_imports_torchvision_only_to_resize(tmp_path):
+    """torchvision's import pulls in torch._dynamo (seconds on a small CPU, longer than a stylize's inference):
+    reading, stylizing at the image's own size (one the network pads inside) and saving never import it; a
+    resize does, and resizes right."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from stylexport import stylize, video\n"
+            "from stylexport.image import read_image, resize_max_side, save_image\n"
+            "from stylexport.model import TransformerNet\n"
+            "from stylexport.runtime.torch_backend import TorchRunner\n"
+            f"save_image(torch.full((3, 30, 40), 100.0), {str(tmp_path / 'a.png')!r})\n"
+            f"image = read_image({str(tmp_path / 'a.png')!r})\n"
+            "out = stylize.stylize_tensor(TorchRunner(TransformerNet()), image)\n"
+            f"save_image(out[0], {str(tmp_path / 'b.png')!r})\n"
+            "print('torchvision' in sys.modules)\n"
+            "small = resize_max_side(image, 20)\n"
+            "print('torchvision' in sys.modules, tuple(small.shape), round(float(small.mean()), 3))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["False", "True (3, 15, 20) 100.0"]

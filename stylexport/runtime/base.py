@@ -124,15 +124,15 @@ class Runner:
           gets the batch reflect-padded to a multiple of 4 and its result cropped; if that still does not
           give the padded size back, the result is resized to the input's size (warned once).
         """
-        import torchvision.transforms.v2.functional as TF
+        from stylexport.image import resize
 
         h, w = batch.shape[-2:]
         fixed = self.spec.fixed_hw
         if fixed is not None and (h, w) != fixed:
             self._warn_once("resize", "%s only takes %dx%d images; resizing %dx%d inputs to it and back", self.name,
                             *fixed, h, w)
-            out = self.infer(TF.resize(batch, list(fixed), antialias=True).clamp(0, 255))
-            return TF.resize(out.float().cpu(), [h, w], antialias=True).clamp(0, 255)
+            out = self.infer(resize(batch, fixed))
+            return resize(out.float().cpu(), (h, w))
         ph, pw = -h % SIZE_MULTIPLE, -w % SIZE_MULTIPLE
         can_pad = (ph or pw) and min(h, w) > max(ph, pw)
         if can_pad and self.__dict__.get("_pads"):  # learnt on an earlier call: one model run, not two
@@ -149,7 +149,7 @@ class Runner:
                 return padded
         self._warn_once("size", "%s returned %dx%d for a %dx%d input; resizing its output to the input's size",
                         self.name, *out.shape[-2:], h, w)
-        return TF.resize(out.float().cpu(), [h, w], antialias=True).clamp(0, 255)
+        return resize(out.float().cpu(), (h, w))
 
     def _infer_padded(self, batch: torch.Tensor, ph: int, pw: int) -> torch.Tensor | None:
         """Reflect-pad by (ph, pw) to a multiple of 4, run, crop back; None if the model changes that size too."""
