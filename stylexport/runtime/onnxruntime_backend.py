@@ -83,12 +83,9 @@ class OrtRunner(Runner):
         """0-255, 0-1 or -1-1, from the model's output on a real photo given in 0-255: instance-normalised
         style networks answer in their own output range whatever the input's scale. A 0-1 or -1-1 model gets
         its inputs and outputs mapped to and from 0-255 (declared in ``metadata['value_range']``)."""
-        import torchvision.transforms.v2.functional as TF
+        from stylexport.image import read_image, resize, sample_paths
 
-        from stylexport.image import read_image, sample_paths
-
-        hw = list(self.spec.fixed_hw or (64, 64))
-        photo = TF.resize(read_image(sample_paths()[0]), hw, antialias=True)[None]
+        photo = resize(read_image(sample_paths()[0]), self.spec.fixed_hw or (64, 64))[None]
         photo = photo.expand(self.spec.fixed_batch or 1, -1, -1, -1)
         with np.errstate(all="ignore"):
             y = self._session_run(photo)
