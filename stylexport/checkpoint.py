@@ -118,6 +118,34 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")  # training scripts' {"model": weights, "optimizer": ...}
+
+
+def _is_weights(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _weights_of(saved: Any, path: Path) -> dict:
+    """The state dict in a .pth: the file itself, or the weights a training script saved beside its optimizer
+    under one of WRAPPER_KEYS. Anything else is refused naming what the file holds (a training run's
+    ``state.pt`` points to the model file beside it)."""
+    if _is_weights(saved):
+        return saved
+    if isinstance(saved, dict):
+        for key in WRAPPER_KEYS:
+            if _is_weights(saved.get(key)):
+                return saved[key]
+        if {"optimizer", "step"} <= saved.keys():
+            raise StylexportError(f"{path} is a training run's resumable state (optimizer and step "
+                                  f"{saved['step']}), not a model: use the model.safetensors beside it "
+                                  f"(stylexport train --resume {path.parent} continues the run)")
+        keys = ", ".join(map(str, list(saved)[:8])) + (", ..." if len(saved) > 8 else "")
+        raise StylexportError(f"checkpoint {path} holds a dict of {keys}, with no state dict of tensors in it "
+                              f"(looked under {', '.join(WRAPPER_KEYS)}); save the model's state_dict() alone")
+    raise StylexportError(f"checkpoint {path} holds a {type(saved).__name__}, not a state dict of tensors; save "
+                          "the model's state_dict()")
+
+
 def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     """Load one of our checkpoints or a pytorch/examples model; clear errors for anything else."""
     path = Path(path)
@@ -132,9 +160,7 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
             state = load_file(path)
             metadata = read_metadata(path)
         elif suffix in (".pth", ".pt", ".model"):
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-                state = state["state_dict"]
+            state = _weights_of(torch.load(path, map_location="cpu", weights_only=True), path)
         else:
             raise StylexportError(f"model {path}: unknown suffix {suffix!r}; "
                                   f"use one of {', '.join(CHECKPOINT_SUFFIXES)}")

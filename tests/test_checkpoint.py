@@ -51,6 +51,33 @@ def test_pytorch_examples_state_dict_gives_same_output(tmp_path, variant):
         torch.testing.assert_close(loaded.model(x), theirs(x).clamp(0, 255), atol=1e-3, rtol=1e-4)
 
 
+@pytest.mark.parametrize("key", ["model", "model_state_dict", "state_dict"])
+def test_weights_saved_beside_an_optimizer_are_found(tmp_path, random_model, key):
+    """Training scripts save {"model": weights, "optimizer": ..., "epoch": ...}: the weights are taken from it."""
+    saved = {key: random_model.state_dict(), "optimizer": {"state": {}, "param_groups": []}, "epoch": 3}
+    torch.save(saved, tmp_path / "ckpt.pth")
+    x = torch.rand(1, 3, 32, 32) * 255
+    with torch.no_grad():
+        torch.testing.assert_close(load_checkpoint(tmp_path / "ckpt.pth").model(x), random_model(x))
+
+
+def test_files_without_weights_say_what_they_hold(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"optimizer": {"state": {}, "param_groups": []}, "scaler": None, "step": 120, "rng": {}},
+               run / "state.pt")
+    with pytest.raises(StylexportError, match=r"state.pt is a training run's resumable state \(optimizer and step "
+                                              r"120\), not a model: use the model.safetensors beside it "
+                                              r"\(stylexport train --resume .*run continues the run\)"):
+        load_checkpoint(run / "state.pt")
+    torch.save({"epoch": 3, "lr": 0.1}, tmp_path / "meta.pth")
+    with pytest.raises(StylexportError, match=r"holds a dict of epoch, lr, with no state dict of tensors in it"):
+        load_checkpoint(tmp_path / "meta.pth")
+    torch.save([torch.zeros(2)], tmp_path / "list.pth")
+    with pytest.raises(StylexportError, match=r"holds a list, not a state dict of tensors"):
+        load_checkpoint(tmp_path / "list.pth")
+
+
 def test_transposed_conv_variant_is_refused(tmp_path):
     state = {"conv1.conv2d.weight": torch.zeros(32, 3, 9, 9), "deconv1.weight": torch.zeros(128, 64, 3, 3)}
     torch.save(state, tmp_path / "old.pth")
