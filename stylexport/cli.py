@@ -253,12 +253,13 @@ def gatys(
     from stylexport.devices import cpu_flags, cpu_name
     from stylexport.fileio import write_text_atomic
     from stylexport.gatys import GatysConfig, stylize_gatys
-    from stylexport.image import read_image, resize_max_side, sample_paths, save_image
+    from stylexport.image import check_image_output, read_image, resize_max_side, sample_paths, save_image
     from stylexport.runtime import pick_device
     from stylexport.vgg import load_vgg
 
     default_content, default_style = sample_paths()
     content, style = content or default_content, style or default_style
+    check_image_output(output)  # not after minutes of optimisation
     dev = pick_device(device)
     counts = tuple(int(v) for v in _floats(iterations, "--iterations"))
     fractions = tuple(_floats(scales, "--scales"))
@@ -389,12 +390,14 @@ def stylize(
     loaded; load them only from sources you trust. Checkpoints (.safetensors, weights-only .pth) and .onnx
     models are data: stylexport never unpickles code from them.
     """
-    from stylexport.image import find_images
+    from stylexport.image import find_images, read_image
     from stylexport.stylize import plan_outputs, stylize_files
 
     model = _model_path(model, style)
     files = find_images(inputs)
     targets = plan_outputs(files, output)
+    if len(files) == 1:  # a photo that cannot be read: its one line before an engine is opened (perhaps exported)
+        read_image(files[0])
     runner = _open_model(model, device=device, backend=backend, tiled=tile is not None)
     with _progress() as bar:
         task = bar.add_task("stylize", total=len(files), info=runner.name)
@@ -445,8 +448,9 @@ def video(
     device: DeviceOption = "auto",
 ) -> None:
     """Stylize a video (audio, frame rate and duration kept) or a folder of frames."""
-    from stylexport.video import stylize_video
+    from stylexport.video import check_paths, stylize_video
 
+    check_paths(source, output)  # before the model opens: its engine may be exported first
     runner = _open_model(_model_path(model, style), device=device, backend=backend)
     with _progress() as bar:
         task = bar.add_task("video", total=None, info=runner.name)
@@ -627,8 +631,10 @@ def bench(
     from stylexport.bench import BenchConfig, parse_size, write_results
     from stylexport.bench import run as run_bench
     from stylexport.bench.report import COLUMNS, notes, rows
+    from stylexport.fileio import check_writable
     from stylexport.runtime import pick_device
 
+    check_writable(output)  # not after minutes of timing
     gpu = pick_device(device).type == "cuda"
     size_list = tuple(parse_size(v) for v in (sizes or ("256,512,720p,1080p,4k" if gpu else "256,512")).split(","))
     gi = [int(v) for v in _floats(gatys_iterations or ("100,300,500" if gpu else "20"), "--gatys-iterations") if v]
@@ -785,7 +791,7 @@ def sweep(
     from stylexport.fileio import write_text_atomic
     from stylexport.gatys import GatysConfig
     from stylexport.gatys import sweep as run_sweep
-    from stylexport.image import read_image, resize_max_side, sample_paths, save_image
+    from stylexport.image import check_image_output, read_image, resize_max_side, sample_paths, save_image
     from stylexport.runtime import pick_device
     from stylexport.vgg import load_vgg
 
@@ -796,6 +802,7 @@ def sweep(
         _loss_config(content_weight, 1.0, 0.0, 2.0, style_layer_weights=weights)  # one weight per layer
     default_content, default_style = sample_paths()
     content, style = content or default_content, style or default_style
+    check_image_output(output)  # not after minutes of optimisation
     dev = pick_device(device)
     content_img = resize_max_side(read_image(content), size)[None].to(dev)
     style_img = resize_max_side(read_image(style), style_size or size)[None].to(dev)

@@ -32,6 +32,29 @@ def ensure_parent(path: Path) -> None:
         raise StylexportError(f"cannot write to folder {path.parent}: permission denied; choose another output path")
 
 
+def check_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
+    """Refuse, before minutes of work, an output that could not be written at its end: ``path`` (a file, or a
+    folder when ``folder``) whose place is taken by the other kind, or below a file, or in a folder that cannot
+    be written (permissions, a read-only disk, /proc). Leaves nothing behind: the nearest existing folder is
+    probed with a temporary file, which is removed at once."""
+    path = Path(os.path.abspath(path))
+    if folder and path.exists() and not path.is_dir():
+        raise StylexportError(f"output folder {path} is an existing file; choose another output path")
+    if not folder and path.is_dir():
+        raise StylexportError(f"output {path} is an existing folder; name a file that is not a folder, or remove "
+                              "the folder")
+    where = path if folder else path.parent
+    existing = next(p for p in (where, *where.parents) if p.exists())
+    if not existing.is_dir():
+        raise StylexportError(f"cannot write {path}: {existing} is a file, not a folder; choose another output path")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".stylexport-probe."):
+            pass
+    except OSError as exc:
+        raise StylexportError(f"cannot write {path}: folder {existing} takes no new files ({exc.strerror or exc}); "
+                              "choose another output path") from None
+
+
 def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stylexport.contract import MIN_SIDE
 from stylexport.errors import StylexportError
-from stylexport.fileio import atomic_path
+from stylexport.fileio import atomic_path, check_writable
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 MIN_SIZE = MIN_SIDE  # the transformer needs at least this many pixels on each side
@@ -119,13 +119,24 @@ def tensor_to_uint8(image: torch.Tensor) -> np.ndarray:
     return image.detach().float().cpu().clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def save_image(image: torch.Tensor, path: str | os.PathLike, *, quality: int = 95) -> Path:
-    """Write a (3, H, W) or (1, 3, H, W) tensor in [0, 255] as 8-bit RGB, clamped, atomically."""
-    path = Path(path)
+def _save_format(path: Path) -> str:
     fmt = SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise StylexportError(f"cannot save {path}: unknown image suffix {path.suffix!r}; use one of "
                               f"{', '.join(sorted(SAVE_FORMATS))}")
+    return fmt
+
+
+def check_image_output(path: str | os.PathLike) -> None:
+    """Refuse, before the work that makes it, an image ``save_image`` could not write: its suffix, its folder."""
+    _save_format(Path(path))
+    check_writable(path)
+
+
+def save_image(image: torch.Tensor, path: str | os.PathLike, *, quality: int = 95) -> Path:
+    """Write a (3, H, W) or (1, 3, H, W) tensor in [0, 255] as 8-bit RGB, clamped, atomically."""
+    path = Path(path)
+    fmt = _save_format(path)
     pil = tensor_to_pil(image)
     with atomic_path(path) as tmp:
         kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}

@@ -17,6 +17,7 @@ import torch
 
 from stylexport.controls import apply_controls
 from stylexport.errors import StylexportError
+from stylexport.fileio import check_writable
 from stylexport.image import SAVE_FORMATS, read_image, resize_max_side, save_image
 
 log = logging.getLogger(__name__)
@@ -139,10 +140,10 @@ def open_cached(checkpoint: Path, engine, device: torch.device, folder: Path | N
         except StylexportError as exc:
             log.warning("cached %s no longer opens (%s); exporting it again", cached, exc)
             fmt.remove(cached)
+    folder = cache_folder("engines", folder.name)  # writable, or the error says how to move the cache
     message = (f"exporting {checkpoint.name} to {fmt.name} for engine {engine.name}, once: later runs reuse it "
                f"from {folder}")
     (exporting or log.info)(message)
-    folder = cache_folder("engines", folder.name)  # writable, or the error says how to move the cache
     return open_engine(engine, Path(export(checkpoint, [fmt.name], folder)[0].path), device)
 
 
@@ -150,11 +151,14 @@ def plan_outputs(files: Sequence[Path], output: Path) -> list[Path]:
     """Where each input goes. One input and an image suffix: ``output`` is the file. Otherwise ``output`` is a
     folder and each image keeps its path relative to the inputs' common folder (``a/x.jpg`` and ``b/x.jpg`` go
     to ``OUT/a/x.jpg`` and ``OUT/b/x.jpg``), with a suffix we cannot write replaced by ``.png``. Two inputs
-    that would land on one file are refused here, before anything is written."""
+    that would land on one file, and an output that cannot be written, are refused here, before anything is
+    written."""
     if len(files) == 1 and output.suffix.lower() in SAVE_FORMATS:
+        check_writable(output)
         return [output]
     if output.suffix.lower() in SAVE_FORMATS and not output.is_dir():
         raise StylexportError(f"{len(files)} inputs but output {output} is one image; pass a folder for -o")
+    check_writable(output, folder=True)
     resolved = [Path(os.path.abspath(f)) for f in files]
     base = Path(os.path.commonpath([str(f.parent) for f in resolved]))
     targets: dict[Path, Path] = {}

@@ -31,7 +31,7 @@ from stylexport.contract import ARCHITECTURE
 from stylexport.data import EpochSampler, PhotoCrops, collate, list_photos
 from stylexport.errors import StylexportError
 from stylexport.figures import plot_history
-from stylexport.fileio import atomic_path, sha256_file, write_text_atomic
+from stylexport.fileio import atomic_path, check_writable, sha256_file, write_text_atomic
 from stylexport.gatys import style_targets
 from stylexport.image import read_image, resize_max_side, sample_paths, save_image
 from stylexport.losses import LossConfig, perceptual_loss
@@ -308,6 +308,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     state_path = run_dir / STATE_FILE
+    check_writable(run_dir, folder=True)  # a file in its place: one line now, not a traceback after the set-up
     if resume and not state_path.is_file():
         raise StylexportError(f"cannot resume {run_dir}: it has no {STATE_FILE} (the run stopped before its first "
                               "checkpoint); start it again without --resume, the folder is reused")

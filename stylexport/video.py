@@ -23,7 +23,7 @@ import torch
 
 from stylexport.controls import Stabilizer, apply_controls, check_strength, flicker
 from stylexport.errors import StylexportError
-from stylexport.fileio import atomic_path, ensure_parent
+from stylexport.fileio import atomic_path, check_writable, ensure_parent
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +243,18 @@ def _threaded(produce: Callable[[Callable[[object], None]], None], maxsize: int)
         raise errors[0]
 
 
+def check_paths(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Refuse, before a model is opened (an engine may be exported first), a video or frame folder that is not
+    there and an output that cannot be written: an unknown suffix, a folder that cannot be made or written."""
+    src, dst = Path(src), Path(dst)
+    if not src.exists():
+        raise StylexportError(f"video not found: {src}; pass a video file or a folder of frames")
+    if dst.suffix and dst.suffix.lower() not in VIDEO_SUFFIXES:
+        raise StylexportError(f"output {dst}: unknown video type {dst.suffix!r}; use one of "
+                              f"{', '.join(VIDEO_SUFFIXES)} or a folder (no suffix) for frames")
+    check_writable(dst, folder=not dst.suffix)
+
+
 def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, batch: int = 1, strength: float = 1.0,
                   colors: bool = False, stabilize: float = 0.0, fps: float | None = None, crf: int = 18,
                   progress: Callable[[int, int | None], None] | None = None) -> VideoReport:
@@ -253,6 +265,7 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, bat
     if batch < 1:
         raise StylexportError(f"--batch {batch}: use 1 or more")
     src, dst = Path(src), Path(dst)
+    check_paths(src, dst)
     if src.is_dir():
         frames_in, info = _folder_frames(src, fps)
     else:
@@ -261,9 +274,6 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, bat
     if dst.suffix.lower() in VIDEO_SUFFIXES:
         report = _to_video(src, dst, runner, frames_in, info, batch=batch, strength=strength, colors=colors,
                            stabilize=stabilize, crf=crf, progress=progress)
-    elif dst.suffix:
-        raise StylexportError(f"output {dst}: unknown video type {dst.suffix!r}; use one of "
-                              f"{', '.join(VIDEO_SUFFIXES)} or a folder (no suffix) for frames")
     else:
         report = _to_folder(src, dst, runner, frames_in, info, batch=batch, strength=strength, colors=colors,
                             stabilize=stabilize, progress=progress)

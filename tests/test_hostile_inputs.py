@@ -148,6 +148,56 @@ def test_output_naming_an_existing_folder(tmp_path, make_image, model_and_ckpt):
     assert (tmp_path / "x.png" / "keep.txt").read_text() == "mine"
 
 
+def _never(*args, **kwargs):
+    raise AssertionError("the work started although its output could not be written")
+
+
+@pytest.mark.parametrize("command, work", [
+    ("gatys", "stylexport.gatys.stylize_gatys"),
+    ("sweep", "stylexport.gatys.sweep"),
+    ("bench", "stylexport.bench.run"),
+    ("stylize", "stylexport.cli._open_model"),
+    ("video", "stylexport.cli._open_model"),
+    ("train", "stylexport.train.load_vgg"),
+    ("export", "stylexport.export.parity_inputs"),
+])
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, make_image, model_and_ckpt,
+                                                                     monkeypatch, command, work):
+    """A file where the output's folder should be, or a folder that takes no files: one line before minutes of
+    optimising, timing, exporting or training (gatys wrote nothing after 160 s of L-BFGS; train's run folder
+    under a file was a traceback), and the file in the way is untouched."""
+    _, ckpt = model_and_ckpt
+    monkeypatch.setattr(work, _never)
+    blocker = tmp_path / "taken"
+    blocker.write_text("mine")
+    photo, clip = make_image(), tmp_path / "frames"
+    clip.mkdir()
+    make_image("f0.png").rename(clip / "f0.png")
+    args = {"gatys": ["gatys", photo, photo, "-o", blocker / "out.jpg"],
+            "sweep": ["sweep", photo, photo, "-o", blocker / "sheet.jpg"],
+            "bench": ["bench", ckpt, "-o", blocker / "bench.json"],
+            "stylize": ["stylize", photo, "-m", ckpt, "-o", blocker / "out.jpg"],
+            "video": ["video", clip, "-m", ckpt, "-o", blocker / "out.mp4"],
+            "train": ["train", "--style", photo, "--data", clip, "--steps", "1", "-o", blocker / "run"],
+            "export": ["export", ckpt, "--onnx", "-o", blocker / "exported"]}[command]
+    one_line_error(run(*args), f"cannot write {blocker}/", f"{blocker} is a file, not a folder")
+    assert blocker.read_text() == "mine"
+    if command in ("train", "export"):  # their output is a folder: a file in its place is refused the same way
+        one_line_error(run(*args[:-1], blocker), f"output folder {blocker} is an existing file")
+    if command != "bench":  # a folder that takes no new files (bench's default output has no folder to refuse)
+        readonly = tmp_path / "readonly"
+        readonly.mkdir()
+        readonly.chmod(0o500)
+        try:
+            if os.access(readonly, os.W_OK):  # root writes anywhere: /proc takes no files from anyone
+                readonly = "/proc"
+            out = f"{readonly}/{args[-1].name}" if hasattr(args[-1], "name") else f"{readonly}/out"
+            one_line_error(run(*args[:-1], out), f"cannot write {out}: folder {readonly} takes no new files")
+        finally:
+            if readonly != "/proc":
+                readonly.chmod(0o700)
+
+
 # ---- 8. temporaries left by a killed writer are cleaned by the next write; SIGTERM cleans at once
 
 

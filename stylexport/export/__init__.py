@@ -22,7 +22,7 @@ import torch
 from stylexport.checkpoint import LoadedModel, load_checkpoint
 from stylexport.contract import artifact_metadata
 from stylexport.errors import StylexportError
-from stylexport.fileio import write_text_atomic
+from stylexport.fileio import check_writable, write_text_atomic
 from stylexport.formats import ENGINES, FORMATS, Format, get_format, open_engine, resolve, unavailable, unmet
 from stylexport.metrics import compare, worst
 
@@ -164,6 +164,7 @@ def export(checkpoint: str | Path, formats: list[str], out_dir: str | Path, *, p
         check_available(fmt)
     loaded = load_checkpoint(checkpoint)
     out_dir = Path(out_dir)
+    check_writable(out_dir, folder=True)  # not after minutes of building
     inputs = parity_inputs()
     with torch.no_grad():
         references = [loaded.model(x) for x in inputs]
