@@ -529,6 +529,10 @@ def export(
                                    ("openvino", openvino), ("int8", int8), ("executorch", executorch),
                                    ("web", web)) if on]
     formats = formats_for_flags(flags or ["onnx", "fp16"], cuda=torch.cuda.is_available())
+    for value, option, flag in ((calibration, "--calibration", "int8"), (pte_max_side, "--pte-max-side", "executorch")):
+        if value is not None and flag not in flags:  # said, but nothing it changes is built: not silently ignored
+            raise typer.BadParameter(f"{option} {value} only changes --{flag} exports; add --{flag}, or leave "
+                                     f"{option} out", param_hint=option)
     try:
         b_min, b_opt, b_max = (int(v) for v in batch.split(","))
     except ValueError:

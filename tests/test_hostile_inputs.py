@@ -198,6 +198,24 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, m
                 readonly.chmod(0o700)
 
 
+def test_export_refuses_options_it_would_ignore_and_a_bad_calibration_folder_first(tmp_path, model_and_ckpt,
+                                                                                     monkeypatch):
+    """--calibration without --int8 (or --pte-max-side without --executorch) was silently ignored; an empty or
+    missing calibration folder was found only when the INT8 build reached it, after the other formats."""
+    _, ckpt = model_and_ckpt
+    monkeypatch.setattr("stylexport.export.parity_inputs", _never)
+    out = tmp_path / "exported"
+    one_line_error(run("export", ckpt, "--onnx", "--calibration", tmp_path, "-o", out),
+                   "--calibration", "only changes --int8 exports; add --int8, or leave --calibration out")
+    one_line_error(run("export", ckpt, "--pte-max-side", "512", "-o", out),
+                   "--pte-max-side 512 only changes --executorch exports")
+    (tmp_path / "empty").mkdir()
+    one_line_error(run("export", ckpt, "--onnx", "--int8", "--calibration", tmp_path / "empty", "-o", out),
+                   "no images in folder", "empty")
+    one_line_error(run("export", ckpt, "--int8", "--calibration", tmp_path / "nope", "-o", out), "nope")
+    assert not out.exists()
+
+
 # ---- 8. temporaries left by a killed writer are cleaned by the next write; SIGTERM cleans at once
 
 

@@ -165,6 +165,10 @@ def export(checkpoint: str | Path, formats: list[str], out_dir: str | Path, *, p
     loaded = load_checkpoint(checkpoint)
     out_dir = Path(out_dir)
     check_writable(out_dir, folder=True)  # not after minutes of building
+    if calibration_dir is not None:  # a missing or empty folder: now, not when the INT8 build reaches it
+        from stylexport.image import find_images
+
+        find_images([Path(calibration_dir)])
     inputs = parity_inputs()
     with torch.no_grad():
         references = [loaded.model(x) for x in inputs]
