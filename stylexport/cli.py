@@ -450,7 +450,7 @@ def video(
     """Stylize a video (audio, frame rate and duration kept) or a folder of frames."""
     from stylexport.video import check_paths, stylize_video
 
-    check_paths(source, output)  # before the model opens: its engine may be exported first
+    check_paths(source, output, fps=fps)  # before the model opens: its engine may be exported first
     runner = _open_model(_model_path(model, style), device=device, backend=backend)
     with _progress() as bar:
         task = bar.add_task("video", total=None, info=runner.name)
@@ -639,6 +639,10 @@ def bench(
     from stylexport.runtime import pick_device
 
     check_writable(output)  # not after minutes of timing
+    for value, option in ((gatys_iterations, "--gatys-iterations"), (gatys_sizes, "--gatys-sizes")):
+        if value is not None and not gatys:  # said, but nothing it changes runs: not silently ignored
+            raise typer.BadParameter(f"{option} {value} only applies with --gatys; add --gatys, or leave {option} "
+                                     "out", param_hint=option)
     gpu = pick_device(device).type == "cuda"
     size_list = tuple(parse_size(v) for v in (sizes or ("256,512,720p,1080p,4k" if gpu else "256,512")).split(","))
     gi = [int(v) for v in _floats(gatys_iterations or ("100,300,500" if gpu else "20"), "--gatys-iterations") if v]

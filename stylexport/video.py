@@ -243,12 +243,16 @@ def _threaded(produce: Callable[[Callable[[object], None]], None], maxsize: int)
         raise errors[0]
 
 
-def check_paths(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+def check_paths(src: str | os.PathLike, dst: str | os.PathLike, *, fps: float | None = None) -> None:
     """Refuse, before a model is opened (an engine may be exported first), a video or frame folder that is not
-    there and an output that cannot be written: an unknown suffix, a folder that cannot be made or written."""
+    there, a frame rate for a video that has its own, and an output that cannot be written: an unknown suffix,
+    a folder that cannot be made or written."""
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise StylexportError(f"video not found: {src}; pass a video file or a folder of frames")
+    if fps is not None and not src.is_dir():
+        raise StylexportError(f"--fps {fps:g} sets the frame rate of a folder of frames; the video {src} keeps its "
+                              "own (its frames are not resampled): leave --fps out")
     if dst.suffix and dst.suffix.lower() not in VIDEO_SUFFIXES:
         raise StylexportError(f"output {dst}: unknown video type {dst.suffix!r}; use one of "
                               f"{', '.join(VIDEO_SUFFIXES)} or a folder (no suffix) for frames")
@@ -265,7 +269,7 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, bat
     if batch < 1:
         raise StylexportError(f"--batch {batch}: use 1 or more")
     src, dst = Path(src), Path(dst)
-    check_paths(src, dst)
+    check_paths(src, dst, fps=fps)
     if src.is_dir():
         frames_in, info = _folder_frames(src, fps)
     else:

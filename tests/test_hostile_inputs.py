@@ -216,6 +216,23 @@ def test_export_refuses_options_it_would_ignore_and_a_bad_calibration_folder_fir
     assert not out.exists()
 
 
+def test_video_fps_and_bench_gatys_options_are_refused_where_they_change_nothing(tmp_path, make_image,
+                                                                                  model_and_ckpt, monkeypatch):
+    """`video --fps` on a video file (it keeps its own rate) and `bench --gatys-iterations/--gatys-sizes` without
+    --gatys were silently ignored: now one line, before a model is opened or anything is timed."""
+    _, ckpt = model_and_ckpt
+    monkeypatch.setattr("stylexport.cli._open_model", _never)
+    monkeypatch.setattr("stylexport.bench.run", _never)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not decoded: refused before")
+    one_line_error(run("video", clip, "-m", ckpt, "--fps", "5", "-o", tmp_path / "out.mp4"),
+                   "--fps 5 sets the frame rate of a folder of frames", "leave --fps out")
+    for option in ("--gatys-iterations", "--gatys-sizes"):
+        one_line_error(run("bench", ckpt, option, "64", "-o", tmp_path / "b.json"),
+                       f"{option} 64 only applies with --gatys; add --gatys")
+    assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "b.json").exists()
+
+
 # ---- 8. temporaries left by a killed writer are cleaned by the next write; SIGTERM cleans at once
 
 
