@@ -757,6 +757,11 @@ def train(
     if not result.main:  # other torchrun ranks: rank 0 reports for the run
         return
     ran = result.steps - result.start_step
+    if ran == 0:  # a resumed run that had already reached its steps ('trained 0 steps (steps 4-3 of 3)' before)
+        typer.echo(f"{run_dir} is already complete: step {result.steps} of {result.total_steps}, nothing to train; "
+                   f"its model is {run_dir / 'model.safetensors'}. To train further: stylexport train --resume "
+                   f"{run_dir} --steps N, N above {result.steps}")
+        return
     where = f" (steps {result.start_step + 1}-{result.steps} of {result.total_steps})" if result.start_step else ""
     typer.echo(f"trained {ran} steps{where} in {result.seconds:.1f} s ({result.images_per_second:.1f} images/s); "
                f"model {run_dir / 'model.safetensors'}, loss curve {run_dir / 'loss.png'}, previews in "

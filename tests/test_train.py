@@ -129,6 +129,13 @@ def test_cli_train_then_stylize_with_its_checkpoint(tmp_path, vgg, style_path, d
     result = runner.invoke(app, ["train", "--resume", str(run), "--steps", "3"])
     assert result.exit_code == 0, result.output
     assert json.loads((run / "history.jsonl").read_text().splitlines()[-1])["step"] == 3
+    stamp = (run / "model.safetensors").stat().st_mtime_ns
+    result = runner.invoke(app, ["train", "--resume", str(run)])  # already at its 3 steps: says so, writes no model
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.stdout.split()) == (f"{run} is already complete: step 3 of 3, nothing to train; its "
+                                               f"model is {run / 'model.safetensors'}. To train further: stylexport "
+                                               f"train --resume {run} --steps N, N above 3")
+    assert (run / "model.safetensors").stat().st_mtime_ns == stamp
     out = tmp_path / "styled.png"
     result = runner.invoke(app, ["stylize", str(make_image("x.png", 40, 44)), "-m", str(run / "model.safetensors"),
                                  "-o", str(out)])
