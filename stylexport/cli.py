@@ -259,7 +259,7 @@ def gatys(
 
     default_content, default_style = sample_paths()
     content, style = content or default_content, style or default_style
-    check_image_output(output)  # not after minutes of optimisation
+    check_image_output(output, (content, style))  # not after minutes of optimisation
     dev = pick_device(device)
     counts = tuple(int(v) for v in _floats(iterations, "--iterations"))
     fractions = tuple(_floats(scales, "--scales"))
@@ -815,7 +815,7 @@ def sweep(
         _loss_config(content_weight, 1.0, 0.0, 2.0, style_layer_weights=weights)  # one weight per layer
     default_content, default_style = sample_paths()
     content, style = content or default_content, style or default_style
-    check_image_output(output)  # not after minutes of optimisation
+    check_image_output(output, (content, style))  # not after minutes of optimisation
     dev = pick_device(device)
     content_img = resize_max_side(read_image(content), size)[None].to(dev)
     style_img = resize_max_side(read_image(style), style_size or size)[None].to(dev)

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from stylexport.errors import StylexportError
@@ -53,6 +53,16 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
     except OSError as exc:
         raise StylexportError(f"cannot write {path}: folder {existing} takes no new files ({exc.strerror or exc}); "
                               "choose another output path") from None
+
+
+def check_not_an_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
+    """Refuse an output that is one of the inputs (the same file, through any path or link): writing it would
+    replace the user's original, which nothing can bring back."""
+    target = os.path.realpath(output)
+    for given in inputs:
+        if os.path.realpath(given) == target:
+            raise StylexportError(f"output {output} is the input {given} itself: writing it would replace your "
+                                  "original; choose another output path (nothing was written)")
 
 
 def _read_umask() -> int:

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stylexport.contract import MIN_SIDE
 from stylexport.errors import StylexportError
-from stylexport.fileio import atomic_path, check_writable
+from stylexport.fileio import atomic_path, check_not_an_input, check_writable
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 MIN_SIZE = MIN_SIDE  # the transformer needs at least this many pixels on each side
@@ -127,10 +127,12 @@ def _save_format(path: Path) -> str:
     return fmt
 
 
-def check_image_output(path: str | os.PathLike) -> None:
-    """Refuse, before the work that makes it, an image ``save_image`` could not write: its suffix, its folder."""
+def check_image_output(path: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> None:
+    """Refuse, before the work that makes it, an image ``save_image`` could not write (its suffix, its folder)
+    or should not (one of ``inputs``: the user's original)."""
     _save_format(Path(path))
     check_writable(path)
+    check_not_an_input(path, inputs)
 
 
 def save_image(image: torch.Tensor, path: str | os.PathLike, *, quality: int = 95) -> Path:

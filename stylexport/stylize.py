@@ -17,7 +17,7 @@ import torch
 
 from stylexport.controls import apply_controls
 from stylexport.errors import StylexportError
-from stylexport.fileio import check_writable
+from stylexport.fileio import check_not_an_input, check_writable
 from stylexport.image import SAVE_FORMATS, read_image, resize_max_side, save_image
 
 log = logging.getLogger(__name__)
@@ -151,10 +151,11 @@ def plan_outputs(files: Sequence[Path], output: Path) -> list[Path]:
     """Where each input goes. One input and an image suffix: ``output`` is the file. Otherwise ``output`` is a
     folder and each image keeps its path relative to the inputs' common folder (``a/x.jpg`` and ``b/x.jpg`` go
     to ``OUT/a/x.jpg`` and ``OUT/b/x.jpg``), with a suffix we cannot write replaced by ``.png``. Two inputs
-    that would land on one file, and an output that cannot be written, are refused here, before anything is
-    written."""
+    that would land on one file, an output that is an input, and an output that cannot be written are refused
+    here, before anything is written."""
     if len(files) == 1 and output.suffix.lower() in SAVE_FORMATS:
         check_writable(output)
+        check_not_an_input(output, files)
         return [output]
     if output.suffix.lower() in SAVE_FORMATS and not output.is_dir():
         raise StylexportError(f"{len(files)} inputs but output {output} is one image; pass a folder for -o")
@@ -171,6 +172,8 @@ def plan_outputs(files: Sequence[Path], output: Path) -> list[Path]:
                                   "of them or stylize them into separate folders (nothing was written)")
         targets[target] = original
         plan.append(target)
+    for target in plan:  # -o the inputs' own folder: each image would be written over its original
+        check_not_an_input(target, files)
     return plan
 
 

@@ -85,6 +85,32 @@ def test_true_collision_is_refused_before_writing(tmp_path, make_image, model_an
     assert not (tmp_path / "out").exists()
 
 
+def test_an_output_that_is_an_input_is_refused_and_the_original_kept(tmp_path, make_image, model_and_ckpt,
+                                                                      monkeypatch):
+    """`stylize photo.jpg -o photo.jpg`, `-o` the inputs' own folder, or a link to the photo replaced the user's
+    original with the stylized image; gatys and video the same. Now one line, before any work."""
+    _, ckpt = model_and_ckpt
+    monkeypatch.setattr("stylexport.cli._open_model", _never)
+    monkeypatch.setattr("stylexport.gatys.stylize_gatys", _never)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo = make_image("a.jpg").rename(photos / "a.jpg")
+    make_image("b.png", seed=2).rename(photos / "b.png")
+    original = photo.read_bytes()
+    (tmp_path / "link.jpg").symlink_to(photo)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"refused before it is decoded")
+    for args in (["stylize", photo, "-m", ckpt, "-o", photo],
+                 ["stylize", photos, "-m", ckpt, "-o", photos],
+                 ["stylize", photos, "-m", ckpt, "-o", tmp_path / "photos" / ".." / "photos"],
+                 ["stylize", tmp_path / "link.jpg", "-m", ckpt, "-o", photo],
+                 ["gatys", photo, make_image("s.png"), "-o", photo],
+                 ["video", clip, "-m", ckpt, "-o", clip]):
+        one_line_error(run(*args), "is the input", "itself: writing it would replace your original",
+                       "nothing was written")
+    assert photo.read_bytes() == original and clip.read_bytes() == b"refused before it is decoded"
+
+
 # ---- 7. tracebacks that became one line
 
 
