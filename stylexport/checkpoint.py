@@ -113,9 +113,13 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The stylexport metadata of a .safetensors checkpoint ({} for a foreign file)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), "pt") as f:
-        raw = (f.metadata() or {}).get(METADATA_KEY)
-    return json.loads(raw) if raw else {}
+    try:
+        with safe_open(str(path), "pt") as f:
+            raw = (f.metadata() or {}).get(METADATA_KEY)
+        return json.loads(raw) if raw else {}
+    except Exception as exc:  # noqa: BLE001 - truncated or not safetensors at all; metadata that is not JSON
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise StylexportError(f"cannot read checkpoint {path}: {reason}") from None
 
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")  # training scripts' {"model": weights, "optimizer": ...}

@@ -329,7 +329,8 @@ def styles() -> None:
         table.add_column(col)
     for st in found:
         m = st.metadata
-        table.add_row(st.name, str(m.get("painting") or m.get("style_name", "")), str(m.get("painting_license", "")),
+        painting = f"cannot be used: {st.problem}" if st.problem else str(m.get("painting") or m.get("style_name", ""))
+        table.add_row(st.name, painting, str(m.get("painting_license", "")),
                       str(m.get("step", "")), f"{st.model.stat().st_size / 1e6:.1f} MB",
                       str(st.thumbnail) if st.thumbnail else "-")
     _stdout().print(table)

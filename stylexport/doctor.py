@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-OK, MISSING, INFO = "ok", "missing", "info"
+OK, MISSING, INFO, ERROR = "ok", "missing", "info", "error"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,10 +173,13 @@ def _styles() -> list[Check]:
     from stylexport.styles import list_styles, styles_dir
 
     found = list_styles()
-    names = ", ".join(s.name for s in found)
+    names = ", ".join(s.name for s in found if not s.problem)
     if not found:
         return [Check("styles", "installed styles", MISSING, f"none in {styles_dir()} (training/README.md)")]
-    return [Check("styles", "installed styles", OK, f"{len(found)} in {styles_dir()}: {names}")]
+    usable = [s for s in found if not s.problem]
+    checks = [Check("styles", "installed styles", OK if usable else MISSING,
+                    f"{len(usable)} in {styles_dir()}" + (f": {names}" if usable else ""))]
+    return checks + [Check("styles", s.name, ERROR, s.problem) for s in found if s.problem]
 
 
 def _cache() -> list[Check]:
@@ -241,5 +244,5 @@ def diagnose() -> list[Check]:
         except Exception as exc:  # noqa: BLE001 - doctor must report a broken environment, not crash in it
             name = probe.__name__.lstrip("_")
             first = str(exc).splitlines()[0] if str(exc) else ""
-            checks.append(Check(name, name, "error", f"{type(exc).__name__}: {first}"))
+            checks.append(Check(name, name, ERROR, f"{type(exc).__name__}: {first}"))
     return checks

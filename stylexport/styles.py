@@ -26,6 +26,7 @@ class Style:
     model: Path
     thumbnail: Path | None
     metadata: dict[str, Any]
+    problem: str | None = None  # why the file cannot be used (damaged, not a checkpoint); listed, never run
 
 
 def styles_dir() -> Path:
@@ -39,12 +40,19 @@ def list_styles() -> list[Style]:
     found = []
     for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
         thumb = path.with_suffix(".jpg")
-        found.append(Style(path.stem, path, thumb if thumb.is_file() else None, read_metadata(path)))
+        try:  # one damaged file must not hide the others (it ended `styles` and every --style in a traceback)
+            metadata, problem = read_metadata(path), None
+        except StylexportError as exc:
+            metadata, problem = {}, str(exc)
+        found.append(Style(path.stem, path, thumb if thumb.is_file() else None, metadata, problem))
     return found
 
 
 def find_style(name: str) -> Style:
     styles = {s.name: s for s in list_styles()}
+    if name in styles and styles[name].problem:
+        raise StylexportError(f"style {name!r} cannot be used: {styles[name].problem}; reinstall it, or remove "
+                              f"{styles[name].model}")
     if name in styles:
         return styles[name]
     if not styles:
@@ -55,7 +63,7 @@ def find_style(name: str) -> Style:
 
 def default_style() -> Style | None:
     """DEFAULT_STYLE where it is installed, else the first installed style by name; None with no styles."""
-    found = list_styles()
+    found = [s for s in list_styles() if not s.problem]
     return next((s for s in found if s.name == DEFAULT_STYLE), found[0] if found else None)
 
 

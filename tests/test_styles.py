@@ -65,3 +65,32 @@ def test_with_neither_model_nor_style_the_default_style_is_used_and_said(tmp_pat
     assert read_image(out).shape == (3, 40, 56)
     result = runner.invoke(app, ["stylize", str(photo), "-m", str(run), "--style", "aaa", "-o", str(out)])
     assert result.exit_code == 2 and f"pass either --model {run} or --style aaa, not both" in result.output
+
+
+def test_a_damaged_style_file_is_listed_as_such_and_hides_no_other(tmp_path, monkeypatch, random_model, make_image):
+    """One truncated .safetensors in the styles folder ended `styles`, `doctor`'s row and every --style (the
+    good ones too) in a traceback: now it is listed with its reason, refused by name, skipped as the default."""
+    from stylexport.doctor import _styles
+    from stylexport.styles import default_style
+
+    zoo = tmp_path / "zoo"
+    monkeypatch.setenv(STYLES_ENV, str(zoo))
+    ship_style(save_checkpoint(tmp_path / "m.safetensors", random_model, {"style_name": "good"}), "good",
+               make_image("painting.png"))
+    (zoo / "broken.safetensors").write_bytes(b"\x00" * 7)
+    broken, good = list_styles()
+    assert (broken.name, good.name) == ("broken", "good") and good.problem is None
+    assert broken.problem.startswith(f"cannot read checkpoint {zoo / 'broken.safetensors'}: ")
+    assert find_style("good").model == good.model and default_style().name == "good"
+    result = runner.invoke(app, ["styles"])
+    assert result.exit_code == 0 and "cannot be used: cannot read checkpoint" in " ".join(result.output.split())
+    out = tmp_path / "out.png"
+    result = runner.invoke(app, ["stylize", str(make_image(h=40, w=56)), "--style", "good", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["stylize", str(make_image()), "--style", "broken", "-o", str(tmp_path / "b.png")])
+    assert result.exit_code == 2 and result.stderr.startswith("error: style 'broken' cannot be used: cannot read "
+                                                              "checkpoint") and "Traceback" not in result.output
+    assert "reinstall it, or remove" in result.stderr
+    rows = _styles()
+    assert [(c.name, c.status) for c in rows] == [("installed styles", "ok"), ("broken", "error")]
+    assert rows[0].detail == f"1 in {zoo}: good"
