@@ -189,6 +189,19 @@ def _saved_model(run_dir: Path, saved: dict[str, Any]) -> dict[str, torch.Tensor
     return loaded.model.state_dict()
 
 
+def _load_state(state_path: Path, run_dir: Path) -> dict[str, Any]:
+    """The resumable state, or one line saying it is damaged (a copy cut short, a full disk) and what is left."""
+    try:
+        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+        if not {"optimizer", "step", "rng", "scaler"} <= saved.keys():
+            raise ValueError(f"it lacks {', '.join(sorted({'optimizer', 'step', 'rng', 'scaler'} - saved.keys()))}")
+        return saved
+    except Exception as exc:  # noqa: BLE001 - truncated, not a torch file, another program's state
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise StylexportError(f"cannot resume {run_dir}: {STATE_FILE} is damaged ({reason}); its {MODEL_FILE} "
+                              "still stylizes, and a new run folder trains again from the start") from None
+
+
 def _died_before_first_checkpoint(run_dir: Path) -> bool:
     """A folder holding only what a run writes before its first checkpoint, and no state.pt."""
     return run_dir.is_dir() and not (run_dir / STATE_FILE).exists() and \
@@ -269,6 +282,9 @@ def _global_mean(terms, world: int) -> dict[str, float]:
 def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     """The TrainConfig saved in a run folder (to resume it), or a one-line error."""
     config_path = Path(run_dir) / CONFIG_FILE
+    if not Path(run_dir).is_dir():
+        raise StylexportError(f"cannot resume {run_dir}: no such run folder; pass the folder a stylexport train -o "
+                              "wrote")
     if not config_path.is_file():
         raise StylexportError(f"cannot resume {run_dir}: no {CONFIG_FILE} there; is it a stylexport run folder?")
     try:
@@ -340,7 +356,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     step = 0
     if resume:
-        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+        saved = _load_state(state_path, run_dir)
         model.load_state_dict(_saved_model(run_dir, saved))
         optimizer.load_state_dict(saved["optimizer"])
         scaler.load_state_dict(saved["scaler"])

@@ -370,3 +370,23 @@ def test_resume_refuses_a_state_and_model_of_different_steps(tmp_path, vgg, styl
     shutil.copy(tmp_path / "a" / "model.safetensors", tmp_path / "b" / "model.safetensors")  # step 4 beside 8
     with pytest.raises(StylexportError, match="state.pt is from step 8 but model.safetensors from step 4"):
         train(cfg(style_path, data_dir, steps=12), tmp_path / "b", resume=True)
+
+
+def test_a_damaged_state_or_a_missing_run_folder_is_one_line_and_the_run_is_kept(tmp_path, vgg, style_path,
+                                                                                   data_dir):
+    """A state.pt cut short (a copy interrupted, a full disk) ended --resume in a traceback (OSError); a folder
+    that does not exist was called 'not a stylexport run folder'."""
+    train(cfg(style_path, data_dir, steps=4), tmp_path / "a")
+    state = tmp_path / "a" / "state.pt"
+    whole = state.read_bytes()
+    state.write_bytes(whole[:5000])
+    before = sorted((p.name, p.stat().st_size) for p in (tmp_path / "a").iterdir())
+    with pytest.raises(StylexportError, match=r"cannot resume .*a: state.pt is damaged \(.*\); its model.safetensors "
+                                              r"still stylizes"):
+        train(cfg(style_path, data_dir, steps=8), tmp_path / "a", resume=True)
+    assert sorted((p.name, p.stat().st_size) for p in (tmp_path / "a").iterdir()) == before
+    torch.save({"step": 4}, state)  # a torch file, but not a run's state
+    with pytest.raises(StylexportError, match=r"state.pt is damaged \(it lacks optimizer, rng, scaler\)"):
+        train(cfg(style_path, data_dir, steps=8), tmp_path / "a", resume=True)
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path / "nope")])
+    one_line_error(result, f"cannot resume {tmp_path / 'nope'}: no such run folder")
