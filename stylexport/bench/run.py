@@ -122,10 +122,10 @@ def exported_artifacts(checkpoint: Path, exported: str) -> dict[str, Path]:
     made = {a["format"]: Path(exported) / Path(a["path"]).name for a in records
             if a.get("passed") and a.get("checkpoint_sha256") == sha}
     if not made:
-        others = sorted({str(a.get("checkpoint")) for a in records})
-        raise StylexportError(f"--exported {exported} holds no artifact exported from {checkpoint} (its "
-                              f"artifacts come from {', '.join(others) or 'nothing'}); export {checkpoint} "
-                              "there again")
+        others = ", ".join(sorted({str(a.get("checkpoint")) for a in records}))
+        held = f"its artifacts come from {others}" if others else f"its {EXPORT_RECORD} records no artifact"
+        raise StylexportError(f"--exported {exported} holds no artifact exported from {checkpoint} ({held}); export "
+                              f"{checkpoint} there again")
     return made
 
 

@@ -214,7 +214,8 @@ def read_export_record(out_dir: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {"artifacts": []}
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        log.warning("%s is not an export record (%s); starting a new one", path, exc)
+        log.warning("%s is not an export record (%s); it counts as empty (the next export there writes a new "
+                    "one)", path, exc)
         return {"artifacts": []}
     for a in artifacts:
         a.setdefault("checkpoint", data.get("checkpoint"))
