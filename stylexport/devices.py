@@ -24,12 +24,18 @@ def pick_device(name: str = "auto") -> torch.device:
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise StylexportError(f"device {name!r} requested but no CUDA GPU is available; use --device cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
-        raise StylexportError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):  # mps, xpu...: not engines of ours; never a silent CPU
+        raise StylexportError(f"unknown device {name!r}; use auto, cpu or cuda[:N]")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise StylexportError(f"device {name!r} requested but no CUDA GPU is available; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise StylexportError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA "
+                              f"GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
 
 
 def has_module(module: str) -> bool:
