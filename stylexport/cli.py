@@ -179,6 +179,13 @@ GATYS_SCALES = "0.5,0.75,1"
 GATYS_LAYER_WEIGHTS = "0.01,0.1,1,1"
 
 
+class Amp(StrEnum):
+    auto = "auto"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    off = "off"
+
+
 class Optimizer(StrEnum):
     lbfgs = "lbfgs"
     adam = "adam"
@@ -704,7 +711,8 @@ def train(
     preview_every: Annotated[int | None, typer.Option(min=1, help="Steps between preview images.")] = None,
     log_every: Annotated[int | None, typer.Option(min=1, help="Steps between loss-history entries.")] = None,
     workers: Annotated[int | None, typer.Option(min=0, help="DataLoader worker processes.")] = None,
-    amp: Annotated[str | None, typer.Option(help="Mixed precision on CUDA: auto, bf16, fp16, off.")] = None,
+    amp: Annotated[Amp | None, typer.Option(help="Mixed precision on CUDA (auto: bf16 where the GPU has it, else "
+                                             "fp16); the CPU trains in FP32.")] = None,
     hold_out: Annotated[int | None, typer.Option(min=0, help="Photos kept out of training for evaluation, evenly "
                                                  "spaced; listed in the run's held_out.txt (previews are the "
                                                  "first of them).")] = None,
@@ -742,9 +750,16 @@ def train(
     overrides = {"style": str(style) if style else None, "data": str(data) if data else None, "steps": steps,
                  "epochs": epochs, "batch_size": batch_size, "lr": lr, "image_size": image_size,
                  "style_size": style_size, "seed": seed, "checkpoint_every": checkpoint_every,
-                 "preview_every": preview_every, "log_every": log_every, "workers": workers, "amp": amp,
+                 "preview_every": preview_every, "log_every": log_every, "workers": workers,
+                 "amp": amp.value if amp else None,
                  "hold_out": hold_out, "max_minutes": max_minutes, "vgg_weights": vgg_weights, "device": device}
     config = dataclasses.replace(base, loss=loss, **{k: v for k, v in overrides.items() if v is not None})
+    if amp in (Amp.bf16, Amp.fp16):
+        from stylexport.devices import pick_device
+
+        if pick_device(config.device).type != "cuda":  # was silently ignored: the run was FP32
+            raise typer.BadParameter(f"{amp.value} is mixed precision on CUDA; this run trains on the CPU, in FP32: "
+                                     "leave --amp out", param_hint="--amp")
 
     with _progress() as bar:
         task = bar.add_task("train", total=None, info="")

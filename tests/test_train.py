@@ -390,3 +390,14 @@ def test_a_damaged_state_or_a_missing_run_folder_is_one_line_and_the_run_is_kept
         train(cfg(style_path, data_dir, steps=8), tmp_path / "a", resume=True)
     result = runner.invoke(app, ["train", "--resume", str(tmp_path / "nope")])
     one_line_error(result, f"cannot resume {tmp_path / 'nope'}: no such run folder")
+
+
+@pytest.mark.parametrize("amp, words", [("bf16", "bf16 is mixed precision on CUDA; this run trains on the CPU, in "
+                                                 "FP32: leave --amp out"),
+                                        ("fp16", "fp16 is mixed precision on CUDA"),
+                                        ("half", "'half' is not one of 'auto', 'bf16', 'fp16', 'off'")])
+def test_amp_that_would_change_nothing_or_is_unknown_is_refused_on_the_cpu(tmp_path, style_path, data_dir, amp, words):
+    """`--amp bf16` on the CPU trained in FP32 without a word, and an unknown --amp was only refused on a GPU."""
+    result = runner.invoke(app, cli_train(style_path, data_dir, tmp_path / "run", 1, "--amp", amp, "--device", "cpu"))
+    one_line_error(result, "--amp", words)
+    assert not (tmp_path / "run").exists()
