@@ -389,7 +389,8 @@ def stylize(
     tile: Annotated[int | None, typer.Option(min=16, help="Stylize in tiles of this many px (for images too "
                                              "large for memory); instance-norm statistics are shared across "
                                              "tiles, so there are no seams. Checkpoints only.")] = None,
-    tile_margin: Annotated[int, typer.Option(min=0, help="Context around each tile, px (multiple of 4).")] = 64,
+    tile_margin: Annotated[int | None, typer.Option(min=0, help="With --tile: context around each tile, px "
+                                                    "(multiple of 4; default 64).")] = None,
     device: DeviceOption = "auto",
 ) -> None:
     """Stylize images with a trained feed-forward network.
@@ -401,6 +402,9 @@ def stylize(
     from stylexport.image import find_images, read_image
     from stylexport.stylize import plan_outputs, stylize_files
 
+    if tile_margin is not None and tile is None:  # said, but nothing is tiled: not silently ignored
+        raise typer.BadParameter(f"--tile-margin {tile_margin} only applies with --tile; add --tile SIZE, or leave "
+                                 "--tile-margin out", param_hint="--tile-margin")
     model = _model_path(model, style)
     files = find_images(inputs)
     targets = plan_outputs(files, output)
@@ -411,12 +415,14 @@ def stylize(
         task = bar.add_task("stylize", total=len(files), info=runner.name)
         infer = None
         if tile is not None:
-            from stylexport.tiles import stylize_tiled
+            from stylexport.tiles import DEFAULT_MARGIN, stylize_tiled
+
+            margin = DEFAULT_MARGIN if tile_margin is None else tile_margin
 
             def infer(image, path):
                 sub = bar.add_task("tiles", total=None, info=path.name)
                 try:
-                    return stylize_tiled(runner.model, image, tile=tile, margin=tile_margin, device=runner.device,
+                    return stylize_tiled(runner.model, image, tile=tile, margin=margin, device=runner.device,
                                          progress=lambda done, total: bar.update(sub, completed=done, total=total))
                 finally:
                     bar.remove_task(sub)

@@ -242,10 +242,10 @@ def test_export_refuses_options_it_would_ignore_and_a_bad_calibration_folder_fir
     assert not out.exists()
 
 
-def test_video_fps_and_bench_gatys_options_are_refused_where_they_change_nothing(tmp_path, make_image,
-                                                                                  model_and_ckpt, monkeypatch):
-    """`video --fps` on a video file (it keeps its own rate) and `bench --gatys-iterations/--gatys-sizes` without
-    --gatys were silently ignored: now one line, before a model is opened or anything is timed."""
+def test_options_that_would_change_nothing_are_refused(tmp_path, make_image, model_and_ckpt, monkeypatch):
+    """`video --fps` on a video file (it keeps its own rate), `bench --gatys-iterations/--gatys-sizes` without
+    --gatys and `stylize --tile-margin` without --tile were silently ignored: now one line, before a model is
+    opened or anything is timed."""
     _, ckpt = model_and_ckpt
     monkeypatch.setattr("stylexport.cli._open_model", _never)
     monkeypatch.setattr("stylexport.bench.run", _never)
@@ -256,6 +256,8 @@ def test_video_fps_and_bench_gatys_options_are_refused_where_they_change_nothing
     for option in ("--gatys-iterations", "--gatys-sizes"):
         one_line_error(run("bench", ckpt, option, "64", "-o", tmp_path / "b.json"),
                        f"{option} 64 only applies with --gatys; add --gatys")
+    one_line_error(run("stylize", make_image(), "-m", ckpt, "--tile-margin", "32", "-o", tmp_path / "o.png"),
+                   "--tile-margin 32 only applies with --tile; add --tile SIZE")
     assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "b.json").exists()
 
 
