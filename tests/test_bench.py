@@ -28,6 +28,21 @@ def test_parse_size():
     for bad in ("huge", "0", "3x4x5", "-2x8", "x"):
         with pytest.raises(StylexportError, match="use HxW"):
             parse_size(bad)
+    for small in ("8", "15x64"):  # every engine refuses it: one line, not a table of failed rows
+        with pytest.raises(StylexportError, match=f"size '{small}': each side must be at least 16 px"):
+            parse_size(small)
+    assert parse_size("16x17") == (16, 17)
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"batches": (1, 0)}, "--batch 1, 0: each must be 1 or more"),  # a traceback from torch.cat before
+    ({"gatys_iterations": (0,)}, "--gatys-iterations 0: each must be 1 or more"),
+    ({"gatys_sizes": (8,)}, "--gatys-sizes 8: each must be at least 16 px"),
+    ({"backends": ("torch-fp32", "ort-cpu", "torch-fp32")}, "--backends names torch-fp32 more than once"),
+])
+def test_bench_config_refuses_what_cannot_be_timed(options, words):
+    with pytest.raises(StylexportError, match=words):
+        BenchConfig(**options)
 
 
 def test_unavailable_backend_is_skipped_with_reason(monkeypatch):

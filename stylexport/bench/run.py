@@ -26,6 +26,7 @@ import torch
 
 from stylexport.bench.environment import environment, measure_matmul, peak_tflops
 from stylexport.bench.timing import instability, percentiles, photo, sync, time_compute, time_end_to_end
+from stylexport.contract import MIN_SIDE
 from stylexport.errors import StylexportError
 from stylexport.formats import (
     BENCH_ENGINES,
@@ -64,6 +65,8 @@ def parse_size(text: str) -> tuple[int, int]:
     if h < 1 or w < 1:
         raise StylexportError(f"size {text!r}: use HxW (e.g. 270x480), N for NxN, or one of "
                               f"{', '.join(NAMED_SIZES)}")
+    if min(h, w) < MIN_SIDE:  # every engine would refuse it: one line now, not a table of failed rows
+        raise StylexportError(f"size {text!r}: each side must be at least {MIN_SIDE} px")
     return h, w
 
 
@@ -80,6 +83,17 @@ class BenchConfig:
     train_throughput: bool = False
     device: str = "auto"
     exported: str | None = None  # a folder `stylexport export` wrote for this checkpoint: its artifacts are used
+
+    def __post_init__(self):
+        for what, values in (("--batch", self.batches), ("--gatys-iterations", self.gatys_iterations),
+                             ("--gatys-sizes", self.gatys_sizes)):
+            if any(v < 1 for v in values):
+                raise StylexportError(f"{what} {', '.join(map(str, values))}: each must be 1 or more")
+        if self.gatys_sizes and min(self.gatys_sizes) < MIN_SIDE:
+            raise StylexportError(f"--gatys-sizes {min(self.gatys_sizes)}: each must be at least {MIN_SIDE} px")
+        twice = sorted({b for b in self.backends or () if self.backends.count(b) > 1})
+        if twice:
+            raise StylexportError(f"--backends names {', '.join(twice)} more than once; name each engine once")
 
     @property
     def rounds(self) -> int:
