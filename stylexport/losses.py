@@ -31,6 +31,20 @@ class LossConfig:
     style_layers: tuple[str, ...] = STYLE_LAYERS
     style_layer_weights: tuple[float, ...] | None = None  # None: equal weights, as in the paper
 
+    def __post_init__(self):
+        import math
+
+        from stylexport.errors import StylexportError
+
+        weights = {"content-weight": self.content_weight, "style-weight": self.style_weight,
+                   "tv-weight": self.tv_weight, **{f"style-layer-weights (weight {i + 1})": w
+                                                   for i, w in enumerate(self.style_layer_weights or ())}}
+        for name, value in weights.items():  # a negative weight would maximise its term
+            if not (math.isfinite(value) and value >= 0):
+                raise StylexportError(f"--{name} {value:g}: loss weights must be finite and 0 or more")
+        if not (math.isfinite(self.tv_beta) and self.tv_beta > 0):
+            raise StylexportError(f"--tv-beta {self.tv_beta:g}: the total-variation exponent must be above 0")
+
     def layer_weights(self) -> tuple[float, ...]:
         if self.style_layer_weights is None:
             return (1.0,) * len(self.style_layers)

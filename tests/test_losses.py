@@ -67,3 +67,20 @@ def test_perceptual_loss_weights_terms():
     assert two.style.item() == pytest.approx(3 * one.style.item())
     assert two.tv.item() == pytest.approx(5 * one.tv.item())
     assert two.total.item() == pytest.approx(two.content.item() + two.style.item() + two.tv.item())
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("content_weight", -1.0, "--content-weight -1: loss weights must be finite and 0 or more"),
+    ("style_weight", float("nan"), "--style-weight nan: loss weights"),
+    ("tv_weight", -1e-7, "--tv-weight -1e-07: loss weights"),
+    ("style_layer_weights", (1.0, -1.0, 1.0, 1.0), r"--style-layer-weights \(weight 2\) -1: loss weights"),
+    ("tv_beta", 0.0, "--tv-beta 0: the total-variation exponent must be above 0"),
+])
+def test_negative_or_non_finite_weights_are_refused(field, value, words):
+    """A negative weight maximises its term (gatys and train ran with one, to nonsense, without a word)."""
+    from stylexport.errors import StylexportError
+
+    with pytest.raises(StylexportError, match=words):
+        LossConfig(**{field: value})
+    zero = LossConfig(content_weight=0.0, style_weight=0.0, tv_weight=0.0, style_layer_weights=(0.0,) * 4)
+    assert zero.layer_weights() == (0.0,) * 4  # 0 switches a term off: allowed
