@@ -17,7 +17,7 @@ from stylexport.runtime import InputSpec, TorchRunner, check_batch, open_runner
 from stylexport.runtime.onnx_reference import OnnxReferenceRunner
 from stylexport.runtime.onnxruntime_backend import OrtRunner
 
-from .conftest import smooth_image
+from .conftest import one_line_error, smooth_image
 
 runner = CliRunner()
 
@@ -159,16 +159,16 @@ def test_profile_check_message():
     check_batch(torch.zeros(1, 3, 720, 1280), spec)
 
 
-def test_corrupt_and_truncated_onnx(tmp_path, exported):
+def test_corrupt_and_truncated_onnx(tmp_path, exported, make_image):
     _, out = exported
     data = (out / "waves.onnx").read_bytes()
     (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 3])
     with pytest.raises(StylexportError, match="cannot load ONNX model .*cut.onnx"):
         OrtRunner(tmp_path / "cut.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"\x08\x07garbage")
-    result = runner.invoke(app, ["stylize", str(tmp_path / "junk.onnx"), "-m", str(tmp_path / "junk.onnx"), "-o",
+    result = runner.invoke(app, ["stylize", str(make_image()), "-m", str(tmp_path / "junk.onnx"), "-o",
                                  str(tmp_path / "o.png")])
-    assert result.exit_code == 2
+    one_line_error(result, "cannot load ONNX model", "junk.onnx")
 
 
 def test_plan_without_sidecar_and_engine_for_another_gpu(tmp_path, monkeypatch):

@@ -196,7 +196,7 @@ def test_serve_refuses_a_folder_that_is_not_an_app_and_a_busy_port(tmp_path):
     one_line_error(result, f"cannot serve on 127.0.0.1:{port}", "choose another --port")
 
 
-def test_the_app_folder_is_complete_and_describes_itself(model_and_ckpt, tmp_path):
+def test_the_app_folder_is_complete_and_describes_itself(model_and_ckpt, tmp_path, make_image):
     if find_runtime() is None:
         _require_browser()
     _, ckpt = model_and_ckpt
@@ -213,8 +213,8 @@ def test_the_app_folder_is_complete_and_describes_itself(model_and_ckpt, tmp_pat
     report = json.loads((tmp_path / "export.json").read_text())["artifacts"][0]
     assert report["format"] == "web" and report["passed"] and report["parity"]["max_abs"] <= 0.5
     assert report["size_bytes"] > (tmp_path / "ort" / RUNTIME_FILES[-1]).stat().st_size  # the runtime counts
-    result = runner.invoke(app, ["stylize", str(tmp_path / "model.onnx"), "-m", str(tmp_path / "index.html"), "-o",
-                                 str(tmp_path / "x.png")])
+    result = runner.invoke(app, ["stylize", str(make_image()), "-m", str(tmp_path / "index.html"), "-o",
+                                 str(tmp_path / "x.png")])  # a real photo: stylize reads a single photo first
     one_line_error(result, "web artifact is not a model stylexport runs", "model.onnx runs here")
 
 
