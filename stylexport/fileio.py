@@ -55,12 +55,14 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
                               "choose another output path") from None
 
 
-def check_not_an_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
+def check_not_an_input(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike]) -> None:
     """Refuse an output that is one of the inputs (the same file, through any path or link): writing it would
-    replace the user's original, which nothing can bring back."""
-    target = os.path.realpath(output)
-    for given in inputs:
-        if os.path.realpath(given) == target:
+    replace the user's original, which nothing can bring back. Each path is resolved once (a folder of
+    thousands of photos is one pass, not one per output)."""
+    originals = {os.path.realpath(given): given for given in inputs}
+    for output in outputs:
+        given = originals.get(os.path.realpath(output))
+        if given is not None:
             raise StylexportError(f"output {output} is the input {given} itself: writing it would replace your "
                                   "original; choose another output path (nothing was written)")
 

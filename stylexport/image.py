@@ -132,7 +132,7 @@ def check_image_output(path: str | os.PathLike, inputs: Sequence[str | os.PathLi
     or should not (one of ``inputs``: the user's original)."""
     _save_format(Path(path))
     check_writable(path)
-    check_not_an_input(path, inputs)
+    check_not_an_input([path], inputs)
 
 
 def save_image(image: torch.Tensor, path: str | os.PathLike, *, quality: int = 95) -> Path:

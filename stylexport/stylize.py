@@ -155,7 +155,7 @@ def plan_outputs(files: Sequence[Path], output: Path) -> list[Path]:
     here, before anything is written."""
     if len(files) == 1 and output.suffix.lower() in SAVE_FORMATS:
         check_writable(output)
-        check_not_an_input(output, files)
+        check_not_an_input([output], files)
         return [output]
     if output.suffix.lower() in SAVE_FORMATS and not output.is_dir():
         raise StylexportError(f"{len(files)} inputs but output {output} is one image; pass a folder for -o")
@@ -172,8 +172,7 @@ def plan_outputs(files: Sequence[Path], output: Path) -> list[Path]:
                                   "of them or stylize them into separate folders (nothing was written)")
         targets[target] = original
         plan.append(target)
-    for target in plan:  # -o the inputs' own folder: each image would be written over its original
-        check_not_an_input(target, files)
+    check_not_an_input(plan, files)  # -o the inputs' own folder: each image would be written over its original
     return plan
 
 

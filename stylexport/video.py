@@ -257,7 +257,7 @@ def check_paths(src: str | os.PathLike, dst: str | os.PathLike, *, fps: float | 
         raise StylexportError(f"output {dst}: unknown video type {dst.suffix!r}; use one of "
                               f"{', '.join(VIDEO_SUFFIXES)} or a folder (no suffix) for frames")
     check_writable(dst, folder=not dst.suffix)
-    check_not_an_input(dst, [src])  # a video over itself, or frames written over the folder's own frames
+    check_not_an_input([dst], [src])  # a video over itself, or frames written over the folder's own frames
 
 
 def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, batch: int = 1, strength: float = 1.0,
