@@ -144,6 +144,14 @@ class _Progress(Progress):
               file=sys.stderr, flush=True)
 
 
+def _only_with(option: str, value, given: bool, *, needs: str, add: str) -> None:
+    """Refuse an option that was said but changes nothing without another (it would be silently ignored):
+    '{option} {value} only {needs}; add {add}, or leave {option} out'."""
+    if value is not None and not given:
+        raise typer.BadParameter(f"{option} {value} only {needs}; add {add}, or leave {option} out",
+                                 param_hint=option)
+
+
 def _duration(seconds: float) -> str:
     """90 s, 25 min, 3.5 h: how long, to the precision a log reader needs."""
     if seconds < 99.5:
@@ -402,9 +410,7 @@ def stylize(
     from stylexport.image import find_images, read_image
     from stylexport.stylize import plan_outputs, stylize_files
 
-    if tile_margin is not None and tile is None:  # said, but nothing is tiled: not silently ignored
-        raise typer.BadParameter(f"--tile-margin {tile_margin} only applies with --tile; add --tile SIZE, or leave "
-                                 "--tile-margin out", param_hint="--tile-margin")
+    _only_with("--tile-margin", tile_margin, tile is not None, needs="applies with --tile", add="--tile SIZE")
     model = _model_path(model, style)
     files = find_images(inputs)
     targets = plan_outputs(files, output)
@@ -544,9 +550,7 @@ def export(
                                    ("web", web)) if on]
     formats = formats_for_flags(flags or ["onnx", "fp16"], cuda=torch.cuda.is_available())
     for value, option, flag in ((calibration, "--calibration", "int8"), (pte_max_side, "--pte-max-side", "executorch")):
-        if value is not None and flag not in flags:  # said, but nothing it changes is built: not silently ignored
-            raise typer.BadParameter(f"{option} {value} only changes --{flag} exports; add --{flag}, or leave "
-                                     f"{option} out", param_hint=option)
+        _only_with(option, value, flag in flags, needs=f"changes --{flag} exports", add=f"--{flag}")
     try:
         b_min, b_opt, b_max = (int(v) for v in batch.split(","))
     except ValueError:
@@ -654,9 +658,7 @@ def bench(
 
     check_writable(output)  # not after minutes of timing
     for value, option in ((gatys_iterations, "--gatys-iterations"), (gatys_sizes, "--gatys-sizes")):
-        if value is not None and not gatys:  # said, but nothing it changes runs: not silently ignored
-            raise typer.BadParameter(f"{option} {value} only applies with --gatys; add --gatys, or leave {option} "
-                                     "out", param_hint=option)
+        _only_with(option, value, gatys, needs="applies with --gatys", add="--gatys")
     gpu = pick_device(device).type == "cuda"
     size_list = tuple(parse_size(v) for v in (sizes or ("256,512,720p,1080p,4k" if gpu else "256,512")).split(","))
     gi = [int(v) for v in _floats(gatys_iterations or ("100,300,500" if gpu else "20"), "--gatys-iterations") if v]

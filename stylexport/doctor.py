@@ -173,12 +173,11 @@ def _styles() -> list[Check]:
     from stylexport.styles import list_styles, styles_dir
 
     found = list_styles()
-    names = ", ".join(s.name for s in found if not s.problem)
     if not found:
         return [Check("styles", "installed styles", MISSING, f"none in {styles_dir()} (training/README.md)")]
-    usable = [s for s in found if not s.problem]
+    usable = [s.name for s in found if not s.problem]
     checks = [Check("styles", "installed styles", OK if usable else MISSING,
-                    f"{len(usable)} in {styles_dir()}" + (f": {names}" if usable else ""))]
+                    f"{len(usable)} in {styles_dir()}" + (f": {', '.join(usable)}" if usable else ""))]
     return checks + [Check("styles", s.name, ERROR, s.problem) for s in found if s.problem]
 
 

@@ -193,8 +193,8 @@ def _load_state(state_path: Path, run_dir: Path) -> dict[str, Any]:
     """The resumable state, or one line saying it is damaged (a copy cut short, a full disk) and what is left."""
     try:
         saved = torch.load(state_path, map_location="cpu", weights_only=True)
-        if not {"optimizer", "step", "rng", "scaler"} <= saved.keys():
-            raise ValueError(f"it lacks {', '.join(sorted({'optimizer', 'step', 'rng', 'scaler'} - saved.keys()))}")
+        if lacks := sorted({"optimizer", "step", "rng", "scaler"} - saved.keys()):
+            raise ValueError(f"it lacks {', '.join(lacks)}")
         return saved
     except Exception as exc:  # noqa: BLE001 - truncated, not a torch file, another program's state
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
