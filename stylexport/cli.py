@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
@@ -48,15 +49,32 @@ class _Group(TyperGroup):
             typer.echo(f"error: {message} (see {command} --help)", err=True)
             sys.exit(getattr(exc, "exit_code", 2))
 
+    def get_params(self, ctx):
+        params = super().get_params(ctx)  # the program's own --version, --verbose, completion and --help
+        for param in params:
+            _tidy_help(param)
+        return params
+
     def get_command(self, ctx, cmd_name):
         command = super().get_command(ctx, cmd_name)
-        for param in getattr(command, "params", ()):
-            _tidy_help(param)
+        if command is not None:
+            command.help = _reflow(command.help)
+            for param in command.get_params(ctx):  # with its --help
+                _tidy_help(param)
         return command
 
 
+def _reflow(text: str | None) -> str | None:
+    """A docstring's paragraphs as single lines, for rich to wrap to the terminal: it keeps the source's line
+    breaks inside a paragraph, which cut the help into ragged lines (and split a command's summary in the list
+    of commands)."""
+    if not text:
+        return text
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n"))
+
+
 def _tidy_help(param) -> None:
-    """Help without noise: flags show no '<bool>', arguments read CHECKPOINT / INPUTS... instead of
+    """Help without noise: flags (--help too) show no '<bool>', arguments read CHECKPOINT / INPUTS... instead of
     '{checkpoint} <path>' and '<list[Path]>'."""
     if getattr(param, "is_flag", False):
         param.metavar = ""
@@ -150,6 +168,13 @@ def _only_with(option: str, value, given: bool, *, needs: str, add: str) -> None
     if value is not None and not given:
         raise typer.BadParameter(f"{option} {value} only {needs}; add {add}, or leave {option} out",
                                  param_hint=option)
+
+
+def _said(ctx: typer.Context, name: str):
+    """The value of parameter ``name`` when the user gave it (command line or environment), else None: tells an
+    option that was said from its default, also where the default is shown in --help."""
+    source = ctx.get_parameter_source(name)
+    return ctx.params[name] if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT") else None
 
 
 def _duration(seconds: float) -> str:
@@ -464,13 +489,15 @@ def video(
                                              "the input is still (0 off; 0.5 is a good start).")] = 0.0,
     fps: Annotated[float | None, typer.Option(help="Frame rate when the input is a folder of frames "
                                               "(default 25).")] = None,
-    crf: Annotated[int, typer.Option(min=0, max=51, help="H.264 quality (lower is better).")] = 18,
+    crf: Annotated[int | None, typer.Option(min=0, max=51, help="Quality of H.264 and VP9 (.webm) output, "
+                                            "lower is better (default 18); frames in a folder are lossless "
+                                            "PNG.")] = None,
     device: DeviceOption = "auto",
 ) -> None:
     """Stylize a video (audio, frame rate and duration kept) or a folder of frames."""
     from stylexport.video import check_paths, stylize_video
 
-    check_paths(source, output, fps=fps)  # before the model opens: its engine may be exported first
+    check_paths(source, output, fps=fps, crf=crf)  # before the model opens: its engine may be exported first
     runner = _open_model(_model_path(model, style), device=device, backend=backend)
     with _progress() as bar:
         task = bar.add_task("video", total=None, info=runner.name)
@@ -510,6 +537,7 @@ def _format_help(flag: str) -> str:
 
 @app.command()
 def export(
+    ctx: typer.Context,
     checkpoint: Annotated[Path, typer.Argument(help="A stylexport or pytorch/examples checkpoint.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the artifacts and export.json.")]
     = Path("exported"),
@@ -539,27 +567,31 @@ def export(
 
     With no format flag: --onnx and --fp16.
     """
-    import torch
+    flags = [name for name, on in (("onnx", onnx), ("fp16", fp16), ("trt", trt), ("aoti", aoti),
+                                   ("openvino", openvino), ("int8", int8), ("executorch", executorch),
+                                   ("web", web)) if on]
+    for name, option, flag in (("calibration", "--calibration", "int8"), ("pte_max_side", "--pte-max-side",
+                                                                            "executorch"),
+                               ("min_size", "--min", "trt"), ("opt_size", "--opt", "trt"),
+                               ("max_size", "--max", "trt"), ("batch", "--batch", "trt"),
+                               ("workspace", "--workspace", "trt")):
+        _only_with(option, _said(ctx, name), flag in flags, needs=f"changes --{flag} exports", add=f"--{flag}")
+    try:
+        b_min, b_opt, b_max = (int(v) for v in batch.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{batch!r} is not three numbers min,opt,max", param_hint="--batch") from None
+    shapes = (_shape(min_size, "--min", b_min), _shape(opt_size, "--opt", b_opt), _shape(max_size, "--max", b_max))
+    if not all(a <= b <= c for a, b, c in zip(*shapes, strict=True)):
+        raise typer.BadParameter(f"need min <= opt <= max, got {shapes[0]} / {shapes[1]} / {shapes[2]}",
+                                 param_hint="--min/--opt/--max")
+    import torch  # after the options are checked: its import alone takes seconds
     from rich.table import Table
 
     from stylexport.export import Profile, formats_for_flags
     from stylexport.export import export as run_export
 
-    flags = [name for name, on in (("onnx", onnx), ("fp16", fp16), ("trt", trt), ("aoti", aoti),
-                                   ("openvino", openvino), ("int8", int8), ("executorch", executorch),
-                                   ("web", web)) if on]
+    profile = Profile(min=shapes[0], opt=shapes[1], max=shapes[2])
     formats = formats_for_flags(flags or ["onnx", "fp16"], cuda=torch.cuda.is_available())
-    for value, option, flag in ((calibration, "--calibration", "int8"), (pte_max_side, "--pte-max-side", "executorch")):
-        _only_with(option, value, flag in flags, needs=f"changes --{flag} exports", add=f"--{flag}")
-    try:
-        b_min, b_opt, b_max = (int(v) for v in batch.split(","))
-    except ValueError:
-        raise typer.BadParameter(f"{batch!r} is not three numbers min,opt,max", param_hint="--batch") from None
-    profile = Profile(min=_shape(min_size, "--min", b_min), opt=_shape(opt_size, "--opt", b_opt),
-                      max=_shape(max_size, "--max", b_max))
-    if not all(a <= b <= c for a, b, c in zip(profile.min, profile.opt, profile.max, strict=True)):
-        raise typer.BadParameter(f"need min <= opt <= max, got {profile.min} / {profile.opt} / {profile.max}",
-                                 param_hint="--min/--opt/--max")
     with _progress() as bar:
         task = bar.add_task("export", total=len(formats), info="")
 

@@ -31,6 +31,9 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm")
 # Preferred video codecs per container, best first; the first one this FFmpeg build has is used.
 CODECS = {".webm": ("libvpx-vp9", "libvpx"), ".avi": ("mpeg4",)}
 DEFAULT_CODECS = ("libx264", "h264", "libopenh264", "mpeg4")
+# Encoders whose quality --crf sets (constant quality; VP9 needs its bitrate cap off for it), with their options.
+CRF_ENCODERS = {"libx264": {"preset": "medium"}, "libvpx-vp9": {"b": "0"}}
+DEFAULT_CRF = 18
 _END = object()
 
 
@@ -243,10 +246,12 @@ def _threaded(produce: Callable[[Callable[[object], None]], None], maxsize: int)
         raise errors[0]
 
 
-def check_paths(src: str | os.PathLike, dst: str | os.PathLike, *, fps: float | None = None) -> None:
+def check_paths(src: str | os.PathLike, dst: str | os.PathLike, *, fps: float | None = None,
+                crf: int | None = None) -> None:
     """Refuse, before a model is opened (an engine may be exported first), a video or frame folder that is not
-    there, a frame rate for a video that has its own, and an output that cannot be written: an unknown suffix,
-    a folder that cannot be made or written."""
+    there, a frame rate for a video that has its own, a quality for an output that has none to set (frames in a
+    folder, an .avi), and an output that cannot be written: an unknown suffix, a folder that cannot be made or
+    written."""
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise StylexportError(f"video not found: {src}; pass a video file or a folder of frames")
@@ -256,21 +261,30 @@ def check_paths(src: str | os.PathLike, dst: str | os.PathLike, *, fps: float | 
     if dst.suffix and dst.suffix.lower() not in VIDEO_SUFFIXES:
         raise StylexportError(f"output {dst}: unknown video type {dst.suffix!r}; use one of "
                               f"{', '.join(VIDEO_SUFFIXES)} or a folder (no suffix) for frames")
+    if crf is not None and not (dst.suffix and any(c in CRF_ENCODERS for c in CODECS.get(dst.suffix.lower(),
+                                                                                          DEFAULT_CODECS))):
+        what = "a folder gets lossless PNG frames" if not dst.suffix else f"{dst.suffix} is written as MPEG-4 " \
+            "Part 2, which has no constant-quality setting"
+        raise StylexportError(f"--crf {crf} sets the quality of H.264 (.mp4, .mkv, .mov, .m4v) and VP9 (.webm) "
+                              f"output; {what}: write one of those, or leave --crf out")
     check_writable(dst, folder=not dst.suffix)
     check_not_an_input([dst], [src])  # a video over itself, or frames written over the folder's own frames
 
 
 def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, batch: int = 1, strength: float = 1.0,
-                  colors: bool = False, stabilize: float = 0.0, fps: float | None = None, crf: int = 18,
+                  colors: bool = False, stabilize: float = 0.0, fps: float | None = None, crf: int | None = None,
                   progress: Callable[[int, int | None], None] | None = None) -> VideoReport:
-    """Stylize ``src`` (a video file or a folder of frames) into ``dst`` (a video file or a folder)."""
+    """Stylize ``src`` (a video file or a folder of frames) into ``dst`` (a video file or a folder).
+
+    ``crf``: constant quality of H.264 and VP9 output (lower is better; None: 18); refused where there is none to
+    set (a folder of frames, an .avi, an FFmpeg build that has only MPEG-4 Part 2)."""
     import time
 
     check_strength(strength)
     if batch < 1:
         raise StylexportError(f"--batch {batch}: use 1 or more")
     src, dst = Path(src), Path(dst)
-    check_paths(src, dst, fps=fps)
+    check_paths(src, dst, fps=fps, crf=crf)
     if src.is_dir():
         frames_in, info = _folder_frames(src, fps)
     else:
@@ -349,7 +363,7 @@ def _to_folder(src: Path, dst: Path, runner, frames_in, info, *, progress, **opt
                        warnings=short_input_warning(src, n, info) if container is not None else [])
 
 
-def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int, progress, **opts) -> VideoReport:
+def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None, progress, **opts) -> VideoReport:
     av = import_av()
     container = None
     audio_in = None
@@ -359,6 +373,9 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int, progre
         audio_in = container.streams.audio[0] if container.streams.audio else None
     rate = info.get("rate") or Fraction(info["fps"]).limit_denominator(1001)
     codec = pick_codec(av, dst.suffix.lower())
+    if crf is not None and codec not in CRF_ENCODERS:
+        raise StylexportError(f"--crf {crf}: this FFmpeg build writes {dst.suffix} with {codec}, which has no "
+                              "constant-quality setting; leave --crf out")
     ensure_parent(dst)
     stats = _FrameStats()
     audio_mode = "none"
@@ -369,8 +386,8 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int, progre
             ostream.width, ostream.height = info["width"], info["height"]
             even = info["width"] % 2 == 0 and info["height"] % 2 == 0
             ostream.pix_fmt = "yuv420p" if even or codec not in ("libx264",) else "yuv444p"
-            if codec == "libx264":
-                ostream.options = {"crf": str(crf), "preset": "medium"}
+            if codec in CRF_ENCODERS:
+                ostream.options = {"crf": str(DEFAULT_CRF if crf is None else crf), **CRF_ENCODERS[codec]}
             if not even and codec != "libx264":
                 raise StylexportError(f"{codec} needs an even frame size and this video is {info['width']}x"
                                       f"{info['height']}; write .mp4 (H.264 takes any size) or a folder")

@@ -117,6 +117,20 @@ def test_stylize_help_says_which_files_to_trust():
     assert "load them only from sources you trust" in text and ".safetensors" in text and "are data" in text
 
 
+def test_help_shows_flags_without_a_type_and_paragraphs_as_one_line_each():
+    """The program's own options and every command's --help read '<bool>' as if they took a value, and the
+    docstrings' line breaks cut paragraphs (and the command list's summaries) into ragged lines."""
+    wide = CliRunner(env={"COLUMNS": "300"})
+    for args in ([], ["engines"], ["engines", "build"], ["doctor"], ["stylize"], ["export"]):
+        text = wide.invoke(app, [*args, "--help"]).output
+        assert "--help" in text and "<bool>" not in text, args
+    listing = wide.invoke(app, ["--help"]).output
+    doctor = next(line for line in listing.splitlines() if " doctor " in line)
+    assert doctor.rstrip(" │").endswith("each backend's status (runs here, or why not).")
+    usage = wide.invoke(app, ["stylize", "--help"]).output
+    assert "contain native code that runs when they are loaded; load them only" in usage
+
+
 def test_help_completion_and_option_errors_answer_without_importing_torch():
     """`--help`, a mistyped option and shell completion (which runs the program on every TAB) never need torch,
     whose import alone takes seconds on a small CPU: the CLI imports it only in a command's body."""

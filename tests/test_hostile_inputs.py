@@ -261,6 +261,30 @@ def test_options_that_would_change_nothing_are_refused(tmp_path, make_image, mod
     assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "b.json").exists()
 
 
+def test_options_with_shown_defaults_are_refused_only_when_given(tmp_path, make_image, model_and_ckpt, monkeypatch):
+    """TensorRT's profile options without --trt and `video --crf` for frames or an .avi changed nothing and were
+    accepted silently (their defaults are shown in --help, so a value alone cannot say whether the user gave it):
+    refused when said, before the export or the model; their defaults alone stay silent."""
+    _, ckpt = model_and_ckpt
+    monkeypatch.setattr("stylexport.cli._open_model", _never)
+    monkeypatch.setattr("stylexport.export.export", _never)
+    out = tmp_path / "exported"
+    for option, value in (("--min", "32x32"), ("--opt", "720x1280"), ("--max", "2160x3840"), ("--batch", "1,2,4"),
+                          ("--workspace", "2")):
+        one_line_error(run("export", ckpt, "--onnx", option, value, "-o", out),
+                       f"{option} {value}", "only changes --trt exports; add --trt, or leave " + option)
+    assert isinstance(run("export", ckpt, "--onnx", "-o", out).exception, AssertionError)  # defaults: it exports
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not decoded: refused before")
+    one_line_error(run("video", clip, "-m", ckpt, "--crf", "23", "-o", tmp_path / "frames"),
+                   "--crf 23 sets the quality of H.264", "a folder gets lossless PNG frames", "leave --crf out")
+    one_line_error(run("video", clip, "-m", ckpt, "--crf", "23", "-o", tmp_path / "out.avi"),
+                   ".avi is written as MPEG-4 Part 2")
+    webm = run("video", clip, "-m", ckpt, "--crf", "23", "-o", tmp_path / "o.webm")
+    assert isinstance(webm.exception, AssertionError)  # VP9 takes it: on to the model
+    assert not out.exists() and not (tmp_path / "frames").exists()
+
+
 # ---- 8. temporaries left by a killed writer are cleaned by the next write; SIGTERM cleans at once
 
 

@@ -179,3 +179,17 @@ def test_a_cut_short_video_warns_with_frames_and_duration(tmp_path, random_model
     # the intact clip: no warning
     result = runner.invoke(app, ["video", str(clip), "-o", str(tmp_path / "full.mp4"), "-m", str(ckpt)])
     assert result.exit_code == 0 and "warning" not in result.stderr
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_crf_sets_the_quality_of_h264_and_vp9(tmp_path, model_runner, suffix):
+    """--crf was applied to H.264 only; .webm (VP9) ignored it. A lower crf keeps more detail: a larger file (the
+    noisy frames themselves, strength 0, so that there is detail to keep)."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=6, audio=False, noise=40)
+    sizes = {}
+    for crf in (4, 45):
+        out = tmp_path / f"crf{crf}{suffix}"
+        stylize_video(clip, out, model_runner, crf=crf, strength=0.0)
+        assert probe(out)["frames"] == 6
+        sizes[crf] = out.stat().st_size
+    assert sizes[4] > 2 * sizes[45], sizes
