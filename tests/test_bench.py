@@ -94,6 +94,31 @@ def test_harness_on_cpu_writes_required_fields(tmp_path):
     assert out.with_suffix(".png").stat().st_size > 1000
 
 
+def test_plot_labels_each_measured_size_and_marks_real_time():
+    """The latency plot's x axis read '4x10^-3' megapixels; it now names each measured size, draws the 30 fps
+    line that 'real time' means, and keeps the legend off the data."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from stylexport.bench.report import figure
+
+    matplotlib.use("Agg")
+    stats = {"p25_ms": 9.0, "p50_ms": 10.0, "p75_ms": 12.0}
+    rows = [{"backend": b, "height": h, "width": w, "batch": 1, "compute": {k: v * f * h * w / 4096 for k, v in
+                                                                            stats.items()}}
+            for b, f in (("torch-fp32", 1.0), ("ort-cpu", 0.5)) for h, w in ((720, 1280), (64, 64), (256, 256))]
+    fig = figure({"results": rows, "environment": {"cpu": "test"}})
+    latency, speedup = fig.axes
+    for ax in (latency, speedup):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["64x64", "256x256", "1280x720"]
+        assert ax.get_legend() is None
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["torch-fp32", "ort-cpu"]
+    assert any(list(line.get_ydata()) == [1000 / 30] * 2 for line in latency.get_lines())
+    assert [float(y) for y in speedup.get_lines()[1].get_ydata()] == pytest.approx([2.0, 2.0, 2.0])
+    assert figure({"results": [dict(rows[0], batch=8)], "environment": {}}) is None
+    plt.close(fig)
+
+
 def test_bench_exports_once_into_the_engine_cache_that_stylize_uses(monkeypatch):
     """A second bench (and stylize) reuse the first one's export: on CPU the ExecuTorch programs alone take
     minutes to lower. Nothing is left in a temporary folder."""
