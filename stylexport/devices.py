@@ -82,6 +82,13 @@ def cpu_flags() -> tuple[str, ...]:
     return ()
 
 
+def cpu_bf16_problem() -> str | None:
+    """None where the CPU computes BF16 natively (AVX-512 BF16 or AMX), else why BF16 should not run on it."""
+    if {"avx512_bf16", "amx_bf16"} & set(cpu_flags()):
+        return None
+    return "this CPU has no BF16 instructions (AVX-512 BF16 or AMX); BF16 would be emulated, slower than FP32"
+
+
 def nvidia_smi() -> dict[str, str]:
     """Driver version and clocks from nvidia-smi; {} where there is none."""
     fields = "driver_version,clocks.sm,clocks.mem,clocks.max.sm,power.limit,temperature.gpu"

@@ -182,16 +182,23 @@ def test_gatys_rows(vgg):
     assert "| 64x64 | 2 |" in table and "- (no row at this size) |" in table
 
 
-def test_training_throughput_rows(vgg):
+@pytest.mark.parametrize("flags, amps", [(("avx2",), ["off"]), (("avx2", "avx512_bf16"), ["off", "bf16"])])
+def test_training_throughput_rows(vgg, monkeypatch, flags, amps):
+    """A CPU times FP32 training steps, and BF16 autocast beside them where it computes BF16 natively."""
     from stylexport.bench.report import markdown_table
     from stylexport.bench.run import training_throughput
 
-    rows = training_throughput(torch.device("cpu"), batches=(1, 2), steps=1, size=32)
-    assert [r["batch"] for r in rows] == [1, 2] and all(r["amp"] == "off" for r in rows)
+    monkeypatch.setattr("stylexport.devices.cpu_flags", lambda: flags)
+    rows = training_throughput(torch.device("cpu"), batches=(1, 2), steps=3, size=32, block=2)
+    assert [(r["batch"], r["amp"]) for r in rows] == [(b, a) for b in (1, 2) for a in amps]
+    assert all(r["steps"] == 3 and len(r["block_images_per_second"]) == 2 for r in rows)  # blocks of 2 + 1
+    for r in rows:  # the whole rate lies within its blocks' rates
+        assert min(r["block_images_per_second"]) <= r["images_per_second"] <= max(r["block_images_per_second"])
     for r in rows:
         assert r["images_per_second"] > 0
         assert r["paper_schedule_hours"] == pytest.approx(160_000 / r["images_per_second"] / 3600)
     data = run(None, BenchConfig(backends=("torch-fp32",), sizes=((32, 32),), repeats=2, block=2, warmup=0,
                                  device="cpu"))
     table = markdown_table({**data, "training": rows})
-    assert f"| 32x32 | 2 | {rows[1]['images_per_second']:.1f} | off |" in table
+    for r in rows:
+        assert f"| 32x32 | {r['batch']} | {r['images_per_second']:.1f} | {r['amp']} |" in table

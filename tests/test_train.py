@@ -3,12 +3,13 @@ import json
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from stylexport.checkpoint import load_checkpoint
 from stylexport.cli import app
 from stylexport.errors import StylexportError
-from stylexport.train import TrainConfig, train
+from stylexport.train import TrainConfig, autocast_dtype, train
 
 from .conftest import VGG_SPEC, one_line_error, smooth_image
 
@@ -392,12 +393,43 @@ def test_a_damaged_state_or_a_missing_run_folder_is_one_line_and_the_run_is_kept
     one_line_error(result, f"cannot resume {tmp_path / 'nope'}: no such run folder")
 
 
-@pytest.mark.parametrize("amp, words", [("bf16", "bf16 is mixed precision on CUDA; this run trains on the CPU, in "
-                                                 "FP32: leave --amp out"),
-                                        ("fp16", "fp16 is mixed precision on CUDA"),
-                                        ("half", "'half' is not one of 'auto', 'bf16', 'fp16', 'off'")])
-def test_amp_that_would_change_nothing_or_is_unknown_is_refused_on_the_cpu(tmp_path, style_path, data_dir, amp, words):
-    """`--amp bf16` on the CPU trained in FP32 without a word, and an unknown --amp was only refused on a GPU."""
+NO_BF16 = ("avx2", "fma")
+BF16 = ("avx2", "fma", "avx512f", "avx512_bf16")
+
+
+@pytest.mark.parametrize("amp, flags, words", [
+    ("bf16", NO_BF16, "--amp bf16 on the CPU: this CPU has no BF16 instructions (AVX-512 BF16 or AMX)"),
+    ("fp16", BF16, "--amp fp16 is mixed precision on CUDA; this run trains on the CPU: use --amp bf16"),
+    ("half", BF16, "'half' is not one of 'auto', 'bf16', 'fp16', 'off'")])
+def test_amp_the_cpu_cannot_run_is_refused(tmp_path, style_path, data_dir, monkeypatch, amp, flags, words):
+    """`--amp bf16` on the CPU trained in FP32 without a word, and an unknown --amp was only refused on a GPU; now
+    bf16 runs where the CPU has BF16 instructions and is refused, saying why, where it has none."""
+    monkeypatch.setattr("stylexport.devices.cpu_flags", lambda: flags)
     result = runner.invoke(app, cli_train(style_path, data_dir, tmp_path / "run", 1, "--amp", amp, "--device", "cpu"))
     one_line_error(result, "--amp", words)
     assert not (tmp_path / "run").exists()
+    with pytest.raises(StylexportError, match="unknown --amp 'half'"):  # the Python API refuses it too, on the CPU
+        autocast_dtype("half", torch.device("cpu"))
+
+
+def test_bf16_on_a_cpu_that_has_it_trains_under_autocast_with_fp32_weights(tmp_path, style_path, data_dir,
+                                                                             monkeypatch):
+    """On a CPU with AVX-512 BF16 or AMX, --amp bf16 trains the network under BF16 autocast: the same seeded run
+    ends near the FP32 one but not on it (the convolutions rounded to BF16), its weights and checkpoint stay
+    FP32, and the run records it. Without --amp such a CPU trains in FP32 and says that bf16 is there."""
+    monkeypatch.setattr("stylexport.devices.cpu_flags", lambda: BF16)
+    result = runner.invoke(app, cli_train(style_path, data_dir, tmp_path / "bf16", 3, "--amp", "bf16",
+                                          "--device", "cpu"))
+    assert result.exit_code == 0, result.output
+    assert "--amp bf16 trains faster" not in result.output
+    result = runner.invoke(app, cli_train(style_path, data_dir, tmp_path / "fp32", 3, "--device", "cpu"))
+    assert result.exit_code == 0, result.output
+    assert "note: this CPU computes BF16 natively: --amp bf16 trains faster" in result.output
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["amp"] == "bf16"
+    bf16, fp32 = (load_file(tmp_path / run / "model.safetensors") for run in ("bf16", "fp32"))
+    assert {t.dtype for t in bf16.values()} == {torch.float32}
+    moved = [(bf16[k] - fp32[k]).abs().max().item() for k in fp32]
+    assert 0 < max(moved) < 0.05, max(moved)  # Adam's 3 steps of 1e-3 move a weight by at most ~3e-3
+    monkeypatch.setattr("stylexport.devices.cpu_flags", lambda: NO_BF16)
+    result = runner.invoke(app, cli_train(style_path, data_dir, tmp_path / "plain", 1, "--device", "cpu"))
+    assert result.exit_code == 0 and "note:" not in result.output

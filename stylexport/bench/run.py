@@ -359,13 +359,17 @@ def bench_gatys(model, config: BenchConfig, device: torch.device, step: Callable
 
 
 def training_throughput(device: torch.device, batches: tuple[int, ...] = (4, 16), steps: int = 20,
-                        size: int = 256) -> list[dict[str, Any]]:
-    """Images/s of the training step (forward, VGG loss, backward, Adam) on real-photo crops, per batch size:
-    the very loss function and settings train.py uses (bf16 autocast and channels_last on CUDA)."""
+                        size: int = 256, block: int = 5) -> list[dict[str, Any]]:
+    """Images/s of the training step (forward, VGG loss, backward, Adam) on real-photo crops, per batch size and
+    precision: the very loss function and settings train.py uses (channels_last on CUDA). CUDA times what
+    ``--amp auto`` trains in; a CPU times FP32, and BF16 autocast beside it where the CPU computes BF16
+    natively. The precisions of a batch size run in alternating blocks of ``block`` steps, so drift on a shared
+    machine cannot favour one."""
+    from stylexport.devices import cpu_bf16_problem
     from stylexport.gatys import style_targets
     from stylexport.image import read_image, resize_max_side, sample_paths
     from stylexport.losses import LossConfig
-    from stylexport.train import loss_function
+    from stylexport.train import autocast_dtype, loss_function
     from stylexport.vgg import load_vgg
 
     vgg = load_vgg(None, device)
@@ -373,33 +377,42 @@ def training_throughput(device: torch.device, batches: tuple[int, ...] = (4, 16)
     targets = style_targets(vgg, resize_max_side(read_image(sample_paths()[1]), 512)[None].to(device),
                             cfg.style_layers)
     cuda = device.type == "cuda"
-    amp = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
-    batch_loss = loss_function(vgg, targets, cfg, device, amp)
+    amps = [autocast_dtype("auto", device)] if cuda else [None] + ([torch.bfloat16] if not cpu_bf16_problem() else [])
     memory_format = torch.channels_last if cuda else torch.contiguous_format
     rows = []
     for batch in batches:
-        torch.manual_seed(0)
-        model = TransformerNet().to(device, memory_format=memory_format).train()
-        opt = torch.optim.Adam(model.parameters(), 1e-3)
         x = torch.cat([photo(size, size, seed=i + 1) for i in range(batch)]).to(device)
         x = x.contiguous(memory_format=memory_format)
+        runs = []
+        for amp in amps:
+            torch.manual_seed(0)
+            model = TransformerNet().to(device, memory_format=memory_format).train()
+            opt = torch.optim.Adam(model.parameters(), 1e-3)
+            batch_loss = loss_function(vgg, targets, cfg, device, amp)
 
-        def step(model=model, opt=opt, x=x):
-            loss = batch_loss(model, x).total
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            def step(model=model, opt=opt, batch_loss=batch_loss, x=x):
+                loss = batch_loss(model, x).total
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
 
-        for _ in range(3):
-            step()
-        sync(device)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        sync(device)
-        seconds = time.perf_counter() - t0
-        ips = steps * batch / seconds
-        rows.append({"images_per_second": ips, "batch": batch, "size": size, "steps": steps,
-                     "amp": "bf16" if amp is not None else "off", "channels_last": cuda,
-                     "paper_schedule_hours": 2 * 80_000 / ips / 3600})
+            for _ in range(3):
+                step()
+            runs.append((amp, step, []))  # (autocast dtype, step, [(steps, seconds) per block])
+        while any(sum(n for n, _ in blocks) < steps for _, _, blocks in runs):
+            for _, run_step, blocks in runs:
+                n = min(block, steps - sum(n for n, _ in blocks))
+                sync(device)
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    run_step()
+                sync(device)
+                blocks.append((n, time.perf_counter() - t0))
+        for amp, _, blocks in runs:
+            done, seconds = sum(n for n, _ in blocks), sum(t for _, t in blocks)
+            ips = done * batch / seconds
+            rows.append({"images_per_second": ips, "batch": batch, "size": size, "steps": done,
+                         "block_images_per_second": [n * batch / t for n, t in blocks if n],
+                         "amp": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp, "off"),
+                         "channels_last": cuda, "paper_schedule_hours": 2 * 80_000 / ips / 3600})
     return rows
