@@ -213,6 +213,24 @@ def _backends() -> list[Check]:
     return checks
 
 
+def _default_engine() -> list[Check]:
+    """Which engine stylize and video pick for a checkpoint given no --backend (stylize.auto_candidates, in
+    order), and which engines run here only when named."""
+    from stylexport.devices import pick_device
+    from stylexport.formats import ENGINES, unavailable
+    from stylexport.stylize import auto_candidates
+
+    device = pick_device("auto")
+    order = [e.name for e in auto_candidates(device)]
+    named = [e.name for e in ENGINES.values() if e.name not in order and unavailable(e, device) is None]
+    detail = f"a checkpoint given no --backend runs on {order[0]}"
+    if len(order) > 1:
+        detail += f" (else, where an export fails its gate, {', '.join(order[1:])})"
+    if named:
+        detail += f"; only when named with --backend: {', '.join(named)}"
+    return [Check("stylize", "default engine", INFO, detail)]
+
+
 def _exports() -> list[Check]:
     """One row per format ``export`` writes: can it be built here (the needs of stylexport.formats), with the fix."""
     from stylexport.devices import pick_device
@@ -231,7 +249,7 @@ def _exports() -> list[Check]:
 
 PROBES: tuple[Callable[[], list[Check]], ...] = (_platform, _torch, _onnxruntime, _tensorrt, _compiler, _video,
                                                  _cpp_host, _vgg, _styles, _cache, _backends,
-                                                 _exports)
+                                                 _default_engine, _exports)
 
 
 def diagnose() -> list[Check]:

@@ -84,3 +84,20 @@ def test_engine_cache_row_says_where_it_is_and_what_it_holds(monkeypatch, tmp_pa
             (tmp_path / "engines" / sha / "sub" / f"f{i}.onnx").write_bytes(b"\0" * size)
     (row,) = [c for c in _doctor_json() if c["name"] == "engine cache"]
     assert "engines of 2 checkpoints, 3.5 MB" in row["detail"]  # (2 + 1 + 0.5) MiB, worked out by hand
+
+
+def test_default_engine_row_names_what_stylize_picks_and_what_runs_only_by_name(monkeypatch):
+    """Which engine a checkpoint runs on without --backend was said nowhere but in the README's prose; on a CPU
+    with BF16 the BF16 engines run, but only when named."""
+    from stylexport.stylize import auto_candidates
+
+    monkeypatch.setattr("stylexport.devices.cpu_flags", lambda: ("avx2", "avx512f", "avx512_bf16"))
+    row = next(c for c in _doctor_json() if c["section"] == "stylize")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    order = [e.name for e in auto_candidates(device)]
+    assert row["name"] == "default engine" and row["detail"].startswith(f"a checkpoint given no --backend runs on "
+                                                                        f"{order[0]}")
+    named = row["detail"].split("only when named with --backend: ")[1].split(", ")
+    assert "torch-bf16" in named and not set(named) & set(order)
+    if formats.has_module("openvino") and device.type == "cpu":
+        assert "openvino-bf16" in named and "openvino-int8" in named
