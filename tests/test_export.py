@@ -197,7 +197,7 @@ def test_bad_export_requests(model_and_ckpt, tmp_path):
         assert not (tmp_path / "t").exists()
         with pytest.raises(StylexportError, match="FP16 is not supported by the torch CPU backend"):
             TorchRunner(model_and_ckpt[0], precision="fp16")
-    result = runner.invoke(app, ["export", str(ckpt), "--min", "10x10"])
+    result = runner.invoke(app, ["export", str(ckpt), "--trt", "--min", "10x10"])  # before TensorRT is looked for
     assert result.exit_code == 2 and "at least 16" in result.output
 
 
