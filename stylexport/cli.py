@@ -988,9 +988,12 @@ def _info_rows(d: dict) -> list[tuple[str, str]]:
         rows.append(("stylexport runs it", f"no: {run['error']}"))
     elif run is not None:
         size = f", resized to {run['fixed_size'][0]}x{run['fixed_size'][1]} and back" if run["fixed_size"] else ""
+        if run.get("max_size"):
+            size = f", H x W up to {run['max_size'][0]}x{run['max_size'][1]}"
         mapped = " (mapped to and from 0-255)" if run["value_range"] != "0-255" else ""
+        fed = f", fed as {run['dtype']}" if run.get("dtype", "float32") != "float32" else ""
         rows.append(("stylexport runs it", f"on {run['engine']}: {run['layout']}, values {run['value_range']}"
-                                           f"{mapped}{size}"))
+                                           f"{mapped}{fed}{size}"))
     for key, value in meta.items():
         if key in ("format", "precision") and value == d[key]:
             continue  # said in the first row

@@ -112,6 +112,7 @@ _RT = "stylexport.runtime"
 _EX = "stylexport.export.builders"
 _ONNX_INFO = "stylexport.artifacts:onnx_description"
 _IR_INFO = f"{_RT}.openvino_backend:ir_description"
+_PTE_INFO = f"{_RT}.executorch_backend:program_description"
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("checkpoint", (".safetensors", ".pth", ".pt"), "fp32",
@@ -146,10 +147,11 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            companions=(".bin",), info=_IR_INFO),
     Format("executorch", (".pte",), "fp32", "ExecuTorch program for phones (Android/iOS), XNNPACK delegate, FP32, "
            "one image of dynamic H and W up to a bound", f"{_EX}:build_executorch", Tolerance(max_abs=0.5),
-           ("executorch",), check_with=("executorch-fp32",), flag="executorch"),
+           ("executorch",), check_with=("executorch-fp32",), flag="executorch", info=_PTE_INFO),
     Format("executorch-fp16", (".fp16.pte",), "fp16", "ExecuTorch program, XNNPACK delegate, FP16 compute behind "
            "float32 I/O (fast on ARM phones with FP16 arithmetic)", f"{_EX}:build_executorch_fp16",
-           Tolerance(min_psnr_db=45.0), ("executorch",), check_with=("executorch-fp16",), flag="executorch"),
+           Tolerance(min_psnr_db=45.0), ("executorch",), check_with=("executorch-fp16",), flag="executorch",
+           info=_PTE_INFO),
     Format("web", ("index.html",), "fp32", "Static web app (HTML, JS, the FP32 ONNX model, ONNX Runtime Web): "
            "WebGPU, or WebAssembly where there is none; photos and the camera stay on the device",
            f"{_EX}:build_web", Tolerance(max_abs=0.5), ("onnxruntime-web",), check_with=("ort-cpu",), flag="web",

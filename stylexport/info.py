@@ -16,7 +16,7 @@ from stylexport.errors import StylexportError
 
 
 def _export_entry(path: Path) -> dict[str, Any] | None:
-    from stylexport.export import read_export_record
+    from stylexport.artifacts import read_export_record
 
     entries = [a for a in read_export_record(path.parent)["artifacts"] if Path(str(a.get("path"))).name == path.name]
     return entries[-1] if entries else None
@@ -62,8 +62,11 @@ def _as_run(path: Path) -> dict[str, Any]:
 
     try:
         with open_runner(path) as runner:
+            bound = runner.spec.max_shape
             return {"engine": runner.engine or runner.name, "layout": runner.metadata.get("layout", "NCHW"),
                     "value_range": runner.metadata.get("value_range", "0-255"),
-                    "fixed_size": list(runner.spec.fixed_hw) if runner.spec.fixed_hw else None}
+                    "dtype": runner.metadata.get("dtype", "float32"),
+                    "fixed_size": list(runner.spec.fixed_hw) if runner.spec.fixed_hw else None,
+                    "max_size": list(bound[2:]) if bound else None}
     except StylexportError as exc:
         return {"error": str(exc)}

@@ -86,10 +86,18 @@ def test_a_photo_over_the_bound_is_one_line_naming_the_fix(programs, make_image,
     one_line_error(result, f"up to {BOUND}", f"--size {BOUND}", "--pte-max-side")
 
 
-def test_broken_programs_are_one_line(programs, tmp_path):
+def test_a_program_without_its_sidecar_runs_as_a_foreign_one_with_the_same_pixels(programs, tmp_path):
     shutil.copy(programs / "waves.pte", tmp_path / "lonely.pte")
-    with pytest.raises(StylexportError, match="program .*lonely.pte has no sidecar lonely.pte.json"):
-        open_runner(tmp_path / "lonely.pte")
+    x = torch.rand(1, 3, 40, 56) * 255
+    with open_runner(programs / "waves.pte") as ours, open_runner(tmp_path / "lonely.pte") as lonely:
+        assert lonely.metadata == {"value_range": "0-255", "layout": "NCHW", "dtype": "float32",
+                                   "max_size": f"{BOUND}x{BOUND}"}  # found in the program: dynamic up to its plan
+        torch.testing.assert_close(lonely.infer_any_size(x), ours.infer_any_size(x))
+        with pytest.raises(StylexportError, match=f"up to {BOUND}x{BOUND}: stylize with --size {BOUND}"):
+            lonely.infer(torch.rand(1, 3, 32, BOUND + 4))
+
+
+def test_broken_programs_are_one_line(programs, tmp_path):
     (tmp_path / "cut.pte").write_bytes((programs / "waves.pte").read_bytes()[:5000])
     shutil.copy(programs / "waves.pte.json", tmp_path / "cut.pte.json")
     with pytest.raises(StylexportError, match="cannot load ExecuTorch program .*cut.pte .*export it again"):

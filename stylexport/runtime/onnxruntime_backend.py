@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -12,9 +11,9 @@ import torch
 from stylexport.contract import check_contract
 from stylexport.errors import StylexportError
 from stylexport.formats import FORMATS, format_names
-from stylexport.runtime.base import InputSpec, Runner
+from stylexport.runtime.foreign import AdaptedRunner, image_input
 
-log = logging.getLogger(__name__)
+NUMPY = {torch.float32: np.float32, torch.float16: np.float16, torch.uint8: np.uint8}
 ONNX_FORMATS = format_names(FORMATS["onnx"]) + format_names(FORMATS["onnx-fp16"])
 
 PROVIDERS = {
@@ -26,8 +25,9 @@ PROVIDERS = {
 }
 
 
-class OrtRunner(Runner):
-    """Run an ONNX style model: ours (contract in metadata) or a third-party one with a single image input."""
+class OrtRunner(AdaptedRunner):
+    """Run an ONNX style model: ours (contract in metadata) or a third-party one with a single image input
+    (its layout, size, element type and value range adapted by ``AdaptedRunner``)."""
 
     held = ("session",)
 
@@ -54,82 +54,45 @@ class OrtRunner(Runner):
             raise StylexportError(f"cannot load ONNX model {self.path}: {str(exc).splitlines()[0][:200]}; "
                                   "export it again") from None
         self.metadata = read_metadata(self.path)
-        if self.metadata:  # ours: the contract it carries is checked like every artifact's
-            check_contract(self.metadata, str(self.path), ONNX_FORMATS)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         signature = (", ".join(f"{i.name} {i.shape} {i.type}" for i in inputs) + " -> " +
                      ", ".join(f"{o.name} {o.shape} {o.type}" for o in outputs))
-        shape = inputs[0].shape if len(inputs) == 1 else []
-        # NCHW (ours and most exports) or NHWC (TensorFlow/Keras conversions): the channel axis must be 3.
-        self.nhwc = len(shape) == 4 and shape[3] == 3 and shape[1] != 3
-        if len(inputs) != 1 or len(shape) != 4 or len(outputs) < 1 or \
-                (shape[1] != 3 and not self.nhwc and (isinstance(shape[1], int) or isinstance(shape[3], int))):
+        if len(inputs) != 1 or len(outputs) < 1:
             raise StylexportError(f"ONNX model {self.path} is {signature}; stylexport runs RGB image-to-image "
                                   "style models with one (N, 3, H, W) or (N, H, W, 3) input")
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
-        self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
-        n, h, w = (shape[0], shape[1], shape[2]) if self.nhwc else (shape[0], shape[2], shape[3])
-        fixed = (h, w) if isinstance(h, int) and isinstance(w, int) else None
-        self.spec = InputSpec(name=self.input_name, fixed_hw=fixed, fixed_batch=n if isinstance(n, int) else None)
         self.provider = provider
         self.device = torch.device("cuda" if provider != "cpu" else "cpu")
         self.name = f"ort-{provider}"
-        self.value_range = "0-255"
-        if not self.metadata:  # a foreign model: what range does it compute in?
-            self.value_range = self._probe_range()
-            self.metadata = {"value_range": self.value_range, "layout": "NHWC" if self.nhwc else "NCHW"}
+        dims = [d if isinstance(d, int) and d > 0 else None for d in inputs[0].shape]
+        what = f"ONNX model {self.path}"
+        if self.metadata:  # ours: the contract it carries is checked like every artifact's
+            check_contract(self.metadata, str(self.path), ONNX_FORMATS)
+            _, self.input_dtype, self.spec = image_input(dims, inputs[0].type, name=self.input_name, what=what,
+                                                         signature=signature)
+        else:  # a foreign model: layout, size, element type and value range from the model itself
+            self._adopt(dims, inputs[0].type, name=self.input_name, what=what, signature=signature,
+                        source=self.path.name)
 
-    def _probe_range(self) -> str:
-        """0-255, 0-1 or -1-1, from the model's output on a real photo given in 0-255: instance-normalised
-        style networks answer in their own output range whatever the input's scale. A 0-1 or -1-1 model gets
-        its inputs and outputs mapped to and from 0-255 (declared in ``metadata['value_range']``)."""
-        from stylexport.image import read_image, resize, sample_paths
-
-        photo = resize(read_image(sample_paths()[0]), self.spec.fixed_hw or (64, 64))[None]
-        photo = photo.expand(self.spec.fixed_batch or 1, -1, -1, -1)
-        with np.errstate(all="ignore"):
-            y = self._session_run(photo)
-        if not torch.isfinite(y).all() or y.abs().max() > 1.5:
-            return "0-255"
-        value_range = "-1-1" if y.min() < -0.05 else "0-1"
-        log.warning("%s computes in %s (its output on a photo spans %.2f..%.2f); mapping inputs and outputs to and "
-                    "from 0-255", self.path.name, value_range, float(y.min()), float(y.max()))
-        return value_range
-
-    def _run(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.value_range == "0-1":
-            return self._session_run(batch / 255.0) * 255.0
-        if self.value_range == "-1-1":
-            return (self._session_run(batch / 127.5 - 1.0) + 1.0) * 127.5
-        return self._session_run(batch)
-
-    def _session_run(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.nhwc:  # layout adapted here; the output comes back NCHW like every runner's
-            y = self._run_nchw(batch.permute(0, 2, 3, 1).contiguous())
-            return y.permute(0, 3, 1, 2).contiguous() if y.dim() == 4 and y.shape[-1] == 3 else y
-        return self._run_nchw(batch)
-
-    def _run_nchw(self, batch: torch.Tensor) -> torch.Tensor:
-        """One session call on a batch in the model's own layout."""
+    def _call(self, batch: torch.Tensor) -> torch.Tensor:
+        """One session call on a batch in the model's own layout and element type."""
         if self.provider == "cpu":
-            x = batch.detach().cpu().numpy().astype(self.input_dtype, copy=False)
-            (y,) = self.session.run([self.output_name], {self.input_name: x})
-            return torch.from_numpy(np.asarray(y, dtype=np.float32))
+            (y,) = self.session.run([self.output_name], {self.input_name: batch.detach().cpu().numpy()})
+            return torch.from_numpy(np.asarray(y))
         return self._run_bound(batch)
 
     def _run_bound(self, batch: torch.Tensor) -> torch.Tensor:
         """IO binding: the input and output stay in GPU memory."""
-        dtype = torch.float16 if self.input_dtype == np.float16 else torch.float32
-        x = batch.to(self.device, dtype).contiguous()
+        x = batch.to(self.device).contiguous()
         binding = self.session.io_binding()
-        binding.bind_input(self.input_name, "cuda", self.device.index or 0, self.input_dtype, tuple(x.shape),
+        binding.bind_input(self.input_name, "cuda", self.device.index or 0, NUMPY[x.dtype], tuple(x.shape),
                            x.data_ptr())
         if self.metadata.get("format"):  # ours: the output has the input's shape, so it is bound in place
             out_dtype = self.session.get_outputs()[0].type
             y = torch.empty(x.shape, dtype=torch.float16 if out_dtype == "tensor(float16)" else torch.float32,
                             device=self.device)
-            binding.bind_output(self.output_name, "cuda", self.device.index or 0,
-                                np.float16 if y.dtype == torch.float16 else np.float32, tuple(y.shape), y.data_ptr())
+            binding.bind_output(self.output_name, "cuda", self.device.index or 0, NUMPY[y.dtype], tuple(y.shape),
+                                y.data_ptr())
         else:  # a foreign model may change the size: ONNX Runtime allocates the output on the GPU
             binding.bind_output(self.output_name, "cuda", self.device.index or 0)
         torch.cuda.current_stream().synchronize()
@@ -137,10 +100,10 @@ class OrtRunner(Runner):
         if not self.metadata.get("format"):
             value = binding.get_outputs()[0]
             try:
-                return torch.from_dlpack(value).float()
+                return torch.from_dlpack(value)
             except (AttributeError, TypeError, RuntimeError):  # an ONNX Runtime without OrtValue.__dlpack__
-                return torch.from_numpy(value.numpy()).to(self.device).float()
-        return y.float()
+                return torch.from_numpy(value.numpy()).to(self.device)
+        return y
 
 
 def open_engine(path: Path, engine, device: torch.device) -> OrtRunner:

@@ -11,13 +11,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from stylexport.contract import check_contract
 from stylexport.errors import StylexportError
 from stylexport.formats import FORMATS, format_names
-from stylexport.runtime.base import InputSpec, Runner
+from stylexport.runtime.foreign import AdaptedRunner, image_input
 
 OPENVINO_FORMATS = format_names(FORMATS["openvino"]) + format_names(FORMATS["openvino-int8"])
 RT_SECTION = "stylexport"
@@ -54,7 +53,10 @@ def ir_description(path: str | os.PathLike) -> dict[str, Any]:
             "outputs": [port(p) for p in model.outputs]}
 
 
-class OpenVinoRunner(Runner):
+class OpenVinoRunner(AdaptedRunner):
+    """Run an OpenVINO IR: ours (contract in its runtime info) or a foreign one with a single image input (its
+    layout, size, element type and value range adapted by ``AdaptedRunner``)."""
+
     held = ("request", "compiled")
 
     def __init__(self, path: str | os.PathLike, *, precision: str = "fp32"):
@@ -66,23 +68,32 @@ class OpenVinoRunner(Runner):
         self.metadata = read_ir_metadata(model)
         if self.metadata:
             check_contract(self.metadata, str(self.path), OPENVINO_FORMATS)
-        if len(model.inputs) != 1 or model.inputs[0].get_partial_shape().rank.get_length() != 4:
-            raise StylexportError(f"OpenVINO model {self.path} has inputs {[str(i) for i in model.inputs]}; "
-                                  "stylexport runs RGB image-to-image style models with one (N, 3, H, W) input")
+        signature = (", ".join(f"{p.get_any_name()} {p.get_partial_shape()} {p.get_element_type().get_type_name()}"
+                               for p in model.inputs) + " -> " +
+                     ", ".join(f"{p.get_any_name()} {p.get_partial_shape()}" for p in model.outputs))
+        what = f"OpenVINO model {self.path}"
+        if len(model.inputs) != 1 or model.inputs[0].get_partial_shape().rank.is_dynamic:
+            raise StylexportError(f"{what} is {signature}; stylexport runs RGB image-to-image style models with one "
+                                  "(N, 3, H, W) or (N, H, W, 3) input")
+        port = model.inputs[0]
+        dims = [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+        dtype = port.get_element_type().get_type_name()
         config = {"PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision]}
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
-        self.spec = InputSpec(name=model.inputs[0].get_any_name())
         self.precision = precision
         self.device = torch.device("cpu")
         self.name = f"openvino-{'int8' if self.metadata.get('precision') == 'int8' else precision}"
+        if self.metadata:
+            _, self.input_dtype, self.spec = image_input(dims, dtype, name=port.get_any_name(), what=what,
+                                                         signature=signature)
+        else:
+            self._adopt(dims, dtype, name=port.get_any_name(), what=what, signature=signature, source=self.path.name)
 
-    def _run(self, batch: torch.Tensor) -> torch.Tensor:
-        x = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
-        self.request.infer({0: x})
+    def _call(self, batch: torch.Tensor) -> torch.Tensor:
+        self.request.infer({0: batch.detach().cpu().numpy()})
         return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
-
 
 
 def open_engine(path: Path, engine, device: torch.device) -> OpenVinoRunner:
