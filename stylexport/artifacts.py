@@ -1,4 +1,5 @@
-"""Reading what an artifact says about itself: JSON sidecars beside engines, metadata inside ONNX files.
+"""Reading what an artifact says about itself: JSON sidecars beside engines, metadata inside ONNX files, and
+the export.json record of a folder that `stylexport export` (or the engine cache) wrote.
 
 The ground floor for runtimes and exporters alike (a deployed runtime never needs the exporter). Every
 failure is one line naming the file and how to make a good one.
@@ -7,6 +8,7 @@ failure is one line naming the file and how to make a good one.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 from stylexport.contract import PREFIX
 from stylexport.errors import StylexportError
 
+log = logging.getLogger(__name__)
 SIDECAR_SUFFIX = ".json"
 
 
@@ -83,3 +86,27 @@ def onnx_description(path: str | os.PathLike) -> dict[str, Any]:
             "inputs": [tensor(v) for v in proto.graph.input if v.name not in weights],
             "outputs": [tensor(v) for v in proto.graph.output], "opset": opset,
             "producer": f"{proto.producer_name} {proto.producer_version}".strip()}
+
+
+EXPORT_RECORD = "export.json"
+
+
+def read_export_record(out_dir: str | Path) -> dict[str, Any]:
+    """A folder's export.json: every artifact exported into it that is still there, each with the checkpoint
+    (path and sha256) it came from, its parity numbers and its tolerance. Files written before artifacts named
+    their checkpoint take the file's; an unreadable record is an empty one."""
+    path = Path(out_dir) / EXPORT_RECORD
+    try:
+        data = json.loads(path.read_text())
+        artifacts = [dict(a) for a in data["artifacts"]]
+    except FileNotFoundError:
+        return {"artifacts": []}
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        log.warning("%s is not an export record (%s); it counts as empty (the next export there writes a new "
+                    "one)", path, exc)
+        return {"artifacts": []}
+    for a in artifacts:
+        a.setdefault("checkpoint", data.get("checkpoint"))
+        a.setdefault("checkpoint_sha256", data.get("checkpoint_sha256"))
+        a.setdefault("torch", data.get("torch"))
+    return {**data, "artifacts": artifacts}

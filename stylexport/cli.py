@@ -36,6 +36,7 @@ class _Group(TyperGroup):
     StylexportError from the library, and typer's own option errors (bad values, missing options)."""
 
     def invoke(self, ctx):
+        args = [*getattr(ctx, "protected_args", ()), *ctx.args]  # what the user typed, for the messages
         try:
             return super().invoke(ctx)
         except StylexportError as exc:
@@ -46,6 +47,10 @@ class _Group(TyperGroup):
                 raise
             command = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
             message = " ".join(exc.format_message().split())
+            given = _given(args, getattr(exc, "param", None))
+            if given is not None:  # typer's range messages leave out the value: "--size -3: input should be ..."
+                reason = " ".join(str(getattr(exc, "message", "")).split())
+                message = f"{given[0]} {given[1]}: {reason[:1].lower()}{reason[1:]}"
             typer.echo(f"error: {message} (see {command} --help)", err=True)
             sys.exit(getattr(exc, "exit_code", 2))
 
@@ -62,6 +67,21 @@ class _Group(TyperGroup):
             for param in command.get_params(ctx):  # with its --help
                 _tidy_help(param)
         return command
+
+
+def _given(args: list[str], param) -> tuple[str, str] | None:
+    """(option, value) as the user typed them for an option that was refused (``--size -3`` or ``--size=-3``);
+    None for arguments, flags, or when it cannot be found."""
+    opts = [*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())]
+    if not opts or getattr(param, "is_flag", False) or getattr(param, "param_type_name", "") != "option":
+        return None
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name in opts and eq:
+            return name, value
+        if arg in opts and i + 1 < len(args):
+            return arg, args[i + 1]
+    return None
 
 
 def _reflow(text: str | None) -> str | None:
@@ -1051,6 +1071,76 @@ def engines_build(
                         aoti=aoti, openvino=openvino, clean=clean)
     engine = "MODEL.aoti.pt2" if aoti else "MODEL.plan" if openvino is False else "MODEL.xml"
     typer.echo(f"built {program}\nrun it: {program} {engine} photo.jpg out.png --repeat 50")
+
+
+cache_app = typer.Typer(cls=_Group, no_args_is_help=True,
+                        help="The engine cache: the engines stylize, video and bench exported for each checkpoint.")
+app.add_typer(cache_app, name="cache")
+
+
+def _ago(seconds: float) -> str:
+    days = seconds / 86400
+    return f"{days:.0f} days ago" if days >= 2 else f"{seconds / 3600:.0f} h ago" if seconds >= 3600 else "just now"
+
+
+@cache_app.command("list")
+def cache_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON, for scripts.")] = False,
+) -> None:
+    """Each checkpoint's engines in the cache: the checkpoint they came from, formats, size, last use, and
+    whether the checkpoint is still there (stale entries can never be used again: `cache clear` removes them)."""
+    import time
+
+    from rich.table import Table
+
+    from stylexport.cache import engines_root, entries
+
+    found = entries()
+    if as_json:
+        typer.echo(json.dumps([e.as_dict() for e in found], indent=2))
+        return
+    if not found:
+        typer.echo(f"the engine cache {engines_root()} is empty (stylize and bench export a checkpoint's engines "
+                   "into it once)")
+        return
+    table = Table(title=f"engine cache {engines_root()}", title_justify="left")
+    for column in ("checkpoint", "formats", "MB", "last used", "state"):
+        table.add_column(column, justify="right" if column == "MB" else "left")
+    now = time.time()
+    for e in found:
+        table.add_row(e.checkpoint or f"(sha256 {e.sha256[:12]})", ", ".join(e.formats) or "none",
+                      f"{e.bytes / 2**20:.1f}", _ago(now - e.last_used), e.state)
+    _stdout().print(table)
+    stale = [e for e in found if e.stale]
+    typer.echo(f"{len(found)} checkpoint{'s' if len(found) != 1 else ''}, {sum(e.bytes for e in found) / 2**20:.1f} MB"
+               + (f"; {len(stale)} stale ({sum(e.bytes for e in stale) / 2**20:.1f} MB): stylexport cache clear "
+                  "removes them" if stale else ""))
+
+
+@cache_app.command("clear")
+def cache_clear(
+    everything: Annotated[bool, typer.Option("--all", help="Remove every checkpoint's engines.")] = False,
+    older_than: Annotated[float | None, typer.Option(
+        "--older-than", min=0, metavar="DAYS", help="Remove the engines not used for more than DAYS days.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")] = False,
+) -> None:
+    """Remove cached engines: by default the stale ones (their checkpoint is gone or now holds other weights).
+    Anything removed is exported again the next time its checkpoint is run."""
+    from stylexport.cache import clear, engines_root, entries, select
+
+    if everything and older_than is not None:
+        raise StylexportError(f"pass --all or --older-than {older_than:g}, not both")
+    chosen = select(entries(), everything=everything, older_than_days=older_than)
+    if not chosen:
+        why = "nothing is older than that" if older_than is not None else "no entry is stale" if not everything \
+            else "the cache is empty"
+        typer.echo(f"nothing to remove from {engines_root()}: {why}")
+        return
+    for e in chosen:
+        typer.echo(f"{'would remove' if dry_run else 'removed'} {e.sha256[:12]} ({e.checkpoint or 'no record'}; "
+                   f"{e.state}; {e.bytes / 2**20:.1f} MB)")
+    freed = sum(e.bytes for e in chosen) if dry_run else clear(chosen)
+    typer.echo(f"{'would free' if dry_run else 'freed'} {freed / 2**20:.1f} MB in {engines_root()}")
 
 
 def _terminate(signum, frame) -> None:

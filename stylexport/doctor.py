@@ -183,13 +183,14 @@ def _styles() -> list[Check]:
 
 def _cache() -> list[Check]:
     """Where stylize and bench keep the engines they export for a checkpoint, and what that holds."""
-    from stylexport.fileio import cache_dir
+    from stylexport.cache import engines_root
 
-    folder = cache_dir() / "engines"
+    folder = engines_root()
     checkpoints = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
     size = sum(f.stat().st_size for p in checkpoints for f in p.rglob("*") if f.is_file())
     held = (f"engines of {len(checkpoints)} checkpoint{'s' if len(checkpoints) != 1 else ''}, {size / 2**20:.1f} MB "
-            "(a folder per checkpoint sha256; delete any to free space: it is exported again when needed)"
+            "(stylexport cache list shows them; stylexport cache clear removes those whose checkpoint is gone, "
+            "--older-than DAYS the unused: they are exported again when needed)"
             if checkpoints else "empty (stylize and bench export a checkpoint's engines into it once)")
     return [Check("cache", "engine cache", INFO, f"{folder}: {held}")]
 

@@ -109,10 +109,10 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
 
 def engine_cache(checkpoint: str | os.PathLike) -> Path:
     """The folder of a checkpoint's exported artifacts in the cache, keyed by its sha256 (shared by stylize,
-    video, the Stylizer and bench)."""
-    from stylexport.fileio import cache_dir, sha256_file
+    video, the Stylizer and bench; listed and cleared by ``stylexport cache``)."""
+    from stylexport.cache import engine_folder
 
-    return cache_dir() / "engines" / sha256_file(checkpoint)
+    return engine_folder(checkpoint)
 
 
 def cached_artifacts(folder: Path, fmt) -> list[Path]:
@@ -128,6 +128,7 @@ def open_cached(checkpoint: Path, engine, device: torch.device, folder: Path | N
     when the caller has it already), exported and parity-checked the first time (``exporting`` is told so,
     in one line, before it starts); a cached artifact that no longer opens (written by an older stylexport or
     library, or cut short) is exported again."""
+    from stylexport.cache import ENGINES, touch
     from stylexport.export import export
     from stylexport.fileio import cache_folder
     from stylexport.formats import FORMATS, open_engine
@@ -136,15 +137,19 @@ def open_cached(checkpoint: Path, engine, device: torch.device, folder: Path | N
     fmt = FORMATS[engine.formats[0]]
     for cached in cached_artifacts(folder, fmt):
         try:
-            return open_engine(engine, cached, device)
+            runner = open_engine(engine, cached, device)
         except StylexportError as exc:
             log.warning("cached %s no longer opens (%s); exporting it again", cached, exc)
             fmt.remove(cached)
-    folder = cache_folder("engines", folder.name)  # writable, or the error says how to move the cache
+        else:
+            touch(folder)  # its last use, for `stylexport cache clear --older-than`
+            return runner
+    folder = cache_folder(ENGINES, folder.name)  # writable, or the error says how to move the cache
     message = (f"exporting {checkpoint.name} to {fmt.name} for engine {engine.name}, once: later runs reuse it "
                f"from {folder}")
     (exporting or log.info)(message)
-    return open_engine(engine, Path(export(checkpoint, [fmt.name], folder)[0].path), device)
+    # the absolute path: `stylexport cache` tells from it whether the checkpoint is still there
+    return open_engine(engine, Path(export(Path(os.path.abspath(checkpoint)), [fmt.name], folder)[0].path), device)
 
 
 def plan_outputs(files: Sequence[Path], output: Path) -> list[Path]:

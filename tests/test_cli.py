@@ -104,6 +104,19 @@ def test_gatys_bad_stage_options_are_one_line(tmp_path, make_image, args, words)
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("argv", "words"), [
+    (["gatys", "--size", "-3"], "error: --size -3: input should be greater than or equal to 16 (see "),
+    (["gatys", "--size=abc"], "error: --size abc: input should be a valid integer"),
+    (["stylize", "p.png", "-m", "m.onnx", "--strength", "2"], "error: --strength 2: input should be less than or "
+                                                              "equal to 1"),
+    (["cache", "clear", "--older-than", "-1"], "error: --older-than -1: input should be greater than or equal to 0"),
+])
+def test_option_values_out_of_range_are_named_in_the_error(argv, words):
+    """typer's own range and type messages left out the value ("Invalid value for '--size': Input should be ...")."""
+    result = runner.invoke(app, argv)
+    one_line_error(result, words, "--help)")
+
+
 def test_gatys_missing_weights_message(tmp_path, make_image):
     out = tmp_path / "o.png"
     result = run("gatys", make_image(), make_image("s.png"), "-o", out, "--vgg-weights", tmp_path / "no.pth")

@@ -125,7 +125,7 @@ def make_backend(name: str, source: Path | None, device: torch.device,
 def exported_artifacts(checkpoint: Path, exported: str) -> dict[str, Path]:
     """The artifacts of ``checkpoint`` (by sha256) in ``exported``, a folder `stylexport export` wrote, by
     format: bench runs these instead of its own exports."""
-    from stylexport.export import EXPORT_RECORD, read_export_record
+    from stylexport.artifacts import EXPORT_RECORD, read_export_record
     from stylexport.fileio import sha256_file
 
     if not (Path(exported) / EXPORT_RECORD).is_file():

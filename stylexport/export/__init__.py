@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from stylexport.artifacts import EXPORT_RECORD, read_export_record
 from stylexport.checkpoint import LoadedModel, load_checkpoint
 from stylexport.contract import artifact_metadata
 from stylexport.errors import StylexportError
@@ -198,30 +199,6 @@ def export(checkpoint: str | Path, formats: list[str], out_dir: str | Path, *, p
         reports.append(report)
         record_export(out_dir, checkpoint, loaded.sha256, report)  # each as it passes: a later failure keeps it
     return reports
-
-
-EXPORT_RECORD = "export.json"
-
-
-def read_export_record(out_dir: str | Path) -> dict[str, Any]:
-    """A folder's export.json: every artifact exported into it that is still there, each with the checkpoint
-    (path and sha256) it came from, its parity numbers and its tolerance. Files written before artifacts named
-    their checkpoint take the file's; an unreadable record is an empty one."""
-    path = Path(out_dir) / EXPORT_RECORD
-    try:
-        data = json.loads(path.read_text())
-        artifacts = [dict(a) for a in data["artifacts"]]
-    except FileNotFoundError:
-        return {"artifacts": []}
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        log.warning("%s is not an export record (%s); it counts as empty (the next export there writes a new "
-                    "one)", path, exc)
-        return {"artifacts": []}
-    for a in artifacts:
-        a.setdefault("checkpoint", data.get("checkpoint"))
-        a.setdefault("checkpoint_sha256", data.get("checkpoint_sha256"))
-        a.setdefault("torch", data.get("torch"))
-    return {**data, "artifacts": artifacts}
 
 
 def record_export(out_dir: Path, checkpoint: str | Path, sha256: str, report: ArtifactReport) -> None:
