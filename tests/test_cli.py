@@ -145,8 +145,9 @@ def test_help_shows_flags_without_a_type_and_paragraphs_as_one_line_each():
 
 
 def test_help_completion_and_option_errors_answer_without_importing_torch():
-    """`--help`, a mistyped option and shell completion (which runs the program on every TAB) never need torch,
-    whose import alone takes seconds on a small CPU: the CLI imports it only in a command's body."""
+    """`--help`, a mistyped option, the cache's listing and shell completion (which runs the program on every TAB)
+    never need torch, whose import alone takes seconds on a small CPU: the CLI imports it only in a command's
+    body."""
     import os
     import subprocess
     import sys
@@ -155,11 +156,12 @@ def test_help_completion_and_option_errors_answer_without_importing_torch():
             "from typer.testing import CliRunner\n"
             "from stylexport.cli import app\n"
             "runner = CliRunner()\n"
-            "for args in (['--help'], ['bench', '--help'], ['export', '--help'], ['stylize', 'a.jpg']):\n"
+            "for args in (['--help'], ['bench', '--help'], ['export', '--help'], ['stylize', 'a.jpg'],\n"
+            "             ['cache', 'list'], ['cache', 'clear', '--dry-run']):\n"
             "    print(runner.invoke(app, args).exit_code)\n"
             "print('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["0", "0", "0", "2", "False"]
+    assert out == ["0", "0", "0", "2", "0", "0", "False"]
     completion = subprocess.run([sys.executable, "-c", "import sys\nfrom stylexport.cli import app\n"
                                  "try:\n    app(prog_name='stylexport')\nfinally:\n"
                                  "    print('torch' in sys.modules)"],
