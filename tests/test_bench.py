@@ -202,3 +202,22 @@ def test_training_throughput_rows(vgg, monkeypatch, flags, amps):
     table = markdown_table({**data, "training": rows})
     for r in rows:
         assert f"| 32x32 | {r['batch']} | {r['images_per_second']:.1f} | {r['amp']} |" in table
+
+
+def test_a_foreign_fixed_size_model_is_timed_at_its_size_and_never_against_the_peak(tmp_path):
+    """Every row of a 64x48-only model failed ("this model only takes 64x48"), and its '% of peak' would have
+    counted stylexport's network's FLOP for a network it is not."""
+    from tests.test_runtime import foreign_model
+
+    model = foreign_model(tmp_path / "m.onnx", fixed=(64, 48))
+    out = tmp_path / "b.json"
+    result = runner.invoke(app, ["bench", str(model), "--backends", "ort-cpu", "--sizes", "32,64", "--repeats", "2",
+                                 "--warmup", "0", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    (row,) = data["results"]
+    assert (row["height"], row["width"], row["batch"]) == (64, 48, 1) and "error" not in row
+    assert data["flop_per_pixel"] is None and row["percent_of_peak"] is None and row["achieved_tflops"] is None
+    assert data["notes"] == ["m.onnx only takes 64x48 images: timed at that size instead of 32x32, 64x64"]
+    assert "only takes 64x48 images" in result.output
+    assert "its FLOP per pixel are unknown" in (tmp_path / "b.md").read_text()

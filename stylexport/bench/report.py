@@ -57,7 +57,8 @@ def notes(results: dict[str, Any]) -> list[str]:
     """Warnings (unstable rows) and skipped engines, one line each."""
     lines = [f"{r['backend']} {r['height']}x{r['width']} batch {r['batch']}: {w}" for r in results["results"]
              for w in r.get("warnings", [])]
-    return lines + [f"skipped {name}: {why}" for name, why in results.get("skipped", {}).items()]
+    return (list(results.get("notes", [])) + lines +
+            [f"skipped {name}: {why}" for name, why in results.get("skipped", {}).items()])
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -66,13 +67,14 @@ def markdown_table(results: dict[str, Any]) -> str:
     peaks = "; ".join(f"{p} {v['tflops']:.3g} TFLOP/s ({v['how']})" if v["tflops"] else f"{p}: {v['how']}"
                       for p, v in results["peaks"].items())
     m = results["measured"]
+    flop = (f"The network does {results['flop_per_pixel']:,} FLOP per pixel." if results["flop_per_pixel"] else
+            "A model made elsewhere: its FLOP per pixel are unknown, so no row is compared with the peak.")
     lines = [f"Device: {device}; CPU flags {', '.join(env.get('cpu_flags', [])) or 'none of interest'}; torch "
              f"{env['torch']}, onnxruntime {env['onnxruntime']}, OpenVINO {env.get('openvino') or 'not installed'}, "
              f"TensorRT {env.get('tensorrt') or 'not installed'}; `{env['command']}`", "",
              f"Model: {results['model']} ({results['model_format']}); quality against {results['reference']}. "
-             f"The network does {results['flop_per_pixel']:,} FLOP per pixel. Peak (the limit in '% of peak'): "
-             f"{peaks}. Measured for information: torch matmul {m['matmul_tflops']:.3g} TFLOP/s "
-             f"({m['matmul_dtype']}), copy {m['copy_gb_per_s']:.3g} GB/s.", "",
+             f"{flop} Peak (the limit in '% of peak'): {peaks}. Measured for information: torch matmul "
+             f"{m['matmul_tflops']:.3g} TFLOP/s ({m['matmul_dtype']}), copy {m['copy_gb_per_s']:.3g} GB/s.", "",
              "| " + " | ".join(COLUMNS) + " | speedup vs torch-fp32 |", "|" + "---|" * (len(COLUMNS) + 1)]
     ups = speedups(results)
     for r, cells in zip(results["results"], rows(results), strict=True):

@@ -239,13 +239,16 @@ def run(model_path: str | Path | None, config: BenchConfig,
                               + "; ".join(f"{n}: {why}" for n, why in skipped.items()))
 
     artifacts = {n: str(getattr(r, "path", source)) for n, r in runners.items()}  # what each engine ran
-    flop_per_pixel = 2 * conv_macs_per_pixel(model if model is not None else TransformerNet())
+    # a model made elsewhere is another network: its FLOP are unknown, so no row is compared with the peak
+    foreign = not is_checkpoint and not any(r.metadata.get("format") for r in runners.values())
+    flop_per_pixel = None if foreign else 2 * conv_macs_per_pixel(model if model is not None else TransformerNet())
     reference = "torch-fp32 of the checkpoint" if is_checkpoint else f"{next(iter(runners))} (first engine)"
     peaks = {p: peak_tflops(device, p) for p in sorted(set(precisions.values()))}
+    sizes, batches, notes = _shapes_it_takes(runners, source, config)
     results = []
     try:
-        for (h, w) in config.sizes:
-            for batch in config.batches:
+        for (h, w) in sizes:
+            for batch in batches:
                 results += _bench_shape(runners, model, h, w, batch, device, config, flop_per_pixel, peaks,
                                         precisions, step)
     finally:
@@ -256,7 +259,7 @@ def run(model_path: str | Path | None, config: BenchConfig,
            "peaks": {p: {"tflops": t, "how": how} for p, (t, how) in peaks.items()},
            "measured": measure_matmul(device),
            "config": {**dataclasses.asdict(config), "backends": list(names)}, "results": results,
-           "skipped": skipped, "artifacts": artifacts}
+           "skipped": skipped, "artifacts": artifacts, "notes": notes}
     if config.gatys_iterations and config.gatys_sizes:
         if model is None:
             raise StylexportError("--gatys compares with the checkpoint's own network: give a checkpoint")
@@ -266,6 +269,23 @@ def run(model_path: str | Path | None, config: BenchConfig,
         out["training"] = training_throughput(device)
     step.finish()
     return out
+
+
+def _shapes_it_takes(runners, source: Path, config: BenchConfig):
+    """The sizes and batches to time: those asked for, or, for a model that takes one size (or batch) only, that
+    one, said in a note (every row would fail otherwise)."""
+    sizes, batches, notes = list(config.sizes), list(config.batches), []
+    fixed_hw = {r.spec.fixed_hw for r in runners.values()}
+    fixed_batch = {r.spec.fixed_batch for r in runners.values()}
+    if len(fixed_hw) == 1 and None not in fixed_hw and (hw := fixed_hw.pop()) not in sizes:
+        notes.append(f"{source.name} only takes {hw[0]}x{hw[1]} images: timed at that size instead of "
+                     f"{', '.join(f'{h}x{w}' for h, w in sizes)}")
+        sizes = [hw]
+    if len(fixed_batch) == 1 and None not in fixed_batch and (n := fixed_batch.pop()) not in batches:
+        notes.append(f"{source.name} only takes batch {n}: timed at that batch instead of "
+                     f"{', '.join(map(str, batches))}")
+        batches = [n]
+    return sizes, batches, notes
 
 
 def _bench_shape(runners, model, h, w, batch, device, config, flop_per_pixel, peaks, precisions,
@@ -307,7 +327,7 @@ def _bench_shape(runners, model, h, w, batch, device, config, flop_per_pixel, pe
             for k in range(max(1, config.block // 2)):
                 e2e[name].append(time_end_to_end(calls[name], frames[k % 3], dev) if batch == 1 else math.nan)
     out = []
-    flops = flop_per_pixel * h * w * batch
+    flops = flop_per_pixel * h * w * batch if flop_per_pixel else None
     for name in runners:
         row = {"backend": name, "height": h, "width": w, "batch": batch, "precision": precisions[name]}
         if name in failed:
@@ -316,13 +336,13 @@ def _bench_shape(runners, model, h, w, batch, device, config, flop_per_pixel, pe
         stats = percentiles(compute[name])
         p50_s = stats["p50_ms"] / 1e3
         peak, _how = peaks[precisions[name]]
-        floor_ms = flops / (peak * 1e12) * 1e3 if peak else None
+        floor_ms = flops / (peak * 1e12) * 1e3 if peak and flops else None
         end_to_end = percentiles(e2e[name]) if batch == 1 else None
         warnings = [w for w in (instability(stats),) if w]
         if end_to_end and end_to_end["p50_ms"] < stats["p50_ms"] * 0.9:
             warnings.append("end-to-end p50 is below compute p50: the timings are unreliable")
         out.append({**row, "compute": stats, "end_to_end": end_to_end, "fps": batch / p50_s,
-                    "achieved_tflops": flops / p50_s / 1e12, "peak_floor_ms": floor_ms,
+                    "achieved_tflops": flops / p50_s / 1e12 if flops else None, "peak_floor_ms": floor_ms,
                     "percent_of_peak": 100.0 * floor_ms / stats["p50_ms"] if floor_ms else None,
                     "quality": quality[name].as_dict(), "warnings": warnings})
     return out
