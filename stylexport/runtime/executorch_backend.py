@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import os
 import sys
@@ -30,14 +31,17 @@ REMAKE = "export it again with stylexport export --executorch"
 
 @contextlib.contextmanager
 def _native_stderr_silenced():
-    """ExecuTorch's CPU probe prints lines such as 'Failed to open midr file' on x86 machines at load: noise
-    for a user. Native code writes to file descriptor 2 directly, so redirect that, not sys.stderr."""
+    """ExecuTorch's CPU probe prints lines such as 'Failed to open midr file' on x86 machines at load, and its
+    loader a line of its own before the error we raise for a damaged file: noise for a user. Native code writes to
+    file descriptor 2, or, where Python has replaced sys.stderr (a test runner, a notebook, an app), through
+    sys.stderr: both are silenced."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
         with open(os.devnull, "wb") as null:
             os.dup2(null.fileno(), 2)
-        yield
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
