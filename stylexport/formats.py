@@ -152,6 +152,10 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "float32 I/O (fast on ARM phones with FP16 arithmetic)", f"{_EX}:build_executorch_fp16",
            Tolerance(min_psnr_db=45.0), ("executorch",), check_with=("executorch-fp16",), flag="executorch",
            info=_PTE_INFO),
+    Format("executorch-int8", (".int8.pte",), "int8", "ExecuTorch program, XNNPACK delegate, convolutions in dynamic "
+           "INT8 (weights per channel, inputs per image at run time; no calibration), a quarter of the FP32 file",
+           f"{_EX}:build_executorch_int8", Tolerance(min_psnr_db=30.0), ("executorch",),
+           check_with=("executorch-int8",), flag="executorch", info=_PTE_INFO),
     Format("web", ("index.html",), "fp32", "Static web app (HTML, JS, the FP32 ONNX model, ONNX Runtime Web): "
            "WebGPU, or WebAssembly where there is none; photos and the camera stay on the device",
            f"{_EX}:build_web", Tolerance(max_abs=0.5), ("onnxruntime-web",), check_with=("ort-cpu",), flag="web",
@@ -198,6 +202,9 @@ ENGINES: dict[str, Engine] = {e.name: e for e in (
            "runs), on this CPU", f"{_RT}.executorch_backend:open_engine", needs=("executorch",), auto=85),
     Engine("executorch-fp16", ("executorch-fp16",), "ExecuTorch's runtime, XNNPACK delegate, FP16 program, on this "
            "CPU", f"{_RT}.executorch_backend:open_engine", needs=("executorch",), auto=85),
+    # auto: the engine of its own .int8.pte files; a checkpoint never runs on it unnamed (its gate is 30 dB)
+    Engine("executorch-int8", ("executorch-int8",), "ExecuTorch's runtime, XNNPACK delegate, dynamic INT8 program, on "
+           "this CPU", f"{_RT}.executorch_backend:open_engine", needs=("executorch",), auto=85),
 )}
 
 CHECKPOINT = FORMATS["checkpoint"]

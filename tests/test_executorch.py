@@ -35,18 +35,26 @@ def test_both_programs_pass_their_gates_and_describe_themselves(programs):
     report = {a["format"]: a for a in json.loads((programs / "export.json").read_text())["artifacts"]}
     assert report["executorch"]["passed"] and report["executorch"]["parity"]["max_abs"] <= 0.5
     assert report["executorch-fp16"]["passed"] and report["executorch-fp16"]["parity"]["psnr_db"] >= 45
-    for name, precision in (("waves.pte", "fp32"), ("waves.fp16.pte", "fp16")):
+    assert report["executorch-int8"]["passed"] and report["executorch-int8"]["parity"]["psnr_db"] >= 30
+    # INT8 weights: a quarter of the FP32 file (plus the graph, the same in both)
+    assert (programs / "waves.int8.pte").stat().st_size < 0.35 * (programs / "waves.pte").stat().st_size
+    assert "dynamic INT8" in json.loads((programs / "waves.int8.pte.json").read_text())["int8_method"]
+    for name, precision in (("waves.pte", "fp32"), ("waves.fp16.pte", "fp16"), ("waves.int8.pte", "int8")):
         side = json.loads((programs / f"{name}.json").read_text())
         assert side["precision"] == precision and side["delegate"] == "XNNPACK"
         assert side["max_side"] == BOUND and side["value_range"] == "0-255" and side["method"] == "forward"
         assert (programs / name).read_bytes()[4:8] == b"ET12"  # ExecuTorch's flatbuffer file identifier
 
 
-@pytest.mark.parametrize(("name", "tol"), [("waves.pte", 0.5), ("waves.fp16.pte", 4.0)])
-def test_programs_conform_to_the_runner_protocol(programs, model_and_ckpt, name, tol):
+@pytest.mark.parametrize(("name", "engine", "max_abs", "min_psnr"), [("waves.pte", "executorch-fp32", 0.5, None),
+                                                                 ("waves.fp16.pte", "executorch-fp16", 4.0, None),
+                                                                 ("waves.int8.pte", "executorch-int8", None, 30.0)])
+def test_programs_conform_to_the_runner_protocol(programs, model_and_ckpt, name, engine, max_abs, min_psnr):
+    from stylexport.metrics import compare
+
     model, _ = model_and_ckpt
     with open_runner(programs / name) as r:
-        assert r.engine == ("executorch-fp16" if "fp16" in name else "executorch-fp32")
+        assert r.engine == r.name == engine
         with pytest.raises(StylexportError, match=r"expected \(N, 3, H, W\) RGB"):
             r.infer(torch.rand(1, 1, 32, 32))
         with pytest.raises(StylexportError, match="expected H and W >="):
@@ -55,7 +63,8 @@ def test_programs_conform_to_the_runner_protocol(programs, model_and_ckpt, name,
         y = r.infer(x)
         assert y.shape == x.shape and y.dtype == torch.float32 and 0 <= float(y.min()) <= float(y.max()) <= 255
         with torch.no_grad():
-            assert (y - model(x)).abs().max() < tol
+            parity = compare(y, model(x))
+        assert parity.max_abs < max_abs if max_abs else parity.psnr_db >= min_psnr
         torch.testing.assert_close(r.bind(x)(x), y)
         with pytest.raises(StylexportError, match=f"up to {BOUND}: stylize with --size {BOUND}, or export it again"):
             r.infer(torch.rand(1, 3, 64, BOUND + 4))

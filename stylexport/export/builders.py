@@ -172,3 +172,11 @@ def build_executorch_fp16(job) -> Path:
     write_program(job.fp16_model(), program, metadata={**meta, "fp16_method": "exact rescaling"}, fp16=True,
                   max_side=job.pte_max_side)
     return program
+
+
+def build_executorch_int8(job) -> Path:
+    from stylexport.export.executorch import write_program
+
+    program, meta = _target(job, "executorch-int8")
+    write_program(job.loaded.model, program, metadata=meta, int8=True, max_side=job.pte_max_side)
+    return program

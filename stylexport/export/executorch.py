@@ -8,7 +8,11 @@ ExecuTorch plans its memory for the largest allowed size, so ``max_side`` is a r
 sidecar (default 1280: 720p either way up); export a smaller bound for phones with little memory.
 
 FP16 programs run the exactly rescaled network (export/fp16.py) in half precision behind float32 input and
-output, like every stylexport FP16 artifact. The contract goes into a JSON sidecar (``model.pte.json``).
+output, like every stylexport FP16 artifact. INT8 programs quantize the convolutions dynamically (XNNPACK's
+quantizer through torchao's PT2E flow): weights per output channel ahead of time, each convolution's input per
+image at run time, output in float, so instance norm and the residual additions stay in floating point and no
+calibration photos are needed; the file is about a quarter of the FP32 one. The contract goes into a JSON
+sidecar (``model.pte.json``).
 """
 
 from __future__ import annotations
@@ -50,7 +54,28 @@ class _InstanceNorm(nn.Module):
         return centred * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
-def lower_program(model: nn.Module, *, fp16: bool = False, max_side: int) -> bytes:
+INT8_METHOD = ("XNNPACK dynamic INT8 convolutions (weights symmetric per channel, inputs per image at run time, "
+               "outputs float); instance norm, residual additions, padding and upsampling in FP32")
+
+
+def _dynamic_int8(program, example: torch.Tensor, dynamic_shapes):
+    """``program`` with every convolution quantized for XNNPACK's dynamic INT8 kernels (see the module doc)."""
+    with _quiet():
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer()
+    quantizer.set_operator_type(torch.ops.aten.conv2d.default,
+                                get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+    prepared = prepare_pt2e(program.module(), quantizer)
+    prepared(example)  # dynamic: nothing to calibrate, but the observers want one pass
+    return torch.export.export(convert_pt2e(prepared), (example,), dynamic_shapes=dynamic_shapes, strict=False)
+
+
+def lower_program(model: nn.Module, *, fp16: bool = False, int8: bool = False, max_side: int) -> bytes:
     """The .pte bytes of ``model`` for (1, 3, H, W) float32 input with MIN_SIDE <= H, W <= max_side."""
     from stylexport.export.aoti import HalfPrecision
 
@@ -70,17 +95,21 @@ def lower_program(model: nn.Module, *, fp16: bool = False, max_side: int) -> byt
     example = torch.rand(1, 3, 66, 75) * 255  # not multiples of 4, so nothing specializes to the padding-free case
     with _quiet(), torch.no_grad():
         program = torch.export.export(net, (example,), dynamic_shapes=({2: height, 3: width},), strict=False)
+        if int8:
+            program = _dynamic_int8(program, example, ({2: height, 3: width},))
         lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
         return lowered.to_executorch().buffer
 
 
 def write_program(model: nn.Module, path: Path, *, metadata: dict[str, str], fp16: bool = False,
-                  max_side: int) -> dict[str, Any]:
+                  int8: bool = False, max_side: int) -> dict[str, Any]:
     """Lower ``model`` into ``path`` (written atomically) and its sidecar; return the sidecar."""
     from importlib.metadata import version
 
     start = time.perf_counter()
-    data = lower_program(model, fp16=fp16, max_side=max_side)
+    data = lower_program(model, fp16=fp16, int8=int8, max_side=max_side)
+    if int8:
+        metadata = {**metadata, "int8_method": INT8_METHOD}
     write_bytes_atomic(path, data)
     sidecar = {**metadata, "method": METHOD, "delegate": "XNNPACK", "batch": 1, "max_side": max_side,
                "executorch_version": version("executorch"), "torch_version": torch.__version__,

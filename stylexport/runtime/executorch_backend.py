@@ -25,7 +25,8 @@ from stylexport.formats import FORMATS, format_names
 from stylexport.runtime.base import InputSpec
 from stylexport.runtime.foreign import AdaptedRunner, image_input
 
-EXECUTORCH_FORMATS = format_names(FORMATS["executorch"]) + format_names(FORMATS["executorch-fp16"])
+EXECUTORCH_FORMATS = tuple(n for f in ("executorch", "executorch-fp16", "executorch-int8")
+                           for n in format_names(FORMATS[f]))
 REMAKE = "export it again with stylexport export --executorch"
 
 
@@ -126,7 +127,8 @@ class ExecuTorchRunner(AdaptedRunner):
                               max_shape=(1 << 16, 3, max_side, max_side),
                               remedy=f"this program was exported for H and W up to {max_side}: stylize with "
                                      f"--size {max_side}, or {REMAKE} --pte-max-side")
-        self.name = "executorch-fp16" if self.metadata.get("precision") == "fp16" else "executorch-fp32"
+        precision = self.metadata.get("precision")
+        self.name = f"executorch-{precision if precision in ('fp16', 'int8') else 'fp32'}"
 
     def _adopt_program(self) -> None:
         """A program without a sidecar: its one input's planned sizes are a fixed size, or, when it also runs at
