@@ -22,6 +22,7 @@ import torch
 from stylexport.bench import BenchConfig, run, write_results
 from stylexport.checkpoint import load_checkpoint
 from stylexport.export import export
+from stylexport.formats import FORMATS as FORMATS_TABLE
 from stylexport.image import read_image, resize_max_side
 from stylexport.metrics import compare
 from stylexport.runtime import open_runner
@@ -60,7 +61,7 @@ def main() -> None:
         with open_runner(files[fmt], engine=engine, device="cpu") as r:
             psnr = [compare(r.infer(x).float().cpu(), ref).psnr_db for x, ref in zip(images, refs, strict=True)]
         quality[engine] = {"min_psnr_db": min(psnr), "median_psnr_db": statistics.median(psnr),
-                           "photos": len(psnr), "file_bytes": files[fmt].stat().st_size}
+                           "photos": len(psnr), "file_bytes": FORMATS_TABLE[fmt].size(files[fmt])}  # an IR's .bin too
     results["quality_real_photos"] = {"photos": [p.name for p in held], "reference": "torch-fp32",
                                       "longer_side": args.max_side, **quality}
     results["export"] = [{"format": r.format, "parity": r.parity, "seconds": r.build_seconds} for r in reports]
