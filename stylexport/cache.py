@@ -32,6 +32,11 @@ def engine_folder(checkpoint: str | os.PathLike) -> Path:
     return engines_root() / sha256_file(checkpoint)
 
 
+def folder_bytes(folder: Path) -> int:
+    """Bytes of every file under ``folder``."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
 def touch(folder: Path) -> None:
     """Mark ``folder`` as used now (its modification time), so ``clear --older-than`` keeps what is in use."""
     try:
@@ -86,8 +91,7 @@ def entries() -> list[Entry]:
     for folder in (p for p in root.iterdir() if p.is_dir() and _SHA256.fullmatch(p.name)) if root.is_dir() else ():
         record = [a for a in read_export_record(folder)["artifacts"] if a.get("passed")]
         checkpoint = record[-1].get("checkpoint") if record else None
-        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-        found.append(Entry(folder, checkpoint, tuple(sorted({a["format"] for a in record})), size,
+        found.append(Entry(folder, checkpoint, tuple(sorted({a["format"] for a in record})), folder_bytes(folder),
                            folder.stat().st_mtime, _state(checkpoint, folder.name)))
     return sorted(found, key=lambda e: -e.last_used)
 

@@ -183,11 +183,11 @@ def _styles() -> list[Check]:
 
 def _cache() -> list[Check]:
     """Where stylize and bench keep the engines they export for a checkpoint, and what that holds."""
-    from stylexport.cache import engines_root
+    from stylexport.cache import engines_root, folder_bytes
 
     folder = engines_root()
     checkpoints = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
-    size = sum(f.stat().st_size for p in checkpoints for f in p.rglob("*") if f.is_file())
+    size = sum(folder_bytes(p) for p in checkpoints)
     held = (f"engines of {len(checkpoints)} checkpoint{'s' if len(checkpoints) != 1 else ''}, {size / 2**20:.1f} MB "
             "(stylexport cache list shows them; stylexport cache clear removes those whose checkpoint is gone, "
             "--older-than DAYS the unused: they are exported again when needed)"

@@ -115,6 +115,7 @@ class ExecuTorchRunner(AdaptedRunner):
         self.device = torch.device("cpu")
         self._one_frame = True  # programs take one image: a batch is run frame by frame
         if not sidecar_path(self.path).exists():
+            self.metadata = {}  # made elsewhere: what it takes is read from the program
             self._program, self._method = _load(self.path, None)
             self.name = "executorch-fp32"
             self._adopt_program()
@@ -144,14 +145,14 @@ class ExecuTorchRunner(AdaptedRunner):
         info = meta.input_tensor_meta(0)
         dims = list(info.sizes())
         dtype = _dtype(info)
-        nhwc, _, _ = image_input(dims, dtype, name="input 0", what=what, signature=signature)
+        nhwc, torch_dtype, _ = image_input(dims, dtype, name="input 0", what=what, signature=signature)
         h_axis, w_axis = (1, 2) if nhwc else (2, 3)
         bound = (dims[h_axis], dims[w_axis])
-        dynamic = self._runs_at_half_size(dims, info.dtype(), h_axis, w_axis)
+        dynamic = self._runs_at_half_size(dims, torch_dtype, h_axis, w_axis)
         if dynamic:
             dims[h_axis] = dims[w_axis] = None
         self._one_frame = dims[0] == 1
-        self._adopt(dims, dtype, name="input 0", what=what, signature=signature, source=self.path.name)
+        self._take_input(dims, dtype, name="input 0", what=what, signature=signature, source=self.path.name)
         if self._one_frame:  # any batch: run frame by frame
             self.spec = dataclasses.replace(self.spec, fixed_batch=None)
         if dynamic:
@@ -162,12 +163,11 @@ class ExecuTorchRunner(AdaptedRunner):
                        f"--size {side}")
             self.metadata["max_size"] = f"{bound[0]}x{bound[1]}"
 
-    def _runs_at_half_size(self, dims: list[int], scalar_type: int, h_axis: int, w_axis: int) -> bool:
+    def _runs_at_half_size(self, dims: list[int], dtype: torch.dtype, h_axis: int, w_axis: int) -> bool:
         shape = list(dims)
         shape[h_axis], shape[w_axis] = max(MIN_SIDE, dims[h_axis] // 2), max(MIN_SIDE, dims[w_axis] // 2)
         if shape == dims:
             return False
-        dtype = {5: torch.float16, 0: torch.uint8}.get(scalar_type, torch.float32)
         try:
             with _native_stderr_silenced():
                 out = self._method.execute([torch.zeros(shape, dtype=dtype)])[0]

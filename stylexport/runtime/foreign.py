@@ -52,9 +52,10 @@ def image_input(dims: Sequence[int | None], dtype: str, *, name: str, what: str,
 
 class AdaptedRunner(Runner):
     """A runner whose file may be foreign. Subclasses implement ``_call`` (one model call on a batch already in
-    the model's layout, range and element type; any float or integer result) and, for a model without a
-    contract, call ``_adopt`` once it can run; ``_run`` maps stylexport's NCHW float32 0-255 to the model's
-    input and its output back. For stylexport's own artifacts nothing is mapped."""
+    the model's layout, range and element type; any float or integer result) and call ``_take_input`` once the
+    model can run, with ``metadata`` set (the contract of ours, {} for a foreign one); ``_run`` maps
+    stylexport's NCHW float32 0-255 to the model's input and its output back. For stylexport's own artifacts
+    nothing is mapped."""
 
     nhwc: bool = False
     input_dtype: torch.dtype = torch.float32
@@ -63,11 +64,15 @@ class AdaptedRunner(Runner):
     def _call(self, batch: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _adopt(self, dims: Sequence[int | None], dtype: str, *, name: str, what: str, signature: str,
-               source: str) -> None:
-        """Take a foreign model's input as it declares it, find its value range, and say both in ``metadata``
-        (what ``info`` shows). ``source`` names the model in the log line."""
-        self.nhwc, self.input_dtype, self.spec = image_input(dims, dtype, name=name, what=what, signature=signature)
+    def _take_input(self, dims: Sequence[int | None], dtype: str, *, name: str, what: str, signature: str,
+                    source: str) -> None:
+        """Take the model's one input as it declares it (``image_input``). Ours: its element type and spec, the
+        rest is the contract. A foreign one (``metadata`` empty): also its layout, and its value range found on a
+        photo, both said in ``metadata`` (what ``info`` shows). ``source`` names the model in the log line."""
+        nhwc, self.input_dtype, self.spec = image_input(dims, dtype, name=name, what=what, signature=signature)
+        if self.metadata:
+            return
+        self.nhwc = nhwc
         self.value_range = "0-255" if self.input_dtype == torch.uint8 else self._probe_range(source)
         self.metadata = {"value_range": self.value_range, "layout": "NHWC" if self.nhwc else "NCHW",
                          "dtype": str(self.input_dtype).removeprefix("torch.")}

@@ -11,7 +11,7 @@ import torch
 from stylexport.contract import check_contract
 from stylexport.errors import StylexportError
 from stylexport.formats import FORMATS, format_names
-from stylexport.runtime.foreign import AdaptedRunner, image_input
+from stylexport.runtime.foreign import AdaptedRunner
 
 NUMPY = {torch.float32: np.float32, torch.float16: np.float16, torch.uint8: np.uint8}
 ONNX_FORMATS = format_names(FORMATS["onnx"]) + format_names(FORMATS["onnx-fp16"])
@@ -68,11 +68,8 @@ class OrtRunner(AdaptedRunner):
         what = f"ONNX model {self.path}"
         if self.metadata:  # ours: the contract it carries is checked like every artifact's
             check_contract(self.metadata, str(self.path), ONNX_FORMATS)
-            _, self.input_dtype, self.spec = image_input(dims, inputs[0].type, name=self.input_name, what=what,
-                                                         signature=signature)
-        else:  # a foreign model: layout, size, element type and value range from the model itself
-            self._adopt(dims, inputs[0].type, name=self.input_name, what=what, signature=signature,
-                        source=self.path.name)
+        self._take_input(dims, inputs[0].type, name=self.input_name, what=what, signature=signature,
+                         source=self.path.name)
 
     def _call(self, batch: torch.Tensor) -> torch.Tensor:
         """One session call on a batch in the model's own layout and element type."""

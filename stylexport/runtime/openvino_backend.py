@@ -16,7 +16,7 @@ import torch
 from stylexport.contract import check_contract
 from stylexport.errors import StylexportError
 from stylexport.formats import FORMATS, format_names
-from stylexport.runtime.foreign import AdaptedRunner, image_input
+from stylexport.runtime.foreign import AdaptedRunner
 
 OPENVINO_FORMATS = format_names(FORMATS["openvino"]) + format_names(FORMATS["openvino-int8"])
 RT_SECTION = "stylexport"
@@ -85,11 +85,7 @@ class OpenVinoRunner(AdaptedRunner):
         self.precision = precision
         self.device = torch.device("cpu")
         self.name = f"openvino-{'int8' if self.metadata.get('precision') == 'int8' else precision}"
-        if self.metadata:
-            _, self.input_dtype, self.spec = image_input(dims, dtype, name=port.get_any_name(), what=what,
-                                                         signature=signature)
-        else:
-            self._adopt(dims, dtype, name=port.get_any_name(), what=what, signature=signature, source=self.path.name)
+        self._take_input(dims, dtype, name=port.get_any_name(), what=what, signature=signature, source=self.path.name)
 
     def _call(self, batch: torch.Tensor) -> torch.Tensor:
         self.request.infer({0: batch.detach().cpu().numpy()})
