@@ -166,6 +166,8 @@ class _Progress(Progress):
             state = self._last.setdefault(task_id, {"since": now, "printed": False, "done": False})
             if task.completed > 0 and "origin" not in state:  # the pace counts from here: not the set-up before
                 state["origin"] = (task.elapsed or 0.0, task.completed)  # it, nor the steps of a resumed run
+            if state.get("count") != task.completed:  # when the count last moved: a heartbeat line between two
+                state.update(count=task.completed, moved=task.elapsed or 0.0)  # reports keeps the pace of those
             finished = task.total is not None and task.completed >= task.total
             if state["done"] or not (finished and state["printed"] or now - state["since"] >= self.every):
                 return
@@ -176,7 +178,12 @@ class _Progress(Progress):
         left = ""
         at, was = state.get("origin", (0.0, task.completed))
         if task.total is not None and was < task.completed < task.total:  # at the pace so far: steady in a log
-            left = f", about {_duration((elapsed - at) / (task.completed - was) * (task.total - task.completed))} left"
+            moved = state["moved"]
+            to_go = (moved - at) / (task.completed - was) * (task.total - task.completed) - (elapsed - moved)
+            left = f", about {_duration(max(to_go, 0.0))} left"
+            stop_at = task.fields.get("stop_at")  # a time limit (train --max-minutes) that ends it sooner
+            if stop_at is not None and stop_at - elapsed < to_go:
+                left = f", stopping at its time limit in {_duration(max(stop_at - elapsed, 0.0))}"
         done = f"{task.completed:g}{of}" if task.total is not None or task.completed else "still running"
         print(f"{task.description}: {done} after {elapsed:.0f} s{left}{'; ' if info else ''}{info}",
               file=sys.stderr, flush=True)
@@ -826,8 +833,10 @@ def train(
 
         def report(info) -> None:
             losses = " ".join(f"{k} {v:.3g}" for k, v in info.losses.items())
+            elapsed = next(t.elapsed or 0.0 for t in bar.tasks if t.id == task)
+            limit = {} if info.seconds_left is None else {"stop_at": elapsed + info.seconds_left}
             bar.update(task, total=info.total_steps, completed=info.step,
-                       info=f"{info.images_per_second:.1f} img/s  {losses}")
+                       info=f"{info.images_per_second:.1f} img/s  {losses}", **limit)
 
         result = run_training(config, run_dir, resume=resume is not None, progress=report)
     if not result.main:  # other torchrun ranks: rank 0 reports for the run

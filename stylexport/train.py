@@ -92,6 +92,7 @@ class StepInfo:
     total_steps: int
     losses: dict[str, float]
     images_per_second: float
+    seconds_left: float | None = None  # until the --max-minutes limit ends this call (None: no limit)
 
 
 @dataclasses.dataclass
@@ -487,7 +488,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
                 with history_path.open("a") as f:
                     f.write(json.dumps(history[-1]) + "\n")
             if progress is not None and main:
-                progress(StepInfo(step, total_steps, values, ips))
+                progress(StepInfo(step, total_steps, values, ips,
+                                  None if math.isinf(deadline) else max(deadline - now, 0.0)))
         out_of_time = step < total_steps and time.perf_counter() >= deadline  # a chunk ends: preview, checkpoint
         if main and (step % config.preview_every == 0 or step == total_steps or out_of_time):
             _save_previews(model, previews, run_dir / "previews" / f"step_{step:07d}.jpg", device)

@@ -262,3 +262,56 @@ def test_progress_lines_say_how_long_is_left_at_the_pace_so_far(capsys):
                      "train: 399/400 after 7230 s, about 18 s left; loss 3.2",
                      "train: 400/400 after 7230 s; loss 3.2"]
     assert [cli._duration(s) for s in (0.4, 99.4, 99.6, 5969, 5971)] == ["0 s", "99 s", "2 min", "99 min", "1.7 h"]
+
+
+def test_heartbeat_lines_between_reports_count_down_and_a_time_limit_is_said(capsys):
+    """Training reports every 10 steps; the heartbeat prints between reports. Its line kept the last report's
+    step but divided the time since by it, so in a log the time left jumped up and down (9.2 h, 15.3 h,
+    10.2 h...). Now it counts down from the last report at that report's pace; and a run that its
+    --max-minutes limit will stop first says so instead of naming hours it will not run."""
+    import stylexport.cli as cli
+
+    now = [0.0]
+    bar = cli._Progress(get_time=lambda: now[0])
+    bar.every = 0.0
+    bar._lines = True
+    task = bar.add_task("train", total=1000, info="")
+    now[0] = 10.0
+    bar.update(task, completed=1)
+    now[0] = 110.0
+    bar.update(task, completed=11)  # 10 s a step, 989 to go: 9890 s
+    now[0] = 1000.0
+    bar._maybe_print(task)  # the heartbeat, no new report: 9890 - 890 = 9000 s (not 99 s a step: 27.2 h)
+    now[0] = 1100.0
+    bar.update(task, completed=21, stop_at=1300.0)  # 54.5 s a step, 979 to go; but 200 s to its limit
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: ")]
+    assert lines == ["train: 1/1000 after 10 s",
+                     "train: 11/1000 after 110 s, about 2.7 h left",
+                     "train: 11/1000 after 1000 s, about 2.5 h left",
+                     "train: 21/1000 after 1100 s, stopping at its time limit in 3 min"]
+
+
+def test_train_tells_progress_when_its_time_limit_ends_it(tmp_path, make_image, vgg, monkeypatch):
+    """train --max-minutes passes the time to its limit with every report, for the line above."""
+    import stylexport.cli as cli
+
+    seen = []
+    real = cli._Progress.update
+
+    def spy(self, task_id, **kwargs):
+        seen.append(kwargs.get("stop_at"))
+        return real(self, task_id, **kwargs)
+
+    monkeypatch.setattr(cli._Progress, "update", spy)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        make_image(f"photos/p{i}.png", 40, 40, seed=i)
+    args = ("train", "--style", make_image("s.png", 40, 40, seed=9), "--data", photos, "--steps", "2",
+            "--image-size", "32", "--style-size", "48", "--batch-size", "1", "--workers", "0", "--vgg-weights", VGG_SPEC)
+    limited = run(*args, "--max-minutes", "60", "-o", tmp_path / "run")
+    assert limited.exit_code == 0, limited.output
+    assert seen and all(s is not None and 3500 < s <= 3600 + 60 for s in seen)
+    seen.clear()
+    assert run(*args, "-o", tmp_path / "run2").exit_code == 0
+    assert seen and all(s is None for s in seen)
