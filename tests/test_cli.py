@@ -308,7 +308,8 @@ def test_train_tells_progress_when_its_time_limit_ends_it(tmp_path, make_image, 
     for i in range(2):
         make_image(f"photos/p{i}.png", 40, 40, seed=i)
     args = ("train", "--style", make_image("s.png", 40, 40, seed=9), "--data", photos, "--steps", "2",
-            "--image-size", "32", "--style-size", "48", "--batch-size", "1", "--workers", "0", "--vgg-weights", VGG_SPEC)
+            "--image-size", "32", "--style-size", "48", "--batch-size", "1", "--workers", "0",
+            "--vgg-weights", VGG_SPEC)
     limited = run(*args, "--max-minutes", "60", "-o", tmp_path / "run")
     assert limited.exit_code == 0, limited.output
     assert seen and all(s is not None and 3500 < s <= 3600 + 60 for s in seen)
