@@ -17,6 +17,8 @@ import logging
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -107,6 +109,7 @@ class TrainResult:
     held_out: int = 0  # photos kept out of training (previews, evaluation)
     total_steps: int = 0
     time_limited: bool = False  # stopped at max_minutes before total_steps (resume to go on)
+    stopped_by: int | None = None  # the signal (Ctrl-C, SIGTERM) that stopped it, with a checkpoint, before then
 
 
 def _rng_state() -> dict[str, Any]:
@@ -159,6 +162,17 @@ def _describe(config: TrainConfig, style_sha: str, data: list[str], vgg_desc: di
              data_sha256=hashlib.sha256("\n".join(data).encode()).hexdigest(), architecture=ARCHITECTURE,
              stylexport_version=__version__, **vgg_desc)
     return d
+
+
+def _this_call(step: int, device: torch.device, amp_dtype: torch.dtype | None, world: int) -> dict[str, Any]:
+    from stylexport.devices import cpu_flags, cpu_name
+
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    extra = {} if device.type == "cuda" else {"cpu_flags": list(cpu_flags()), "threads": torch.get_num_threads()}
+    return {"from_step": step, "device": device.type, "hardware": where, **extra, "processes": world,
+            "amp": str(amp_dtype).removeprefix("torch.") if amp_dtype is not None else None,
+            "torch": torch.__version__, "stylexport_version": __version__,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def _data_manifest(root: str, files: list[Path]) -> list[str]:
@@ -282,9 +296,58 @@ def _read_history(path: Path, up_to: int) -> list[dict[str, Any]]:
 def _distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        # the loss terms and the stop flag are reduced as CPU tensors: gloo for those beside NCCL on GPUs
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend)
     return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
+
+
+class _StopRequests:
+    """Ctrl-C or SIGTERM while training asks the loop to stop after the step it is in, with a checkpoint of that
+    step, instead of ending it where it stands and losing every step since the last checkpoint (up to
+    --checkpoint-every: 1000 steps, most of an hour on a CPU); a second signal stops at once. Only the main
+    thread can hold signal handlers; elsewhere (a training run in a thread) nothing changes."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._asked)
+        return self
+
+    def _asked(self, signum: int, frame) -> None:
+        if self.signum is not None:  # asked twice: at once, as without this handler
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
+        self.signum = signum
+        log.warning("%s: stopping after this step with a checkpoint of it (%s again stops at once)",
+                    signal.Signals(signum).name, "Ctrl-C" if signum == signal.SIGINT else "the same signal")
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C and SIGTERM to the training process (a terminal's Ctrl-C and a scheduler's
+    SIGTERM reach the whole process group): a worker that died of one ended the run in a DataLoader traceback,
+    before it could checkpoint. The workers still end with it: the loader shuts them down, or they see their
+    parent gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _any_rank(flag: bool, world: int) -> bool:
+    """True on every rank when it is true on one (all ranks must stop at the same step)."""
+    if world == 1:
+        return flag
+    packed = torch.tensor([float(flag)])
+    torch.distributed.all_reduce(packed, op=torch.distributed.ReduceOp.MAX)
+    return bool(packed.item())
 
 
 def _global_mean(terms, world: int) -> dict[str, float]:
@@ -364,8 +427,9 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     vgg = load_vgg(config.vgg_weights, device)
     described = _describe(config, sha256_file(config.style), data, vgg.describe())
     if resume:
-        _check_resumable(json.loads((run_dir / CONFIG_FILE).read_text()), json.loads(json.dumps(described)), run_dir,
-                         data)
+        before = json.loads((run_dir / CONFIG_FILE).read_text())
+        _check_resumable(before, json.loads(json.dumps(described)), run_dir, data)
+        described["calls"] = list(before.get("calls", []))
 
     torch.manual_seed(config.seed)
     model = TransformerNet().to(device)
@@ -395,11 +459,15 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
                            total=total_steps * config.batch_size * world, rank=rank, world=world)
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
                         num_workers=config.workers, pin_memory=device.type == "cuda",
-                        persistent_workers=False, prefetch_factor=4 if config.workers else None)
+                        persistent_workers=False, prefetch_factor=4 if config.workers else None,
+                        worker_init_fn=_ignore_stop_signals if config.workers else None)
     previews = preview_tiles([read_image(p) for p in preview_files], config.image_size)
 
     main = rank == 0
     start_step = step
+    # where each call (a run, each --resume of it) trained: a run in chunks may move between machines, and a
+    # shipped style says what made it
+    described.setdefault("calls", []).append(_this_call(step, device, amp_dtype, world))
     if main:
         if not resume and _died_before_first_checkpoint(run_dir):
             log.warning("run folder %s holds a run that stopped before its first checkpoint; starting over in it",
@@ -460,44 +528,48 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     images_seen = 0
     window_start, window_images = start_time, 0
     ips = 0.0
-    for batch, bad in loader:
-        skipped.update(bad)
-        if batch is None:
-            continue
-        x = batch.to(device, non_blocking=True)
-        if config.channels_last and device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        terms = batch_loss(net, x)
-        if not torch.isfinite(terms.total):
-            raise StylexportError(f"loss became {terms.total.item()} at step {step + 1}; {kept()}; "
-                                  "lower --lr or --style-weight and start a new run")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(terms.total).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        step += 1
-        images_seen += x.shape[0] * world
-        window_images += x.shape[0] * world
-        if step % config.log_every == 0 or step == total_steps or step == 1:
-            now = time.perf_counter()
-            ips = window_images / max(now - window_start, 1e-9)
-            window_start, window_images = now, 0
-            values = _global_mean(terms, world)
-            history.append({"step": step, **values, "images_per_second": ips})
-            if main:
-                with history_path.open("a") as f:
-                    f.write(json.dumps(history[-1]) + "\n")
-            if progress is not None and main:
-                progress(StepInfo(step, total_steps, values, ips,
-                                  None if math.isinf(deadline) else max(deadline - now, 0.0)))
-        out_of_time = step < total_steps and time.perf_counter() >= deadline  # a chunk ends: preview, checkpoint
-        if main and (step % config.preview_every == 0 or step == total_steps or out_of_time):
-            _save_previews(model, previews, run_dir / "previews" / f"step_{step:07d}.jpg", device)
-        if step % config.checkpoint_every == 0 or step == total_steps or out_of_time:
-            checkpoint(x)
-        if step >= total_steps or out_of_time:
-            break
+    stopped = False
+    with _StopRequests() as stops:
+        for batch, bad in loader:
+            skipped.update(bad)
+            if batch is None:
+                continue
+            x = batch.to(device, non_blocking=True)
+            if config.channels_last and device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            terms = batch_loss(net, x)
+            if not torch.isfinite(terms.total):
+                raise StylexportError(f"loss became {terms.total.item()} at step {step + 1}; {kept()}; "
+                                      "lower --lr or --style-weight and start a new run")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(terms.total).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            images_seen += x.shape[0] * world
+            window_images += x.shape[0] * world
+            if step % config.log_every == 0 or step == total_steps or step == 1:
+                now = time.perf_counter()
+                ips = window_images / max(now - window_start, 1e-9)
+                window_start, window_images = now, 0
+                values = _global_mean(terms, world)
+                history.append({"step": step, **values, "images_per_second": ips})
+                if main:
+                    with history_path.open("a") as f:
+                        f.write(json.dumps(history[-1]) + "\n")
+                if progress is not None and main:
+                    progress(StepInfo(step, total_steps, values, ips,
+                                      None if math.isinf(deadline) else max(deadline - now, 0.0)))
+            out_of_time = step < total_steps and time.perf_counter() >= deadline  # a chunk ends: preview, checkpoint
+            stopped = step < total_steps and _any_rank(stops.signum is not None, world)  # Ctrl-C, SIGTERM: checkpoint
+            if main and (step % config.preview_every == 0 or step == total_steps or out_of_time):
+                _save_previews(model, previews, run_dir / "previews" / f"step_{step:07d}.jpg", device)
+            if step % config.checkpoint_every == 0 or step == total_steps or out_of_time or stopped:
+                checkpoint(x)
+            if step >= total_steps or out_of_time or stopped:
+                break
     seconds = time.perf_counter() - start_time
     return TrainResult(run_dir=run_dir, steps=step, skipped_files=sorted(skipped), seconds=seconds,
                        images_per_second=images_seen / max(seconds, 1e-9), main=main, start_step=start_step,
-                       held_out=held_out, total_steps=total_steps, time_limited=out_of_time)
+                       held_out=held_out, total_steps=total_steps, time_limited=out_of_time,
+                       stopped_by=stops.signum if stopped else None)

@@ -88,6 +88,47 @@ def test_resume_reaches_the_same_weights(tmp_path, vgg, style_path, data_dir, mo
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     hist = [json.loads(x)["step"] for x in (tmp_path / "b" / "history.jsonl").read_text().splitlines()]
     assert hist == list(range(1, 9))
+    # config.json records where each call trained, from which step: a run in chunks may move between machines
+    calls = json.loads((tmp_path / "b" / "config.json").read_text())["calls"]
+    assert [c["from_step"] for c in calls] == [0, 4]
+    assert all(c["device"] == "cpu" and c["amp"] is None and c["processes"] == 1 and c["hardware"] for c in calls)
+    assert len(json.loads((tmp_path / "a" / "config.json").read_text())["calls"]) == 1
+
+
+def test_ship_style_records_what_made_the_model(tmp_path, vgg, style_path, data_dir, monkeypatch):
+    """training/ship_style.py puts the recipe, the steps reached, the images seen call by call, where each call
+    trained and the last logged losses into the shipped model's metadata (issue #20: a style says what made it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from stylexport.checkpoint import read_metadata
+
+    run = tmp_path / "run"
+    train(cfg(style_path, data_dir, steps=3, checkpoint_every=3), run)
+    train(cfg(style_path, data_dir, steps=5, checkpoint_every=5), run, resume=True)
+    quality = tmp_path / "quality.json"
+    quality.write_text(json.dumps({"size": 64, "photos": 2, "iterations": [1, 2], "rows": ["left out"],
+                                   "summary": {"feed_forward_beats_gatys1": 2}}))
+    script = Path(__file__).resolve().parents[1] / "training" / "ship_style.py"
+    done = subprocess.run([sys.executable, str(script), str(run), "tiny", "--out", str(tmp_path / "zoo"),
+                           "--quality", str(quality)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    meta = read_metadata(tmp_path / "zoo" / "tiny.safetensors")
+    assert meta["steps_reached"] == 5 and meta["training"]["steps"] == 5 and meta["training"]["batch_size"] == 2
+    assert meta["images_seen"] == 5 * 2 and [c["from_step"] for c in meta["calls"]] == [0, 3]
+    history = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
+    assert meta["final_losses"]["total"] == pytest.approx(sum(h["total"] for h in history) / len(history))
+    assert meta["final_losses_over_steps"] == [1, 5]
+    assert meta["quality"] == {"size": 64, "photos": 2, "iterations": [1, 2],
+                               "summary": {"feed_forward_beats_gatys1": 2}}
+    # `stylexport styles` says how far the recipe was trained, and where
+    from stylexport.cli import _trained
+
+    assert _trained(meta) == "5 of 5 steps on a CPU"
+    meta["calls"] += [{"from_step": 5, "device": "cuda", "amp": "bf16"}]
+    assert _trained({**meta, "step": 3800, "training": {"steps": 20000}}) == \
+        "3,800 of 20,000 steps on a CPU and a GPU (bf16)"
 
 
 def test_run_folder_is_never_overwritten(tmp_path, style_path, data_dir):
@@ -433,3 +474,41 @@ def test_bf16_on_a_cpu_that_has_it_trains_under_autocast_with_fp32_weights(tmp_p
     monkeypatch.setattr("stylexport.devices.cpu_flags", lambda: NO_BF16)
     result = runner.invoke(app, cli_train(style_path, data_dir, tmp_path / "plain", 1, "--device", "cpu"))
     assert result.exit_code == 0 and "note:" not in result.output
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_to_the_whole_group_stops_after_the_step_with_a_checkpoint_of_it(tmp_path, vgg,
+                                                                                           style_path, data_dir, sig):
+    """A terminal's Ctrl-C and a scheduler's SIGTERM (Slurm's scancel) reach the training process and its
+    DataLoader workers. Before, Ctrl-C ended the run where it stood, losing every step since the last checkpoint
+    (up to --checkpoint-every 1000: most of an hour on a CPU), and SIGTERM ended it in a DataLoader traceback
+    (a worker killed by the signal). Now the run finishes its step, saves it, says how to resume, and exits
+    128 + the signal; the resumed run goes on from that step."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    args = cli_train(style_path, data_dir, run, 100000, "--workers", "2", "--log-every", "1")
+    proc = subprocess.Popen([sys.executable, "-m", "stylexport", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    history = run / "history.jsonl"
+    deadline = time.monotonic() + 300
+    while (not history.is_file() or len(history.read_text().splitlines()) < 3) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    os.killpg(proc.pid, getattr(signal, sig))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + getattr(signal, sig), err
+    assert "Traceback" not in err and "RuntimeError" not in err, err
+    step = torch.load(run / "state.pt", weights_only=True)["step"]
+    assert step >= 3  # no checkpoint was due (--checkpoint-every 1000): this one is the stop's
+    assert load_checkpoint(run / "model.safetensors").metadata["step"] == step
+    by = "Ctrl-C" if sig == "SIGINT" else sig
+    assert f"stopped by {by} after step {step} of 100000, saved: continue with: stylexport train --resume {run}" \
+        in err
+    resumed = runner.invoke(app, ["train", "--resume", str(run), "--steps", str(step + 2), "--workers", "0"])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"(steps {step + 1}-{step + 2} of {step + 2})" in resumed.output

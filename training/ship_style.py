@@ -30,11 +30,42 @@ def provenance(style_image: Path) -> dict[str, str]:
     return {}
 
 
+def images_seen(config: dict, steps: int) -> int:
+    """Steps times images a step, call by call (--batch-size is per process; a resumed call may have another)."""
+    calls = config.get("calls") or [{"from_step": 0, "processes": 1}]
+    ends = [c["from_step"] for c in calls[1:]] + [steps]
+    return sum(max(end - c["from_step"], 0) * config["batch_size"] * c.get("processes", 1)
+               for c, end in zip(calls, ends, strict=True))
+
+
+def training_record(run_dir: Path, config: dict, quality: Path | None) -> dict:
+    """What made the model, for its metadata: the recipe's settings, the steps planned and reached, the images
+    seen, where each call of the run trained (``calls`` in config.json: CPU or GPU, autocast, from which step),
+    the losses over its last logged steps, and the quality summary when ``quality`` is given."""
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines() if line.strip()]
+    if not history:
+        raise SystemExit(f"error: {run_dir / 'history.jsonl'} is empty: the run logged no step")
+    last = history[-10:]
+    record = {"training": {key: config.get(key) for key in ("image_size", "style_size", "batch_size", "lr", "seed",
+                                                            "steps", "amp", "data_count", "hold_out")},
+              "steps_reached": history[-1]["step"],
+              "images_seen": images_seen(config, history[-1]["step"]),
+              "calls": config.get("calls", []),
+              "final_losses": {k: sum(h[k] for h in last) / len(last) for k in ("total", "content", "style", "tv")},
+              "final_losses_over_steps": [last[0]["step"], last[-1]["step"]]}
+    if quality is not None:
+        record["quality"] = {k: v for k, v in json.loads(quality.read_text()).items()
+                             if k in ("size", "photos", "iterations", "summary", "device")}
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("name")
     parser.add_argument("--out", type=Path, default=None, help="Folder (default: stylexport/styles)")
+    parser.add_argument("--quality", type=Path, default=None, help="training/evaluate_style.py's JSON for this "
+                        "run: its summary (feed-forward against Gatys on held-out photos) goes into the metadata")
     parser.add_argument("--painting", type=Path, default=None, help="the style image, where the run's own path "
                         "is not on this machine (default: the file of that name in ../shared/data/styles)")
     args = parser.parse_args()
@@ -44,7 +75,7 @@ def main() -> None:
     if not style_image.is_file():
         parser.error(f"painting {style_image} not found; pass --painting")
     style = ship_style(args.run_dir / "model.safetensors", args.name, style_image, out_dir=args.out,
-                       provenance=provenance(style_image))
+                       provenance={**provenance(style_image), **training_record(args.run_dir, config, args.quality)})
     print(f"shipped {style.name}: {style.model} ({style.model.stat().st_size / 1e6:.1f} MB), {style.thumbnail}")
 
 
