@@ -379,6 +379,18 @@ def _model_path(model: Path | None, style: str | None) -> Path:
     return path
 
 
+def _checkpoint_or_style(path: Path | None, style: str | None, argument: str) -> Path:
+    """A model file named on the command line, or the shipped style named by --style; one of the two."""
+    if path is None and style is None:
+        raise typer.BadParameter(f"pass a checkpoint as {argument}, or a shipped style with --style NAME "
+                                 "(stylexport styles lists them)", param_hint=argument)
+    if path is not None and style is not None:
+        raise typer.BadParameter(f"pass either {argument} ({path}) or --style {style}, not both", param_hint=argument)
+    from stylexport.stylize import resolve_model
+
+    return resolve_model(path, style)[0]
+
+
 @app.command()
 def styles() -> None:
     """List the installed style models, with their paintings' thumbnails."""
@@ -576,7 +588,9 @@ def _format_help(flag: str) -> str:
 @app.command()
 def export(
     ctx: typer.Context,
-    checkpoint: Annotated[Path, typer.Argument(help="A stylexport or pytorch/examples checkpoint.")],
+    checkpoint: Annotated[Path | None, typer.Argument(help="A stylexport or pytorch/examples checkpoint.")] = None,
+    style: Annotated[str | None, typer.Option("--style", "-s", help="A shipped style by name (stylexport styles "
+                                              "lists them), instead of CHECKPOINT.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the artifacts and export.json.")]
     = Path("exported"),
     onnx: Annotated[bool, typer.Option("--onnx", help=_format_help("onnx"))] = False,
@@ -605,6 +619,7 @@ def export(
 
     With no format flag: --onnx and --fp16.
     """
+    checkpoint = _checkpoint_or_style(checkpoint, style, "CHECKPOINT")
     flags = [name for name, on in (("onnx", onnx), ("fp16", fp16), ("trt", trt), ("aoti", aoti),
                                    ("openvino", openvino), ("int8", int8), ("executorch", executorch),
                                    ("web", web)) if on]
@@ -697,6 +712,8 @@ def bench(
                                                  "demand, once, into the cache stylize uses) or an exported "
                                                  "artifact (.onnx, .xml, .plan, .pt2). Default: random weights "
                                                  "(timing only).")] = None,
+    style: Annotated[str | None, typer.Option("--style", "-s", help="A shipped style by name (stylexport styles "
+                                              "lists them), instead of MODEL.")] = None,
     backends: Annotated[str | None, typer.Option(help=_bench_engines_help())] = None,
     sizes: Annotated[str | None, typer.Option(help="Comma-separated HxW or 256, 512, 720p, 1080p, 4k. Default: up "
                                               "to 4k on a GPU, 256,512 on CPU.")] = None,
@@ -726,6 +743,8 @@ def bench(
     from stylexport.fileio import check_writable
     from stylexport.runtime import pick_device
 
+    if style is not None:
+        model = _checkpoint_or_style(model, style, "MODEL")
     check_writable(output)  # not after minutes of timing
     for value, option in ((gatys_iterations, "--gatys-iterations"), (gatys_sizes, "--gatys-sizes")):
         _only_with(option, value, gatys, needs="applies with --gatys", add="--gatys")

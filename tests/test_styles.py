@@ -5,6 +5,7 @@ from typer.testing import CliRunner
 
 from stylexport.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from stylexport.cli import app
+from stylexport.fileio import sha256_file
 from stylexport.image import read_image
 from stylexport.styles import DEFAULT_STYLE, STYLES_ENV, find_style, list_styles, ship_style
 
@@ -94,3 +95,30 @@ def test_a_damaged_style_file_is_listed_as_such_and_hides_no_other(tmp_path, mon
     rows = _styles()
     assert [(c.name, c.status) for c in rows] == [("installed styles", "ok"), ("broken", "error")]
     assert rows[0].detail == f"1 in {zoo}: good"
+
+
+def test_export_and_bench_take_a_shipped_style_by_name(tmp_path, monkeypatch, random_model, make_image):
+    """A shipped style lives inside the installed package; export and bench take it by name, like stylize."""
+    import json
+
+    zoo = tmp_path / "zoo"
+    monkeypatch.setenv(STYLES_ENV, str(zoo))
+    run = save_checkpoint(tmp_path / "model.safetensors", random_model, {"style_name": "painting"})
+    shipped = ship_style(run, "wave", make_image("painting.png"))
+    result = runner.invoke(app, ["export", "--style", "wave", "--onnx", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert {a["checkpoint_sha256"] for a in record["artifacts"]} == {sha256_file(shipped.model)}
+    result = runner.invoke(app, ["export", "--onnx", "-o", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "pass a checkpoint as CHECKPOINT, or a shipped style with --style NAME" in \
+        " ".join(result.output.split())
+    result = runner.invoke(app, ["export", str(run), "--style", "wave", "-o", str(tmp_path / "both")])
+    assert result.exit_code == 2 and f"pass either CHECKPOINT ({run}) or --style wave, not both" in \
+        " ".join(result.output.split())
+    result = runner.invoke(app, ["export", "--style", "nope", "-o", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "unknown style 'nope'; installed: wave" in result.output
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", "--style", "wave", "--backends", "torch-fp32", "--sizes", "32",
+                                 "--repeats", "2", "--warmup", "0", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["model"] == str(shipped.model)

@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--iterations", default="100,300,500")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--limit", type=int, default=None, help="only the first N held-out photos")
+    parser.add_argument("--only", default=None, help="only these held-out photos, comma-separated (e.g. those whose "
+                        "licence lets the figure be published), in this order")
     parser.add_argument("--figure", type=Path, default=None, help="Figure 6 image (first 4 photos)")
     parser.add_argument("--data", type=Path, default=None, help="the photo folder, if it moved since training")
     parser.add_argument("--device", default="auto")
@@ -47,14 +49,21 @@ def main() -> None:
     if not held_file.is_file():
         raise SystemExit(f"error: {args.run_dir} has no {HELD_OUT_FILE}; train with --hold-out 20")
     data = args.data or Path(config.data)
-    names = held_file.read_text().splitlines()[: args.limit]
+    names = held_file.read_text().splitlines()
+    if args.only:
+        chosen = [n.strip() for n in args.only.split(",") if n.strip()]
+        if unknown := [n for n in chosen if n not in names]:
+            raise SystemExit(f"error: --only {', '.join(unknown)}: not in {held_file}; choose from {', '.join(names)}")
+        names = chosen
+    names = names[: args.limit]
     counts = sorted(int(v) for v in args.iterations.split(","))
     device = pick_device(args.device)
     loss_cfg: LossConfig = config.loss
     vgg = load_vgg(config.vgg_weights, device)
     style = resize_max_side(read_image(config.style), config.style_size)[None].to(device)
     targets = style_targets(vgg, style, loss_cfg.style_layers)
-    net = load_checkpoint(args.run_dir / "model.safetensors").model.to(device).eval()
+    checkpoint = load_checkpoint(args.run_dir / "model.safetensors")
+    net = checkpoint.model.to(device).eval()
 
     rows, figure = [], []
     for name in names:
@@ -80,9 +89,12 @@ def main() -> None:
         summary[f"gatys{n}_mean_total"] = statistics.mean(r["gatys"][str(n)]["total"] for r in rows)
         summary[f"feed_forward_beats_gatys{n}"] = sum(r["feed_forward"]["total"] < r["gatys"][str(n)]["total"]
                                                      for r in rows)
+    from stylexport.bench.environment import environment
+
     out = {"run": str(args.run_dir), "style": config.style, "size": args.size, "photos": len(rows),
            "iterations": counts, "loss": dataclasses.asdict(loss_cfg),
-           "device": str(device), "summary": summary, "rows": rows}
+           "checkpoint_step": checkpoint.metadata.get("step"),
+           "device": str(device), "environment": environment(device), "summary": summary, "rows": rows}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(out, indent=2, default=str) + "\n")
     lines = [f"{Path(config.style).stem}, {len(rows)} held-out photos at {args.size}x{args.size}: mean total loss",
