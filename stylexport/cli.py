@@ -459,8 +459,9 @@ ColorsOption = Annotated[bool, typer.Option("--preserve-colors", help="Keep the 
 
 @app.command()
 def stylize(
-    inputs: Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output image (one input) or folder.")],
+    inputs: Annotated[list[Path] | None, typer.Argument(help="Images and/or folders of images. Default: the "
+                                                    "bundled sample photo.")] = None,
     model: Annotated[Path | None, typer.Option("--model", "-m", help="A checkpoint (.safetensors/.pth), an .onnx "
                                                "model (ours or a third-party one), an OpenVINO .xml, an "
                                                "ExecuTorch .pte, a TensorRT .plan or an AOTInductor .pt2.")] = None,
@@ -482,11 +483,14 @@ def stylize(
     loaded; load them only from sources you trust. Checkpoints (.safetensors, weights-only .pth) and .onnx
     models are data: stylexport never unpickles code from them.
     """
-    from stylexport.image import find_images, read_image
+    from stylexport.image import find_images, read_image, sample_paths
     from stylexport.stylize import plan_outputs, stylize_files
 
     _only_with("--tile-margin", tile_margin, tile is not None, needs="applies with --tile", add="--tile SIZE")
     model = _model_path(model, style)
+    if not inputs:
+        inputs = [sample_paths()[0]]
+        typer.echo(f"photo {inputs[0]} (the bundled sample; no INPUT given)", err=True)
     files = find_images(inputs)
     targets = plan_outputs(files, output)
     if len(files) == 1:  # a photo that cannot be read: its one line before an engine is opened (perhaps exported)

@@ -122,3 +122,19 @@ def test_export_and_bench_take_a_shipped_style_by_name(tmp_path, monkeypatch, ra
                                  "--repeats", "2", "--warmup", "0", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["model"] == str(shipped.model)
+
+
+def test_stylize_with_no_input_and_no_model_runs_the_default_style_on_the_bundled_photo(tmp_path, monkeypatch,
+                                                                                        random_model, make_image):
+    """The newcomer's first command: `stylexport stylize -o out.jpg`, on built-in defaults, says what it took."""
+    from stylexport.image import sample_paths
+
+    monkeypatch.setenv(STYLES_ENV, str(tmp_path / "zoo"))
+    ship_style(save_checkpoint(tmp_path / "m.safetensors", random_model, {"style_name": "p"}), DEFAULT_STYLE,
+               make_image("painting.png"))
+    out = tmp_path / "out.png"
+    result = runner.invoke(app, ["stylize", "-o", str(out), "--backend", "torch-fp32"])
+    assert result.exit_code == 0, result.output
+    assert f"photo {sample_paths()[0]} (the bundled sample; no INPUT given)" in result.stderr
+    assert f"style {DEFAULT_STYLE} (no --model or --style given" in result.stderr
+    assert read_image(out).shape == read_image(sample_paths()[0]).shape
