@@ -219,3 +219,22 @@ def test_compiled_torch_runner_compiles_every_shape_it_is_given(monkeypatch, ran
         assert torch.allclose(y, random_model(x).clamp(0, 255), atol=1e-3)
     torch._dynamo.reset()
     assert len(compiled_shapes) == len(shapes)
+
+
+def test_every_engine_opens_a_runner_that_runs():
+    """Each engine's runner class implements ``_run`` (the base class's is abstract). The TensorRT runner's had
+    slipped below ``open_engine`` when the formats table came in, where it was dead code: every TensorRT run
+    would have failed. Checked here for every engine of the table, also those this machine cannot run."""
+    import importlib
+    import inspect
+
+    from stylexport import formats
+    from stylexport.runtime.base import Runner
+
+    for engine in formats.ENGINES.values():
+        module = importlib.import_module(engine.open.split(":")[0])
+        runners = [c for _, c in inspect.getmembers(module, inspect.isclass)
+                   if issubclass(c, Runner) and c is not Runner and c.__module__ == module.__name__]
+        assert runners, engine.name
+        for cls in runners:
+            assert cls._run is not Runner._run, f"{engine.name}: {cls.__name__} has no _run"

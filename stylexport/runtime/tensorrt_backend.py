@@ -73,10 +73,6 @@ class TrtRunner(Runner):
         self.stream = torch.cuda.Stream()
         self.name = "tensorrt-fp16"
 
-
-def open_engine(path: Path, engine, device: torch.device) -> TrtRunner:
-    return TrtRunner(path)
-
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.to(self.device, torch.float32).contiguous()
         y = torch.empty_like(x)
@@ -88,3 +84,7 @@ def open_engine(path: Path, engine, device: torch.device) -> TrtRunner:
             raise StylexportError(f"TensorRT failed to run {self.path} on shape {tuple(x.shape)}")
         torch.cuda.current_stream().wait_stream(self.stream)
         return y
+
+
+def open_engine(path: Path, engine, device: torch.device) -> TrtRunner:
+    return TrtRunner(path)
