@@ -170,7 +170,7 @@ def _this_call(step: int, device: torch.device, amp_dtype: torch.dtype | None, w
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     extra = {} if device.type == "cuda" else {"cpu_flags": list(cpu_flags()), "threads": torch.get_num_threads()}
     return {"from_step": step, "device": device.type, "hardware": where, **extra, "processes": world,
-            "amp": str(amp_dtype).removeprefix("torch.") if amp_dtype is not None else None,
+            "amp": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp_dtype),  # --amp's names; None: FP32
             "torch": torch.__version__, "stylexport_version": __version__,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 

@@ -107,6 +107,9 @@ def test_ship_style_records_what_made_the_model(tmp_path, vgg, style_path, data_
     run = tmp_path / "run"
     train(cfg(style_path, data_dir, steps=3, checkpoint_every=3), run)
     train(cfg(style_path, data_dir, steps=5, checkpoint_every=5), run, resume=True)
+    history = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
+    with (run / "history.jsonl").open("a") as f:  # a run still training logs past its last checkpoint
+        f.write(json.dumps({"step": 6, "total": 1e9, "content": 1e9, "style": 1e9, "tv": 1e9}) + "\n")
     quality = tmp_path / "quality.json"
     quality.write_text(json.dumps({"size": 64, "photos": 2, "iterations": [1, 2], "rows": ["left out"],
                                    "summary": {"feed_forward_beats_gatys1": 2}}))
@@ -117,7 +120,6 @@ def test_ship_style_records_what_made_the_model(tmp_path, vgg, style_path, data_
     meta = read_metadata(tmp_path / "zoo" / "tiny.safetensors")
     assert meta["steps_reached"] == 5 and meta["training"]["steps"] == 5 and meta["training"]["batch_size"] == 2
     assert meta["images_seen"] == 5 * 2 and [c["from_step"] for c in meta["calls"]] == [0, 3]
-    history = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
     assert meta["final_losses"]["total"] == pytest.approx(sum(h["total"] for h in history) / len(history))
     assert meta["final_losses_over_steps"] == [1, 5]
     assert meta["quality"] == {"size": 64, "photos": 2, "iterations": [1, 2],

@@ -42,14 +42,18 @@ def training_record(run_dir: Path, config: dict, quality: Path | None) -> dict:
     """What made the model, for its metadata: the recipe's settings, the steps planned and reached, the images
     seen, where each call of the run trained (``calls`` in config.json: CPU or GPU, autocast, from which step),
     the losses over its last logged steps, and the quality summary when ``quality`` is given."""
-    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines() if line.strip()]
+    from stylexport.checkpoint import read_metadata
+
+    step = read_metadata(run_dir / "model.safetensors")["step"]  # a run still training has logged past it
+    history = [h for h in (json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()
+                           if line.strip()) if h["step"] <= step]
     if not history:
-        raise SystemExit(f"error: {run_dir / 'history.jsonl'} is empty: the run logged no step")
+        raise SystemExit(f"error: {run_dir / 'history.jsonl'} has no step up to the model's ({step})")
     last = history[-10:]
     record = {"training": {key: config.get(key) for key in ("image_size", "style_size", "batch_size", "lr", "seed",
                                                             "steps", "amp", "data_count", "hold_out")},
-              "steps_reached": history[-1]["step"],
-              "images_seen": images_seen(config, history[-1]["step"]),
+              "steps_reached": step,
+              "images_seen": images_seen(config, step),
               "calls": config.get("calls", []),
               "final_losses": {k: sum(h[k] for h in last) / len(last) for k in ("total", "content", "style", "tv")},
               "final_losses_over_steps": [last[0]["step"], last[-1]["step"]]}
