@@ -421,8 +421,9 @@ def _trained(metadata: dict) -> str:
     if step is None:
         return ""
     text = f"{step:,} of {planned:,} steps" if planned else f"{step:,} steps"
-    kinds = sorted({("a GPU" if c.get("device") == "cuda" else "a CPU") + (f" ({c['amp']})" if c.get("amp") else "")
-                    for c in metadata.get("calls", [])})
+    amp = {"bfloat16": "bf16", "float16": "fp16"}  # torch's dtype names, as runs of 2026-12-01 recorded them
+    kinds = sorted({("a GPU" if c.get("device") == "cuda" else "a CPU")
+                    + (f" ({amp.get(c['amp'], c['amp'])})" if c.get("amp") else "") for c in metadata.get("calls", [])})
     return text + (f" on {' and '.join(kinds)}" if kinds else "")
 
 

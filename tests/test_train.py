@@ -131,6 +131,7 @@ def test_ship_style_records_what_made_the_model(tmp_path, vgg, style_path, data_
     meta["calls"] += [{"from_step": 5, "device": "cuda", "amp": "bf16"}]
     assert _trained({**meta, "step": 3800, "training": {"steps": 20000}}) == \
         "3,800 of 20,000 steps on a CPU and a GPU (bf16)"
+    assert _trained({**meta, "calls": [{"device": "cpu", "amp": "bfloat16"}]}) == "5 of 5 steps on a CPU (bf16)"
 
 
 def test_run_folder_is_never_overwritten(tmp_path, style_path, data_dir):
