@@ -315,6 +315,8 @@ class _StopRequests:
     def __enter__(self) -> _StopRequests:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is signal.SIG_IGN:  # a run started in the background (`cmd &` in a
+                    continue  # script, nohup) ignores Ctrl-C: it keeps ignoring it
                 self._previous[sig] = signal.signal(sig, self._asked)
         return self
 

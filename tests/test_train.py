@@ -515,3 +515,37 @@ def test_ctrl_c_or_sigterm_to_the_whole_group_stops_after_the_step_with_a_checkp
     resumed = runner.invoke(app, ["train", "--resume", str(run), "--steps", str(step + 2), "--workers", "0"])
     assert resumed.exit_code == 0, resumed.output
     assert f"(steps {step + 1}-{step + 2} of {step + 2})" in resumed.output
+
+
+def test_a_run_that_ignores_ctrl_c_keeps_ignoring_it_and_sigterm_still_stops_it(tmp_path, vgg, style_path,
+                                                                                 data_dir):
+    """A run started in the background of a script (`stylexport train ... &`) inherits an ignored SIGINT; the
+    stop handler must not turn Ctrl-C back on for it. SIGTERM still stops it after its step, with a checkpoint."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    args = cli_train(style_path, data_dir, run, 100000, "--log-every", "1")
+    proc = subprocess.Popen([sys.executable, "-m", "stylexport", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    history = run / "history.jsonl"
+
+    def logged() -> int:
+        return len(history.read_text().splitlines()) if history.is_file() else 0
+
+    deadline = time.monotonic() + 300
+    while logged() < 2 and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    seen = logged()
+    while logged() < seen + 3 and time.monotonic() < deadline:  # still training, several steps later
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM after step" in err, err
+    assert torch.load(run / "state.pt", weights_only=True)["step"] >= seen + 3
