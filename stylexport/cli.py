@@ -868,8 +868,8 @@ def train(
 
         def report(info) -> None:
             losses = " ".join(f"{k} {v:.3g}" for k, v in info.losses.items())
-            elapsed = next(t.elapsed or 0.0 for t in bar.tasks if t.id == task)
-            limit = {} if info.seconds_left is None else {"stop_at": elapsed + info.seconds_left}
+            limit = {} if info.seconds_left is None else {  # on the bar's clock: its elapsed time at the limit
+                "stop_at": next(t.elapsed or 0.0 for t in bar.tasks if t.id == task) + info.seconds_left}
             bar.update(task, total=info.total_steps, completed=info.step,
                        info=f"{info.images_per_second:.1f} img/s  {losses}", **limit)
 

@@ -278,7 +278,7 @@ def _save_previews(model: TransformerNet, photos: list[torch.Tensor], path: Path
         model.train(was_training)
 
 
-def _read_history(path: Path, up_to: int) -> list[dict[str, Any]]:
+def read_history(path: Path, up_to: int) -> list[dict[str, Any]]:
     """Loss history lines up to step ``up_to``; a line cut short by a kill is ignored."""
     if not path.exists():
         return []
@@ -484,7 +484,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
             write_text_atomic(run_dir / HELD_OUT_FILE, "".join(f.relative_to(base).as_posix() + "\n"
                                                                for f in held_files))
     history_path = run_dir / HISTORY_FILE
-    history = _read_history(history_path, up_to=step)
+    history = read_history(history_path, up_to=step)
     if main and resume:  # drop entries logged after the checkpoint we continue from
         write_text_atomic(history_path, "".join(json.dumps(h) + "\n" for h in history))
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from stylexport.bench.environment import environment
 from stylexport.checkpoint import load_checkpoint
 from stylexport.devices import pick_device
 from stylexport.gatys import GatysConfig, evaluate, style_targets, stylize_gatys
@@ -96,8 +97,6 @@ def main() -> None:
         summary[f"gatys{n}_mean_total"] = statistics.mean(r["gatys"][str(n)]["total"] for r in rows)
         summary[f"feed_forward_beats_gatys{n}"] = sum(r["feed_forward"]["total"] < r["gatys"][str(n)]["total"]
                                                      for r in rows)
-    from stylexport.bench.environment import environment
-
     out = {"run": str(args.run_dir), "style": config.style, "size": args.size, "photos": len(rows),
            "iterations": counts, "loss": dataclasses.asdict(loss_cfg),
            "checkpoint_step": checkpoint.metadata.get("step"),

@@ -43,10 +43,10 @@ def training_record(run_dir: Path, config: dict, quality: Path | None) -> dict:
     seen, where each call of the run trained (``calls`` in config.json: CPU or GPU, autocast, from which step),
     the losses over its last logged steps, and the quality summary when ``quality`` is given."""
     from stylexport.checkpoint import read_metadata
+    from stylexport.train import HISTORY_FILE, read_history
 
     step = read_metadata(run_dir / "model.safetensors")["step"]  # a run still training has logged past it
-    history = [h for h in (json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()
-                           if line.strip()) if h["step"] <= step]
+    history = read_history(run_dir / HISTORY_FILE, up_to=step)
     if not history:
         raise SystemExit(f"error: {run_dir / 'history.jsonl'} has no step up to the model's ({step})")
     last = history[-10:]
