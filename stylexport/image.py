@@ -6,6 +6,8 @@ RGB, float32 with values in [0, 255]. Files on disk are 8-bit RGB.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,6 +19,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from stylexport.contract import MIN_SIDE
 from stylexport.errors import StylexportError
 from stylexport.fileio import atomic_path, check_not_an_input, check_writable
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 MIN_SIZE = MIN_SIDE  # the transformer needs at least this many pixels on each side
@@ -37,8 +41,32 @@ SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", "
                 ".tiff": "TIFF"}
 
 
+def _to_srgb(img: Image.Image) -> Image.Image:
+    """An RGB(A) or CMYK image with an embedded ICC profile (a phone's Display P3, Adobe RGB, a print CMYK) in
+    sRGB, the space the networks were trained in and every output is written in (untagged). Without a profile,
+    or with one LittleCMS cannot use (said in the log), the pixels are taken as they are."""
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ("RGB", "RGBA", "CMYK"):
+        return img
+    from PIL import ImageCms
+
+    alpha = img.getchannel("A") if img.mode == "RGBA" else None
+    try:
+        converted = ImageCms.profileToProfile(img.convert("RGB") if alpha else img,
+                                              ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                                              ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+        log.warning("ignoring the image's embedded colour profile (%s); its pixels are read as sRGB", exc)
+        return img
+    if alpha is not None:
+        converted.putalpha(alpha)
+    return converted
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode to 8-bit RGB: alpha composited on white, 16-bit scaled, CMYK and palettes converted."""
+    """Any PIL mode to 8-bit sRGB: an embedded colour profile applied, alpha composited on white, 16-bit scaled,
+    CMYK and palettes converted."""
+    img = _to_srgb(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0

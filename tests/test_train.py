@@ -549,3 +549,37 @@ def test_a_run_that_ignores_ctrl_c_keeps_ignoring_it_and_sigterm_still_stops_it(
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM after step" in err, err
     assert torch.load(run / "state.pt", weights_only=True)["step"] >= seen + 3
+
+
+def test_evaluate_style_compares_the_network_with_gatys_from_the_photo_and_from_noise(tmp_path, vgg, style_path,
+                                                                                     data_dir):
+    """training/evaluate_style.py (issue #20's quality table): on the held-out photos, Gatys' loss never rises with
+    more L-BFGS iterations; from noise it starts far above the same run from the photo (whose content loss
+    starts at 0); the network's own loss is the same whichever way Gatys starts."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    train(cfg(style_path, data_dir, steps=2, checkpoint_every=2, hold_out=2), run)
+    assert len((run / "held_out.txt").read_text().split()) == 2
+    script = Path(__file__).resolve().parents[1] / "training" / "evaluate_style.py"
+    results = {}
+    for init in ("content", "noise"):
+        out = tmp_path / f"quality-{init}.json"
+        done = subprocess.run([sys.executable, str(script), str(run), "-o", str(out), "--iterations", "2,1,6",
+                               "--size", "40", "--init", init], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        results[init] = json.loads(out.read_text())
+        assert results[init]["init"] == init and results[init]["photos"] == 2
+        assert results[init]["iterations"] == [1, 2, 6]
+        assert ("uniform noise" if init == "noise" else "the photo") in out.with_suffix(".md").read_text()
+        for row in results[init]["rows"]:
+            totals = [row["gatys"][n]["total"] for n in ("1", "2", "6")]
+            assert totals == sorted(totals, reverse=True), totals
+    for content_row, noise_row in zip(results["content"]["rows"], results["noise"]["rows"]):
+        assert content_row["feed_forward"] == pytest.approx(noise_row["feed_forward"])  # the same network
+        assert noise_row["gatys"]["1"]["content"] > 10 * content_row["gatys"]["1"]["content"]
+    summary = results["content"]["summary"]
+    assert summary["gatys1_mean_total"] == pytest.approx(
+        sum(r["gatys"]["1"]["total"] for r in results["content"]["rows"]) / 2)

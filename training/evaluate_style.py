@@ -4,7 +4,8 @@
 
 For each photo in the run's held_out.txt (train with --hold-out 20), at SIZExSIZE (shorter side resized,
 centre crop): the perceptual loss (the run's own loss weights and VGG) of the feed-forward output, and of
-Gatys L-BFGS from the photo after each iteration count. The counts are read off one run of the largest
+Gatys L-BFGS from the photo (``--init noise``: from uniform noise, as Gatys et al. and, we read, Johnson et al.'s
+baseline started) after each iteration count. The counts are read off one run of the largest
 count (L-BFGS's iterates do not depend on how many follow; a separate shorter run differs only if its
 evaluation cap, 2n+10, binds first). Writes the JSON, a Markdown table beside it, and with --figure the
 paper's Figure 6: photo | Gatys | feed-forward, one row per photo.
@@ -37,6 +38,8 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--iterations", default="100,300,500")
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--init", choices=("content", "noise"), default="content",
+                        help="where Gatys starts: the photo (the harder baseline) or uniform noise (the papers')")
     parser.add_argument("--limit", type=int, default=None, help="only the first N held-out photos")
     parser.add_argument("--only", default=None, help="only these held-out photos, comma-separated (e.g. those whose "
                         "licence lets the figure be published), in this order")
@@ -75,7 +78,8 @@ def main() -> None:
             ff = net(content).clamp(0, 255)
             ff_loss = evaluate(vgg, ff, cf, targets, loss_cfg).as_floats()
         t0 = time.perf_counter()
-        result = stylize_gatys(content, style, vgg, GatysConfig(iterations=counts[-1], loss=loss_cfg))
+        result = stylize_gatys(content, style, vgg, GatysConfig(iterations=counts[-1], loss=loss_cfg,
+                                                                        init=args.init))
         seconds = time.perf_counter() - t0
         gatys = {n: result.history[min(n, len(result.history) - 1)] for n in counts}
         # the paper's single number: how many L-BFGS iterations Gatys needs to reach the network's loss
@@ -97,13 +101,16 @@ def main() -> None:
         summary[f"gatys{n}_mean_total"] = statistics.mean(r["gatys"][str(n)]["total"] for r in rows)
         summary[f"feed_forward_beats_gatys{n}"] = sum(r["feed_forward"]["total"] < r["gatys"][str(n)]["total"]
                                                      for r in rows)
-    out = {"run": str(args.run_dir), "style": config.style, "size": args.size, "photos": len(rows),
+    out = {"run": str(args.run_dir), "style": config.style, "size": args.size, "init": args.init,
+           "photos": len(rows),
            "iterations": counts, "loss": dataclasses.asdict(loss_cfg),
            "checkpoint_step": checkpoint.metadata.get("step"),
            "device": str(device), "environment": environment(device), "summary": summary, "rows": rows}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(out, indent=2, default=str) + "\n")
-    lines = [f"{Path(config.style).stem}, {len(rows)} held-out photos at {args.size}x{args.size}: mean total loss",
+    start = "the photo" if args.init == "content" else "uniform noise"
+    lines = [f"{Path(config.style).stem}, {len(rows)} held-out photos at {args.size}x{args.size}: mean total loss; "
+             f"Gatys starts from {start}",
              "", "| method | mean total loss | photos where feed-forward is lower |", "|---|---|---|",
              f"| feed-forward | {summary['feed_forward_mean_total']:.4g} | |"]
     lines += [f"| Gatys L-BFGS {n} | {summary[f'gatys{n}_mean_total']:.4g} | "
