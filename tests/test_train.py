@@ -555,14 +555,16 @@ def test_evaluate_style_compares_the_network_with_gatys_from_the_photo_and_from_
                                                                                      data_dir):
     """training/evaluate_style.py (issue #20's quality table): on the held-out photos, Gatys' loss never rises with
     more L-BFGS iterations; from noise it starts far above the same run from the photo (whose content loss
-    starts at 0); the network's own loss is the same whichever way Gatys starts."""
+    starts at 0); the network's own loss is the same whichever way Gatys starts; an unreadable held-out photo is
+    skipped and named, as training skipped it."""
     import subprocess
     import sys
     from pathlib import Path
 
     run = tmp_path / "run"
-    train(cfg(style_path, data_dir, steps=2, checkpoint_every=2, hold_out=2), run)
-    assert len((run / "held_out.txt").read_text().split()) == 2
+    train(cfg(style_path, data_dir, steps=2, checkpoint_every=2, hold_out=3), run)
+    held = (run / "held_out.txt").read_text().split()
+    assert len(held) == 3 and "broken.jpg" in held  # the first of the sorted files, and evenly spaced
     script = Path(__file__).resolve().parents[1] / "training" / "evaluate_style.py"
     results = {}
     for init in ("content", "noise"):
@@ -572,6 +574,7 @@ def test_evaluate_style_compares_the_network_with_gatys_from_the_photo_and_from_
         assert done.returncode == 0, done.stderr
         results[init] = json.loads(out.read_text())
         assert results[init]["init"] == init and results[init]["photos"] == 2
+        assert list(results[init]["skipped"]) == ["broken.jpg"] and "skipped: cannot read image" in done.stdout
         assert results[init]["iterations"] == [1, 2, 6]
         assert ("uniform noise" if init == "noise" else "the photo") in out.with_suffix(".md").read_text()
         for row in results[init]["rows"]:

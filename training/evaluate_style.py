@@ -25,6 +25,7 @@ import torch
 from stylexport.bench.environment import environment
 from stylexport.checkpoint import load_checkpoint
 from stylexport.devices import pick_device
+from stylexport.errors import StylexportError
 from stylexport.gatys import GatysConfig, evaluate, style_targets, stylize_gatys
 from stylexport.image import read_image, resize_max_side, save_image
 from stylexport.losses import LossConfig
@@ -70,8 +71,14 @@ def main() -> None:
     net = checkpoint.model.to(device).eval()
 
     rows, figure = [], []
+    skipped = {}
     for name in names:
-        (content,) = preview_tiles([read_image(data / name)], args.size)
+        try:
+            (content,) = preview_tiles([read_image(data / name)], args.size)
+        except StylexportError as exc:  # training skipped it too (named in the run's log): so does the table
+            skipped[name] = str(exc)
+            print(f"skipped: {exc}", flush=True)
+            continue
         content = content[None].to(device)
         with torch.no_grad():
             cf = vgg(content, (loss_cfg.content_layer,))[loss_cfg.content_layer]
@@ -92,6 +99,8 @@ def main() -> None:
         print(f"{name}: feed-forward {ff_loss['total']:.4g}, Gatys " +
               ", ".join(f"@{n} {gatys[n]['total']:.4g}" for n in counts), flush=True)
 
+    if not rows:
+        raise SystemExit(f"error: none of the {len(names)} held-out photos could be read; see the lines above")
     summary = {"feed_forward_mean_total": statistics.mean(r["feed_forward"]["total"] for r in rows)}
     matched = [r["gatys_iterations_to_match"] for r in rows if r["gatys_iterations_to_match"] is not None]
     summary["gatys_iterations_to_match"] = {"median": statistics.median(matched) if matched else None,
@@ -102,7 +111,7 @@ def main() -> None:
         summary[f"feed_forward_beats_gatys{n}"] = sum(r["feed_forward"]["total"] < r["gatys"][str(n)]["total"]
                                                      for r in rows)
     out = {"run": str(args.run_dir), "style": config.style, "size": args.size, "init": args.init,
-           "photos": len(rows),
+           "photos": len(rows), "skipped": skipped,
            "iterations": counts, "loss": dataclasses.asdict(loss_cfg),
            "checkpoint_step": checkpoint.metadata.get("step"),
            "device": str(device), "environment": environment(device), "summary": summary, "rows": rows}
