@@ -873,7 +873,8 @@ def train(
             bar.update(task, total=info.total_steps, completed=info.step,
                        info=f"{info.images_per_second:.1f} img/s  {losses}", **limit)
 
-        result = run_training(config, run_dir, resume=resume is not None, progress=report)
+        result = run_training(config, run_dir, resume=resume is not None, progress=report,
+                              return_on_signal=True)  # it says below how to resume, and exits 128 + the signal
     if not result.main:  # other torchrun ranks: rank 0 reports for the run
         return
     ran = result.steps - result.start_step

@@ -396,8 +396,13 @@ def loss_function(vgg, targets, loss_cfg, device: torch.device, amp_dtype: torch
 
 
 def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False,
-          progress: Callable[[StepInfo], None] | None = None) -> TrainResult:
-    """Train a style network into ``run_dir``; ``resume`` continues the run saved there."""
+          progress: Callable[[StepInfo], None] | None = None, return_on_signal: bool = False) -> TrainResult:
+    """Train a style network into ``run_dir``; ``resume`` continues the run saved there.
+
+    A Ctrl-C or SIGTERM stops the run after the step it is in, with a checkpoint of that step; then the signal is
+    delivered again as it would have been without training (KeyboardInterrupt for Ctrl-C, the process's own
+    SIGTERM handler or its end), so a script that calls train() stops too. ``return_on_signal`` returns the
+    result instead, its ``stopped_by`` naming the signal (the CLI says how to resume)."""
     from stylexport.runtime.torch_backend import pick_device
 
     run_dir = Path(run_dir)
@@ -571,6 +576,10 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
             if step >= total_steps or out_of_time or stopped:
                 break
     seconds = time.perf_counter() - start_time
+    if stopped and not return_on_signal:  # the caller's own handlers are back: the signal reaches them now
+        log.warning("stopped after step %d of %d with a checkpoint of it; resume with --resume %s",
+                    step, total_steps, run_dir)
+        signal.raise_signal(stops.signum)
     return TrainResult(run_dir=run_dir, steps=step, skipped_files=sorted(skipped), seconds=seconds,
                        images_per_second=images_seen / max(seconds, 1e-9), main=main, start_step=start_step,
                        held_out=held_out, total_steps=total_steps, time_limited=out_of_time,

@@ -551,6 +551,39 @@ def test_a_run_that_ignores_ctrl_c_keeps_ignoring_it_and_sigterm_still_stops_it(
     assert torch.load(run / "state.pt", weights_only=True)["step"] >= seen + 3
 
 
+def test_a_script_calling_train_stops_on_ctrl_c_after_the_checkpoint(tmp_path, vgg, style_path, data_dir):
+    """train() called from a script: Ctrl-C stops the run after its step with a checkpoint, then reaches the
+    script as KeyboardInterrupt (before, train() returned and the script went on to its next line, e.g. an
+    export); a SIGTERM reaches the script's own handler once, after the checkpoint; return_on_signal=True
+    returns instead, naming the signal."""
+    import os
+    import signal
+
+    def signal_at(step: int, sig: int):
+        def report(info) -> None:
+            if info.step == step:
+                os.kill(os.getpid(), sig)
+        return report
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(style_path, data_dir, steps=50), tmp_path / "a", progress=signal_at(2, signal.SIGINT))
+    assert torch.load(tmp_path / "a" / "state.pt", weights_only=True)["step"] == 2  # saved before it went on
+
+    got = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+        result = train(cfg(style_path, data_dir, steps=50), tmp_path / "b", progress=signal_at(3, signal.SIGTERM))
+        assert got == [signal.SIGTERM] and signal.getsignal(signal.SIGTERM) is not previous
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.steps == 3 and result.stopped_by == signal.SIGTERM
+
+    result = train(cfg(style_path, data_dir, steps=50), tmp_path / "c", progress=signal_at(2, signal.SIGINT),
+                   return_on_signal=True)
+    assert result.steps == 2 and result.stopped_by == signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_evaluate_style_compares_the_network_with_gatys_from_the_photo_and_from_noise(tmp_path, vgg, style_path,
                                                                                      data_dir):
     """training/evaluate_style.py (issue #20's quality table): on the held-out photos, Gatys' loss never rises with
