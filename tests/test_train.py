@@ -114,8 +114,10 @@ def test_ship_style_records_what_made_the_model(tmp_path, vgg, style_path, data_
     quality.write_text(json.dumps({"size": 64, "photos": 2, "iterations": [1, 2], "rows": ["left out"],
                                    "summary": {"feed_forward_beats_gatys1": 2}}))
     script = Path(__file__).resolve().parents[1] / "training" / "ship_style.py"
+    from_noise = tmp_path / "quality-noise.json"
+    from_noise.write_text(json.dumps({"size": 64, "init": "noise", "photos": 2, "summary": {"gatys1_mean_total": 9}}))
     done = subprocess.run([sys.executable, str(script), str(run), "tiny", "--out", str(tmp_path / "zoo"),
-                           "--quality", str(quality)], capture_output=True, text=True)
+                           "--quality", str(quality), "--quality", str(from_noise)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     meta = read_metadata(tmp_path / "zoo" / "tiny.safetensors")
     assert meta["steps_reached"] == 5 and meta["training"]["steps"] == 5 and meta["training"]["batch_size"] == 2
@@ -124,6 +126,8 @@ def test_ship_style_records_what_made_the_model(tmp_path, vgg, style_path, data_
     assert meta["final_losses_over_steps"] == [1, 5]
     assert meta["quality"] == {"size": 64, "photos": 2, "iterations": [1, 2],
                                "summary": {"feed_forward_beats_gatys1": 2}}
+    assert meta["quality_from_noise"] == {"size": 64, "init": "noise", "photos": 2,
+                                          "summary": {"gatys1_mean_total": 9}}
     # `stylexport styles` says how far the recipe was trained, and where
     from stylexport.cli import _trained
 

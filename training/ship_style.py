@@ -38,10 +38,11 @@ def images_seen(config: dict, steps: int) -> int:
                for c, end in zip(calls, ends, strict=True))
 
 
-def training_record(run_dir: Path, config: dict, quality: Path | None) -> dict:
+def training_record(run_dir: Path, config: dict, quality: list[Path] | None) -> dict:
     """What made the model, for its metadata: the recipe's settings, the steps planned and reached, the images
     seen, where each call of the run trained (``calls`` in config.json: CPU or GPU, autocast, from which step),
-    the losses over its last logged steps, and the quality summary when ``quality`` is given."""
+    the losses over its last logged steps, and the summary of each ``quality`` file (evaluate_style.py's: Gatys
+    from the photo as ``quality``, from noise as ``quality_from_noise``)."""
     from stylexport.checkpoint import read_metadata
     from stylexport.train import HISTORY_FILE, read_history
 
@@ -57,9 +58,13 @@ def training_record(run_dir: Path, config: dict, quality: Path | None) -> dict:
               "calls": config.get("calls", []),
               "final_losses": {k: sum(h[k] for h in last) / len(last) for k in ("total", "content", "style", "tv")},
               "final_losses_over_steps": [last[0]["step"], last[-1]["step"]]}
-    if quality is not None:
-        record["quality"] = {k: v for k, v in json.loads(quality.read_text()).items()
-                             if k in ("size", "photos", "iterations", "summary", "device")}
+    for path in quality or []:
+        result = json.loads(path.read_text())
+        key = "quality" if result.get("init", "content") == "content" else f"quality_from_{result['init']}"
+        if key in record:
+            raise SystemExit(f"error: --quality {path}: a second evaluation from the same start ({key}); give one")
+        record[key] = {k: v for k, v in result.items()
+                       if k in ("size", "init", "photos", "iterations", "summary", "device")}
     return record
 
 
@@ -68,8 +73,9 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("name")
     parser.add_argument("--out", type=Path, default=None, help="Folder (default: stylexport/styles)")
-    parser.add_argument("--quality", type=Path, default=None, help="training/evaluate_style.py's JSON for this "
-                        "run: its summary (feed-forward against Gatys on held-out photos) goes into the metadata")
+    parser.add_argument("--quality", type=Path, action="append", default=None,
+                        help="training/evaluate_style.py's JSON for this run: its summary (feed-forward against Gatys "
+                        "on held-out photos) goes into the metadata; once more for the evaluation with --init noise")
     parser.add_argument("--painting", type=Path, default=None, help="the style image, where the run's own path "
                         "is not on this machine (default: the file of that name in ../shared/data/styles)")
     args = parser.parse_args()
