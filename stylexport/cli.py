@@ -392,16 +392,37 @@ def _checkpoint_or_style(path: Path | None, style: str | None, argument: str) ->
 
 
 @app.command()
-def styles() -> None:
-    """List the installed style models, with their paintings' thumbnails."""
+def styles(
+    ctx: typer.Context,
+    preview: Annotated[Path | None, typer.Option("--preview", help="A photo: draw it in every installed style, "
+                                                 "side by side on one sheet (-o), to choose a style by eye.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="With --preview: the sheet to write.")] = None,
+    size: Annotated[int, typer.Option(min=16, help="With --preview: the longer side of each picture, px.")] = 384,
+    device: DeviceOption = "auto",
+) -> None:
+    """List the installed style models, with their paintings' thumbnails; --preview PHOTO -o SHEET.jpg draws a
+    photo in each of them."""
     from rich.table import Table
 
     from stylexport.styles import list_styles, styles_dir
 
+    for option, value in (("-o", output), ("--size", _said(ctx, "size")), ("--device", _said(ctx, "device"))):
+        _only_with(option, value, preview is not None, needs="applies with --preview", add="--preview PHOTO")
+    if preview is not None and output is None:
+        raise typer.BadParameter("--preview needs the sheet to write: add -o SHEET.jpg", param_hint="-o")
     found = list_styles()
     if not found:
+        if preview is not None:
+            raise StylexportError(f"no style models installed in {styles_dir()} to preview; train one "
+                                  "(training/README.md) or set STYLEXPORT_STYLES_DIR to a folder of them")
         typer.echo(f"no style models installed in {styles_dir()}; train one (training/README.md) or set "
                    "STYLEXPORT_STYLES_DIR to a folder of them")
+        return
+    if preview is not None:
+        for st in found:
+            if st.problem is not None:
+                typer.echo(f"left out of the preview: {st.name} cannot be used: {st.problem}", err=True)
+        _preview_styles(preview, output, [st for st in found if st.problem is None], size=size, device=device)
         return
     table = Table(title=f"styles in {styles_dir()}")
     for col in ("name", "painting", "licence", "trained", "size", "thumbnail"):
@@ -413,6 +434,20 @@ def styles() -> None:
                       f"{st.model.stat().st_size / 1e6:.1f} MB",
                       str(st.thumbnail) if st.thumbnail else "-")
     _stdout().print(table)
+
+
+def _preview_styles(photo: Path, output: Path, found: list, *, size: int, device: str) -> None:
+    from stylexport.image import check_image_output, read_image, save_image
+    from stylexport.stylize import styles_sheet
+
+    check_image_output(output, [photo])  # before the work: its suffix, its folder, not the photo itself
+    image = read_image(photo)
+    with _progress() as bar:
+        task = bar.add_task("styles", total=len(found), info="")
+        sheet = styles_sheet(image, found, size=size, device=device,
+                             progress=lambda name: bar.update(task, advance=1, info=name))
+    save_image(sheet, output)
+    typer.echo(f"wrote {output}: {photo.name} in {len(found)} styles ({', '.join(st.name for st in found)})")
 
 
 def _trained(metadata: dict) -> str:

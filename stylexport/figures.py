@@ -14,25 +14,27 @@ from stylexport.fileio import atomic_path
 
 def contact_sheet(tiles: Sequence[Sequence[torch.Tensor]], *, row_labels: Sequence[str], col_labels: Sequence[str],
                   title: str = "", pad: int = 4) -> torch.Tensor:
-    """A grid of (3, H, W) [0,255] images with labels on the left and on top; returns (3, H', W')."""
+    """A grid of (3, H, W) [0,255] images with labels on the left and on top; returns (3, H', W'). Columns are as
+    wide as the widest image, each row as tall as its tallest."""
     font = ImageFont.load_default()
-    th = max(t.shape[-2] for row in tiles for t in row)
+    heights = [max(t.shape[-2] for t in row) for row in tiles]
     tw = max(t.shape[-1] for row in tiles for t in row)
     left = max([len(s) for s in row_labels] + [0]) * 7 + 2 * pad
     top = 18 + (16 if title else 0)
-    sheet = Image.new("RGB", (left + len(col_labels) * (tw + pad) + pad, top + len(row_labels) * (th + pad) + pad),
+    sheet = Image.new("RGB", (left + len(col_labels) * (tw + pad) + pad, top + sum(h + pad for h in heights) + pad),
                       "white")
     draw = ImageDraw.Draw(sheet)
     if title:
         draw.text((pad, 2), title, fill="black", font=font)
     for j, label in enumerate(col_labels):
         draw.text((left + j * (tw + pad), top - 14), label, fill="black", font=font)
-    for i, (label, row) in enumerate(zip(row_labels, tiles, strict=True)):
-        y = top + i * (th + pad)
+    y = top
+    for label, row, th in zip(row_labels, tiles, heights, strict=True):
         draw.text((pad, y + th // 2 - 6), label, fill="black", font=font)
         for j, tile in enumerate(row):
             arr = tile.detach().float().cpu().clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
             sheet.paste(Image.fromarray(arr), (left + j * (tw + pad), y))
+        y += th + pad
     return torch.from_numpy(np.array(sheet)).permute(2, 0, 1).float()
 
 

@@ -194,6 +194,29 @@ def stylize_tensor(runner, image: torch.Tensor, *, size: int | None = None, stre
     return apply_controls(result.float().cpu(), batch, strength=strength, colors=colors)
 
 
+def styles_sheet(image: torch.Tensor, styles: Sequence, *, size: int, device: str = "auto",
+                 progress: Callable[[str], None] | None = None) -> torch.Tensor:
+    """One photo in every style, to choose one by eye: the photo (longer side ``size``) and each style's picture
+    of it side by side, each painting's thumbnail under its picture; the pictures are what ``stylize -s NAME
+    --size SIZE --backend torch-fp32`` writes. Returns the sheet, (3, H, W) in [0, 255]."""
+    from stylexport.figures import contact_sheet
+
+    photo = resize_max_side(image, size)
+    blank = torch.full_like(photo, 255.0)
+    pictures, paintings = [photo], [blank]
+    for style in styles:
+        runner = open_model(style.model, device=device, engine="torch-fp32")  # no engine to export: seconds
+        try:
+            pictures.append(stylize_tensor(runner, photo)[0])
+        finally:
+            runner.close()
+        paintings.append(read_image(style.thumbnail) if style.thumbnail else blank)
+        if progress is not None:
+            progress(style.name)
+    return contact_sheet([pictures, paintings], row_labels=["picture", "painting"],
+                         col_labels=["photo", *(style.name for style in styles)])
+
+
 @dataclasses.dataclass
 class StylizeReport:
     written: list[Path]

@@ -138,3 +138,56 @@ def test_stylize_with_no_input_and_no_model_runs_the_default_style_on_the_bundle
     assert f"photo {sample_paths()[0]} (the bundled sample; no INPUT given)" in result.stderr
     assert f"style {DEFAULT_STYLE} (no --model or --style given" in result.stderr
     assert read_image(out).shape == read_image(sample_paths()[0]).shape
+
+
+def test_preview_draws_a_photo_in_every_style_on_one_sheet(tmp_path, monkeypatch, make_image):
+    """`styles --preview PHOTO -o SHEET`: the photo and each usable style's picture of it side by side, the
+    paintings under them, in the order `styles` lists them; each picture is exactly what `stylize --style NAME
+    --size N --backend torch-fp32` writes. Options that need --preview, a bad photo or sheet: one line, exit 2,
+    nothing written."""
+    from stylexport.figures import contact_sheet
+    from stylexport.image import resize_max_side
+
+    from .conftest import random_net
+
+    zoo = tmp_path / "zoo"
+    monkeypatch.setenv(STYLES_ENV, str(zoo))
+    for i, name in enumerate(("blue", "amber")):
+        net = random_net(head_gain=1.0 - 0.5 * i)
+        ship_style(save_checkpoint(tmp_path / f"{name}.safetensors", net, {"style_name": name}), name,
+                   make_image(f"{name}.png", h=30, w=40, seed=i))
+    (zoo / "broken.safetensors").write_bytes(b"\x00" * 7)
+    photo, sheet = make_image("photo.png", h=60, w=90, seed=7), tmp_path / "sheet.png"
+    result = runner.invoke(app, ["styles", "--preview", str(photo), "-o", str(sheet), "--size", "48"])
+    assert result.exit_code == 0, result.output
+    assert "photo.png in 2 styles (amber, blue)" in result.stdout
+    assert "left out of the preview: broken cannot be used" in result.stderr
+
+    pictures = []
+    for name in ("amber", "blue"):
+        out = tmp_path / f"{name}-48.png"
+        done = runner.invoke(app, ["stylize", str(photo), "--style", name, "--size", "48", "--backend", "torch-fp32",
+                                   "-o", str(out)])
+        assert done.exit_code == 0, done.output
+        pictures.append(read_image(out))
+    small = resize_max_side(read_image(photo), 48)
+    paintings = [read_image(zoo / "amber.jpg"), read_image(zoo / "blue.jpg")]
+    expected = contact_sheet([[small, *pictures], [torch.full_like(small, 255.0), *paintings]],
+                             row_labels=["picture", "painting"], col_labels=["photo", "amber", "blue"])
+    got = read_image(sheet)
+    assert got.shape == expected.shape and small.shape[-2:] == (32, 48)
+    tallest_painting = max(t.shape[-2] for t in paintings)  # each row as tall as its own tallest picture
+    assert got.shape[-2] == 18 + (32 + 4) + (tallest_painting + 4) + 4
+    assert (got - expected).abs().max() <= 1  # rounded alike: the sheet and stylize write the same pixels
+
+    for args, fragment in ((["-o", str(tmp_path / "x.png")], "-o"), (["--size", "64"], "--size 64 only applies "
+                                                                      "with --preview"),
+                           (["--preview", str(photo)], "--preview needs the sheet to write: add -o SHEET.jpg"),
+                           (["--preview", str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "y.png")],
+                            "image not found"),
+                           (["--preview", str(photo), "-o", str(tmp_path / "y.xyz")], "unknown image suffix"),
+                           (["--preview", str(photo), "-o", str(photo)], "photo.png")):
+        result = runner.invoke(app, ["styles", *args])
+        assert result.exit_code == 2 and fragment in " ".join(result.output.split()), (args, result.output)
+        assert "Traceback" not in result.output
+    assert read_image(photo).shape == (3, 60, 90) and not (tmp_path / "y.png").exists()
