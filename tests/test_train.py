@@ -559,33 +559,44 @@ def test_a_script_calling_train_stops_on_ctrl_c_after_the_checkpoint(tmp_path, v
     """train() called from a script: Ctrl-C stops the run after its step with a checkpoint, then reaches the
     script as KeyboardInterrupt (before, train() returned and the script went on to its next line, e.g. an
     export); a SIGTERM reaches the script's own handler once, after the checkpoint; return_on_signal=True
-    returns instead, naming the signal."""
-    import os
-    import signal
+    returns instead, naming the signal. The script runs in a fresh interpreter, as a user's would."""
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    def signal_at(step: int, sig: int):
-        def report(info) -> None:
-            if info.step == step:
-                os.kill(os.getpid(), sig)
-        return report
+    script = """
+import os, signal, sys
+from pathlib import Path
+import torch
+from stylexport.train import train
+from tests.test_train import cfg
 
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg(style_path, data_dir, steps=50), tmp_path / "a", progress=signal_at(2, signal.SIGINT))
-    assert torch.load(tmp_path / "a" / "state.pt", weights_only=True)["step"] == 2  # saved before it went on
+style, data, out = map(Path, sys.argv[1:4])
 
-    got = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
-    try:
-        result = train(cfg(style_path, data_dir, steps=50), tmp_path / "b", progress=signal_at(3, signal.SIGTERM))
-        assert got == [signal.SIGTERM] and signal.getsignal(signal.SIGTERM) is not previous
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    assert result.steps == 3 and result.stopped_by == signal.SIGTERM
+def signal_at(step, sig):
+    def report(info):
+        if info.step == step:
+            os.kill(os.getpid(), sig)
+    return report
 
-    result = train(cfg(style_path, data_dir, steps=50), tmp_path / "c", progress=signal_at(2, signal.SIGINT),
-                   return_on_signal=True)
-    assert result.steps == 2 and result.stopped_by == signal.SIGINT
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+try:
+    train(cfg(style, data, steps=50), out / "a", progress=signal_at(2, signal.SIGINT))
+    print("returned after Ctrl-C")
+except KeyboardInterrupt:
+    print("KeyboardInterrupt at", torch.load(out / "a" / "state.pt", weights_only=True)["step"])
+got = []
+signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+result = train(cfg(style, data, steps=50), out / "b", progress=signal_at(3, signal.SIGTERM))
+print("own SIGTERM handler ran", len(got), "time(s); steps", result.steps, result.stopped_by == signal.SIGTERM)
+result = train(cfg(style, data, steps=50), out / "c", progress=signal_at(2, signal.SIGINT), return_on_signal=True)
+print("returned: steps", result.steps, result.stopped_by == signal.SIGINT)
+"""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", script, str(style_path), str(data_dir), str(tmp_path)], cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["KeyboardInterrupt at 2", "own SIGTERM handler ran 1 time(s); steps 3 True",
+                                        "returned: steps 2 True"], done.stdout + done.stderr
 
 
 def test_evaluate_style_compares_the_network_with_gatys_from_the_photo_and_from_noise(tmp_path, vgg, style_path,
