@@ -412,11 +412,11 @@ def styles(
         raise typer.BadParameter("--preview needs the sheet to write: add -o SHEET.jpg", param_hint="-o")
     found = list_styles()
     if not found:
+        none = (f"no style models installed in {styles_dir()}{' to preview' if preview else ''}; train one "
+                "(training/README.md) or set STYLEXPORT_STYLES_DIR to a folder of them")
         if preview is not None:
-            raise StylexportError(f"no style models installed in {styles_dir()} to preview; train one "
-                                  "(training/README.md) or set STYLEXPORT_STYLES_DIR to a folder of them")
-        typer.echo(f"no style models installed in {styles_dir()}; train one (training/README.md) or set "
-                   "STYLEXPORT_STYLES_DIR to a folder of them")
+            raise StylexportError(none)
+        typer.echo(none)
         return
     if preview is not None:
         for st in found:

@@ -52,7 +52,7 @@ def _to_srgb(img: Image.Image) -> Image.Image:
 
     alpha = img.getchannel("A") if img.mode == "RGBA" else None
     try:
-        converted = ImageCms.profileToProfile(img.convert("RGB") if alpha else img,
+        converted = ImageCms.profileToProfile(img.convert("RGB") if alpha is not None else img,
                                               ImageCms.ImageCmsProfile(io.BytesIO(icc)),
                                               ImageCms.createProfile("sRGB"), outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError) as exc:

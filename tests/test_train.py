@@ -628,7 +628,7 @@ def test_evaluate_style_compares_the_network_with_gatys_from_the_photo_and_from_
         for row in results[init]["rows"]:
             totals = [row["gatys"][n]["total"] for n in ("1", "2", "6")]
             assert totals == sorted(totals, reverse=True), totals
-    for content_row, noise_row in zip(results["content"]["rows"], results["noise"]["rows"]):
+    for content_row, noise_row in zip(results["content"]["rows"], results["noise"]["rows"], strict=True):
         assert content_row["feed_forward"] == pytest.approx(noise_row["feed_forward"])  # the same network
         assert noise_row["gatys"]["1"]["content"] > 10 * content_row["gatys"]["1"]["content"]
     summary = results["content"]["summary"]
