@@ -9,6 +9,7 @@ failure or Ctrl-C never leaves a partial video. Folders of frames work as input 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -157,6 +158,12 @@ def _stylize_stream(frames: Iterator[tuple[object, np.ndarray]], runner, *, batc
     except BaseException:
         encoder.abandon()
         raise
+    finally:
+        # Stop the reader before the caller closes the container it decodes from: PyAV crashes (SIGSEGV) when
+        # a container is closed under a thread still demuxing it.
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
     encoder.close()
     return count
 
@@ -168,7 +175,7 @@ class _Background:
     def __init__(self, fn: Callable, maxsize: int = 8):
         self.fn, self.errors = fn, []
         self.q: queue.Queue = queue.Queue(maxsize=maxsize)
-        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread = threading.Thread(target=self._loop, name="stylexport-encode", daemon=True)
         self.thread.start()
 
     def _loop(self) -> None:
@@ -231,7 +238,7 @@ def _threaded(produce: Callable[[Callable[[object], None]], None], maxsize: int)
             errors.append(exc)
         put(_END) if not stop.is_set() else None
 
-    thread = threading.Thread(target=run, daemon=True)
+    thread = threading.Thread(target=run, name="stylexport-read", daemon=True)
     thread.start()
     try:
         while True:
@@ -240,8 +247,10 @@ def _threaded(produce: Callable[[Callable[[object], None]], None], maxsize: int)
                 break
             yield item
     finally:
+        # No timeout: the reader notices ``stop`` at its next put, within one decode; returning earlier would let
+        # the caller close a container the reader is still inside.
         stop.set()
-        thread.join(timeout=5)
+        thread.join()
     if errors:
         raise errors[0]
 
@@ -416,16 +425,21 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None,
                 audio_pending: list = []
 
                 def frames() -> Iterator[tuple[object, np.ndarray]]:
-                    for kind, item in _threaded(produce, maxsize=8):
-                        if kind == "audio":
-                            audio_pending.append(item)
-                            continue
-                        pts, tb, array = item
-                        yield (pts, tb), array
+                    with contextlib.closing(_threaded(produce, maxsize=8)) as items:  # closed with frames()
+                        for kind, item in items:
+                            if kind == "audio":
+                                audio_pending.append(item)
+                                continue
+                            pts, tb, array = item
+                            yield (pts, tb), array
                 frame_iter = frames()
             else:
                 audio_pending = []
-                frame_iter = (((i, Fraction(1) / rate), a) for i, (_, a) in enumerate(_in_thread(frames_in)))
+                def numbered() -> Iterator[tuple[object, np.ndarray]]:
+                    with contextlib.closing(_in_thread(frames_in)) as items:  # closed with numbered()
+                        for i, (_, a) in enumerate(items):
+                            yield (i, Fraction(1) / rate), a
+                frame_iter = numbered()
 
             def emit(key, array) -> None:
                 nonlocal written

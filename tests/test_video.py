@@ -153,6 +153,29 @@ def test_failure_midway_removes_the_partial_output(tmp_path, random_model):
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
 
 
+@pytest.mark.parametrize("out_name", ["out.mp4", "frames"])
+def test_a_failure_stops_the_reader_before_the_video_is_closed(tmp_path, random_model, out_name):
+    """The reader thread decodes ahead of the model; when the model fails, it must have stopped by the time the
+    input is closed and the error reaches the caller (PyAV crashed with SIGSEGV when a container was closed
+    under a thread still demuxing it: a flaky segfault in CI)."""
+    import threading
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=40, audio=True)
+
+    class Failing(TorchRunner):
+        def _run(self, batch):
+            raise StylexportError("out of memory (simulated)")
+
+    before = set(threading.enumerate())
+    try:
+        stylize_video(clip, tmp_path / out_name, Failing(random_model))
+    except StylexportError as exc:  # checked while the error is in hand: its traceback keeps the pipeline alive
+        assert "simulated" in str(exc)
+        assert [t.name for t in threading.enumerate() if t not in before] == []
+    else:
+        pytest.fail("the model's error was not raised")
+
+
 def test_video_cli(tmp_path, random_model):
     ckpt = save_checkpoint(tmp_path / "m.safetensors", random_model, {"style_name": "m"})
     clip = make_clip(tmp_path / "clip.mp4", frames=4)
