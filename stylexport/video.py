@@ -199,10 +199,11 @@ class _Background:
             raise self.errors[0]
 
     def abandon(self) -> None:
-        """Stop after the calls already queued, without raising (the caller is handling an error)."""
+        """Stop after the call in progress, dropping those still queued, without raising (the caller is handling
+        an error)."""
         self.errors.append(StylexportError("abandoned"))
         self.q.put(_END)
-        self.thread.join(timeout=30)
+        self.thread.join()  # no timeout: the caller closes the output next, which must not happen under a mux
 
 
 def _in_thread(frames: Callable[[], Iterator]) -> Iterator:
