@@ -1,6 +1,7 @@
 """ExecuTorch's dynamic INT8 program beside its FP32 one (the phone formats), with torch FP32 and OpenVINO FP32
 for scale, in one interleaved run on this CPU; each program's PSNR against torch FP32 on real photos and its
-file size. Writes RESULTS.json/.md/.png.
+file size, and the INT8 recipe before (every convolution quantized, the first and last too) for its quality and
+size. Writes RESULTS.json/.md/.png.
 
     python benchmarks/executorch_int8.py CHECKPOINT PHOTO_DIR -o benchmarks/results/executorch-int8.json
 
@@ -32,6 +33,7 @@ from cpu_engines import photo_split  # noqa: E402 - the same photo split as the 
 
 ENGINES = ("torch-fp32", "openvino-fp32", "executorch-fp32", "executorch-int8")
 FORMATS = ("openvino", "executorch", "executorch-int8")
+EVERY_CONV = "executorch-int8, every conv INT8 (the recipe before; not timed)"
 
 
 def main() -> None:
@@ -62,6 +64,15 @@ def main() -> None:
             psnr = [compare(r.infer(x).float().cpu(), ref).psnr_db for x, ref in zip(images, refs, strict=True)]
         quality[engine] = {"min_psnr_db": min(psnr), "median_psnr_db": statistics.median(psnr),
                            "photos": len(psnr), "file_bytes": FORMATS_TABLE[fmt].size(files[fmt])}  # an IR's .bin too
+    # The recipe before (every convolution INT8, the first and last too): quality and size only, beside it.
+    from stylexport.export.executorch import lower_program
+
+    before = work / "every-conv.int8.pte"
+    before.write_bytes(lower_program(model, int8=True, max_side=args.max_side, int8_ends_in_fp32=False))
+    with open_runner(before, engine="executorch-int8", device="cpu") as r:
+        psnr = [compare(r.infer(x).float().cpu(), ref).psnr_db for x, ref in zip(images, refs, strict=True)]
+    quality[EVERY_CONV] = {"min_psnr_db": min(psnr), "median_psnr_db": statistics.median(psnr),
+                           "photos": len(psnr), "file_bytes": before.stat().st_size, "timed": False}
     results["quality_real_photos"] = {"photos": [p.name for p in held], "reference": "torch-fp32",
                                       "longer_side": args.max_side, **quality}
     results["export"] = [{"format": r.format, "parity": r.parity, "seconds": r.build_seconds} for r in reports]

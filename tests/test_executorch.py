@@ -46,6 +46,23 @@ def test_both_programs_pass_their_gates_and_describe_themselves(programs):
         assert (programs / name).read_bytes()[4:8] == b"ET12"  # ExecuTorch's flatbuffer file identifier
 
 
+@pytest.mark.parametrize("ends_in_fp32", [True, False])
+def test_int8_keeps_the_first_and_last_convolutions_in_fp32(model_and_ckpt, ends_in_fp32):
+    """Which convolutions the INT8 recipe quantizes: a quantized one reads its weight through a dequantize node,
+    a float one straight from its parameter. By default the first (pixels in) and last (pixels out) stay FP32."""
+    from stylexport.export.executorch import _dynamic_int8
+
+    model, _ = model_and_ckpt
+    example = torch.rand(1, 3, 40, 44) * 255
+    shapes = ({2: torch.export.Dim.DYNAMIC(min=16, max=64), 3: torch.export.Dim.DYNAMIC(min=16, max=64)},)
+    program = torch.export.export(model.eval(), (example,), dynamic_shapes=shapes, strict=False)
+    quantized = _dynamic_int8(program, example, shapes, ends_in_fp32=ends_in_fp32)
+    convs = [n for n in quantized.graph.nodes if n.target is torch.ops.aten.conv2d.default]
+    weights_quantized = ["dequantize" in str(conv.args[1].target) for conv in convs]
+    assert len(convs) == 16  # 3 encoder, 10 residual, 2 decoder convolutions and the head
+    assert weights_quantized == ([not ends_in_fp32] + [True] * 14 + [not ends_in_fp32])
+
+
 @pytest.mark.parametrize(("name", "engine", "max_abs", "min_psnr"), [("waves.pte", "executorch-fp32", 0.5, None),
                                                                  ("waves.fp16.pte", "executorch-fp16", 4.0, None),
                                                                  ("waves.int8.pte", "executorch-int8", None, 30.0)])
