@@ -530,7 +530,13 @@ def stylize(
     files = find_images(inputs)
     targets = plan_outputs(files, output)
     if len(files) == 1:  # a photo that cannot be read: its one line before an engine is opened (perhaps exported)
-        read_image(files[0])
+        image_log = logging.getLogger("stylexport.image")
+        level = image_log.level
+        image_log.setLevel(logging.ERROR)  # its warnings (an animation, a colour profile) come once, when it is run
+        try:
+            read_image(files[0])
+        finally:
+            image_log.setLevel(level)
     runner = _open_model(model, device=device, backend=backend, tiled=tile is not None)
     with _progress() as bar:
         task = bar.add_task("stylize", total=len(files), info=runner.name)

@@ -41,7 +41,7 @@ SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", "
                 ".tiff": "TIFF"}
 
 
-def _to_srgb(img: Image.Image) -> Image.Image:
+def _to_srgb(img: Image.Image, what: str = "the image") -> Image.Image:
     """An RGB(A) or CMYK image with an embedded ICC profile (a phone's Display P3, Adobe RGB, a print CMYK) in
     sRGB, the space the networks were trained in and every output is written in (untagged). Without a profile,
     or with one LittleCMS cannot use (said in the log), the pixels are taken as they are."""
@@ -56,17 +56,17 @@ def _to_srgb(img: Image.Image) -> Image.Image:
                                               ImageCms.ImageCmsProfile(io.BytesIO(icc)),
                                               ImageCms.createProfile("sRGB"), outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError) as exc:
-        log.warning("ignoring the image's embedded colour profile (%s); its pixels are read as sRGB", exc)
+        log.warning("ignoring the embedded colour profile of %s (%s); its pixels are read as sRGB", what, exc)
         return img
     if alpha is not None:
         converted.putalpha(alpha)
     return converted
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def _to_rgb(img: Image.Image, what: str = "the image") -> Image.Image:
     """Any PIL mode to 8-bit sRGB: an embedded colour profile applied, alpha composited on white, 16-bit scaled,
     CMYK and palettes converted."""
-    img = _to_srgb(img)
+    img = _to_srgb(img, what)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
@@ -112,7 +112,10 @@ def read_image(path: str | os.PathLike, *, min_size: int = MIN_SIZE) -> torch.Te
                                       "that guards against decompression bombs; if you trust the file, raise it "
                                       f"with {MAX_PIXELS_ENV}={w * h}")
             img.load()
-            rgb = _to_rgb(ImageOps.exif_transpose(img))
+            if getattr(img, "is_animated", False):  # a GIF, APNG or WebP animation; a multi-page TIFF
+                log.warning("%s has %d frames: only the first is read; stylexport video %s -o OUT.mp4 stylizes "
+                            "every frame of an animation", path, img.n_frames, path)
+            rgb = _to_rgb(ImageOps.exif_transpose(img), str(path))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         reason = str(exc).split("\n")[0] or type(exc).__name__
         raise StylexportError(f"cannot read image {path}: {reason}; is it a complete image file?") from None

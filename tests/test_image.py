@@ -78,7 +78,19 @@ def test_an_embedded_colour_profile_is_applied(tmp_path, caplog):
     red.save(tmp_path / "broken.png", icc_profile=b"not a colour profile at all" * 8)
     with caplog.at_level("WARNING"):
         assert read_image(tmp_path / "broken.png")[:, 5, 5].tolist() == [200, 0, 0]
-    assert "colour profile" in caplog.text
+    assert "colour profile of " + str(tmp_path / "broken.png") in caplog.text
+
+
+def test_an_animation_reads_its_first_frame_and_points_to_video(tmp_path, caplog):
+    frames = [Image.new("RGB", (30, 20), colour) for colour in ((200, 0, 0), (0, 200, 0), (0, 0, 200))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    frames[0].save(tmp_path / "still.gif")
+    with caplog.at_level("WARNING"):
+        r, g, b = read_image(tmp_path / "anim.gif")[:, 5, 5].tolist()
+        read_image(tmp_path / "still.gif")
+    assert r > 150 and g < 30 and b < 30  # the first frame
+    assert caplog.text.count("has 3 frames: only the first is read") == 1
+    assert f"stylexport video {tmp_path / 'anim.gif'} -o OUT.mp4" in caplog.text
 
 
 def test_16bit_png_scaled_to_8bit(tmp_path):
