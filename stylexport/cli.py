@@ -572,8 +572,8 @@ def stylize(
 @app.command()
 def video(
     source: Annotated[Path, typer.Argument(help="A video file, or a folder of frames.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="A video file (.mp4, .mkv, .mov, .webm, .avi) "
-                                         "or a folder for PNG frames.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="A video file (.mp4, .mkv, .mov, .webm, .avi), "
+                                         "an animated .gif, or a folder for PNG frames.")],
     model: Annotated[Path | None, typer.Option("--model", "-m", help="A checkpoint, .onnx, .plan or .pt2 model.")]
     = None,
     style: StyleOption = None,
@@ -590,7 +590,7 @@ def video(
                                             "PNG.")] = None,
     device: DeviceOption = "auto",
 ) -> None:
-    """Stylize a video (audio, frame rate and duration kept) or a folder of frames."""
+    """Stylize a video (audio, frame rate and duration kept), an animated GIF, or a folder of frames."""
     from stylexport.video import check_paths, stylize_video
 
     check_paths(source, output, fps=fps, crf=crf)  # before the model opens: its engine may be exported first

@@ -113,8 +113,8 @@ def read_image(path: str | os.PathLike, *, min_size: int = MIN_SIZE) -> torch.Te
                                       f"with {MAX_PIXELS_ENV}={w * h}")
             img.load()
             if getattr(img, "is_animated", False):  # a GIF, APNG or WebP animation; a multi-page TIFF
-                log.warning("%s has %d frames: only the first is read; stylexport video %s -o OUT.mp4 stylizes "
-                            "every frame of an animation", path, img.n_frames, path)
+                log.warning("%s has %d frames: only the first is read; stylexport video %s -o OUT.gif (or .mp4) "
+                            "stylizes every frame of an animation", path, img.n_frames, path)
             rgb = _to_rgb(ImageOps.exif_transpose(img), str(path))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         reason = str(exc).split("\n")[0] or type(exc).__name__

@@ -29,6 +29,7 @@ from stylexport.fileio import atomic_path, check_not_an_input, check_writable, e
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm")
+GIF_SUFFIX = ".gif"  # written by Pillow: an adaptive 256-colour palette per frame, dithered; loops forever
 # Preferred video codecs per container, best first; the first one this FFmpeg build has is used.
 CODECS = {".webm": ("libvpx-vp9", "libvpx"), ".avi": ("mpeg4",)}
 DEFAULT_CODECS = ("libx264", "h264", "libopenh264", "mpeg4")
@@ -268,12 +269,13 @@ def check_paths(src: str | os.PathLike, dst: str | os.PathLike, *, fps: float | 
     if fps is not None and not src.is_dir():
         raise StylexportError(f"--fps {fps:g} sets the frame rate of a folder of frames; the video {src} keeps its "
                               "own (its frames are not resampled): leave --fps out")
-    if dst.suffix and dst.suffix.lower() not in VIDEO_SUFFIXES:
+    if dst.suffix and dst.suffix.lower() not in (*VIDEO_SUFFIXES, GIF_SUFFIX):
         raise StylexportError(f"output {dst}: unknown video type {dst.suffix!r}; use one of "
-                              f"{', '.join(VIDEO_SUFFIXES)} or a folder (no suffix) for frames")
-    if crf is not None and not (dst.suffix and any(c in CRF_ENCODERS for c in CODECS.get(dst.suffix.lower(),
-                                                                                          DEFAULT_CODECS))):
-        what = "a folder gets lossless PNG frames" if not dst.suffix else f"{dst.suffix} is written as MPEG-4 " \
+                              f"{', '.join((*VIDEO_SUFFIXES, GIF_SUFFIX))} or a folder (no suffix) for frames")
+    if crf is not None and not (dst.suffix and dst.suffix.lower() != GIF_SUFFIX and any(
+            c in CRF_ENCODERS for c in CODECS.get(dst.suffix.lower(), DEFAULT_CODECS))):
+        what = "a folder gets lossless PNG frames" if not dst.suffix else "a GIF has 256 colours a frame and no " \
+            "quality setting" if dst.suffix.lower() == GIF_SUFFIX else f"{dst.suffix} is written as MPEG-4 " \
             "Part 2, which has no constant-quality setting"
         raise StylexportError(f"--crf {crf} sets the quality of H.264 (.mp4, .mkv, .mov, .m4v) and VP9 (.webm) "
                               f"output; {what}: write one of those, or leave --crf out")
@@ -303,6 +305,9 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, bat
     if dst.suffix.lower() in VIDEO_SUFFIXES:
         report = _to_video(src, dst, runner, frames_in, info, batch=batch, strength=strength, colors=colors,
                            stabilize=stabilize, crf=crf, progress=progress)
+    elif dst.suffix.lower() == GIF_SUFFIX:
+        report = _to_gif(src, dst, runner, frames_in, info, batch=batch, strength=strength, colors=colors,
+                         stabilize=stabilize, progress=progress)
     else:
         report = _to_folder(src, dst, runner, frames_in, info, batch=batch, strength=strength, colors=colors,
                             stabilize=stabilize, progress=progress)
@@ -339,6 +344,44 @@ def _video_frames(av, container) -> tuple[Callable, dict]:
 def _to_folder(src: Path, dst: Path, runner, frames_in, info, *, progress, **opts) -> VideoReport:
     from stylexport.image import save_image
 
+    dst.mkdir(parents=True, exist_ok=True)
+
+    def write(key, array) -> None:
+        name = key.stem if isinstance(key, Path) else str(key)
+        save_image(torch.from_numpy(array).permute(2, 0, 1).float(), dst / f"{name}.png")
+
+    report = _each_frame(src, runner, frames_in, info, write=write, codec="png frames", progress=progress, **opts)
+    if report.audio == "dropped":
+        report.audio = "dropped (frames have no sound)"
+    return report
+
+
+def _to_gif(src: Path, dst: Path, runner, frames_in, info, *, progress, **opts) -> VideoReport:
+    """An animated GIF: each frame with its own adaptive 256-colour palette (Pillow's median cut), Floyd-Steinberg
+    dithered, looping forever. GIF counts frame time in hundredths of a second, so the rate written is the
+    nearest 100/n fps (30 fps plays at 33.3); every frame is held (one byte a pixel) until the file is written."""
+    from PIL import Image
+
+    frames: list[Image.Image] = []
+
+    def write(key, array) -> None:
+        frames.append(Image.fromarray(array).quantize(256, dither=Image.Dither.FLOYDSTEINBERG))
+
+    report = _each_frame(src, runner, frames_in, info, write=write, codec="gif", progress=progress, **opts)
+    centiseconds = max(2, round(100 / report.fps))  # browsers play 0 and 1 as 10: too slow, not too fast
+    with atomic_path(dst) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=10 * centiseconds,
+                       loop=0)
+    report.fps = 100 / centiseconds
+    if report.audio == "dropped":
+        report.audio = "dropped (a GIF has no sound)"
+    return report
+
+
+def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, np.ndarray], None], codec: str,
+                progress, **opts) -> VideoReport:
+    """Stylize every frame of ``src`` (a video when ``frames_in`` is None, else frames read from a folder)
+    and hand each, in order, to ``write``."""
     av = None
     container = None
     if frames_in is None:
@@ -348,14 +391,13 @@ def _to_folder(src: Path, dst: Path, runner, frames_in, info, *, progress, **opt
         def frames_in():
             for i, frame in enumerate(container.decode(stream)):
                 yield f"frame_{i:06d}", frame.to_ndarray(format="rgb24")
-    dst.mkdir(parents=True, exist_ok=True)
+    audio = "none" if container is None or not container.streams.audio else "dropped"
     stats = _FrameStats()
     written = 0
 
     def emit(key, array) -> None:
         nonlocal written
-        name = key.stem if isinstance(key, Path) else str(key)
-        save_image(torch.from_numpy(array).permute(2, 0, 1).float(), dst / f"{name}.png")
+        write(key, array)
         written += 1
         if progress:
             progress(written, info["count"])
@@ -368,7 +410,7 @@ def _to_folder(src: Path, dst: Path, runner, frames_in, info, *, progress, **opt
     if n == 0:
         raise StylexportError(f"{src} has no frames")
     return VideoReport(frames=n, width=info["width"], height=info["height"], fps=info["fps"],
-                       duration_s=info.get("duration"), codec="png frames", audio="none",
+                       duration_s=info.get("duration"), codec=codec, audio=audio,
                        flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1),
                        warnings=short_input_warning(src, n, info) if container is not None else [])
 

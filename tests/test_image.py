@@ -90,7 +90,7 @@ def test_an_animation_reads_its_first_frame_and_points_to_video(tmp_path, caplog
         read_image(tmp_path / "still.gif")
     assert r > 150 and g < 30 and b < 30  # the first frame
     assert caplog.text.count("has 3 frames: only the first is read") == 1
-    assert f"stylexport video {tmp_path / 'anim.gif'} -o OUT.mp4" in caplog.text
+    assert f"stylexport video {tmp_path / 'anim.gif'} -o OUT.gif" in caplog.text
 
 
 def test_16bit_png_scaled_to_8bit(tmp_path):

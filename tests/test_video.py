@@ -4,6 +4,7 @@ import fractions
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from stylexport.checkpoint import save_checkpoint
@@ -130,8 +131,8 @@ def test_bad_inputs_get_clear_messages_and_leave_nothing(tmp_path, model_runner)
     with pytest.raises(StylexportError, match="video not found"):
         stylize_video(tmp_path / "missing.mp4", tmp_path / "out.mp4", model_runner)
     clip = make_clip(tmp_path / "clip.mp4", frames=2, audio=False)
-    with pytest.raises(StylexportError, match="unknown video type '.gif'"):
-        stylize_video(clip, tmp_path / "out.gif", model_runner)
+    with pytest.raises(StylexportError, match="unknown video type '.flv'"):
+        stylize_video(clip, tmp_path / "out.flv", model_runner)
     assert not (tmp_path / "out.mp4").exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
 
@@ -174,6 +175,35 @@ def test_a_failure_stops_the_reader_before_the_video_is_closed(tmp_path, random_
         assert [t.name for t in threading.enumerate() if t not in before] == []
     else:
         pytest.fail("the model's error was not raised")
+
+
+def test_an_animated_gif_out_has_every_frame_its_timing_and_the_pictures(tmp_path, random_model):
+    """A GIF is written with every frame, its size, the rate GIF can hold (hundredths of a second a frame), looping,
+    pictures close to the model's own output (a 256-colour palette a frame), and the audio said to be dropped."""
+    from PIL import Image, ImageSequence
+
+    from stylexport.metrics import psnr
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=6, fps=10, audio=True, noise=20)  # no two frames alike
+    report = stylize_video(clip, tmp_path / "out.gif", TorchRunner(random_model))
+    assert (report.frames, report.codec, report.fps) == (6, "gif", 10)
+    assert report.audio == "dropped (a GIF has no sound)"
+    with Image.open(tmp_path / "out.gif") as gif:
+        assert gif.n_frames == 6 and gif.size == (64, 48) and gif.info["loop"] == 0
+        durations = [frame.info["duration"] for frame in ImageSequence.Iterator(gif)]
+        gif.seek(3)
+        fourth = torch.from_numpy(np.asarray(gif.convert("RGB"), dtype=np.float32)).permute(2, 0, 1)
+    assert durations == [100] * 6
+    with av.open(str(clip)) as c:
+        decoded = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    expected = random_model(torch.from_numpy(decoded[3]).permute(2, 0, 1).float()[None])[0].detach()
+    assert psnr(fourth, expected.clamp(0, 255).round()) > 25  # the fourth frame, in its palette
+
+    # GIF holds hundredths: 30 fps is written as 3/100 s a frame and said to play at 33.3 fps
+    assert stylize_video(make_clip(tmp_path / "c30.mp4", frames=3, fps=30, audio=False), tmp_path / "c30.gif",
+                         TorchRunner(random_model)).fps == pytest.approx(100 / 3)
+    with pytest.raises(StylexportError, match="a GIF has 256 colours a frame and no quality setting"):
+        stylize_video(clip, tmp_path / "q.gif", TorchRunner(random_model), crf=20)
 
 
 def test_video_cli(tmp_path, random_model):
