@@ -4,7 +4,10 @@ Frames move through three stages at once: a decoder thread (demux + decode), the
 thread (batched), and an encoder thread (encode + mux); bounded queues between them keep memory flat.
 Audio packets are copied as they are (no re-encode) when the output container takes the codec, otherwise
 re-encoded to AAC. The output is written to a temporary file beside the target and renamed at the end: a
-failure or Ctrl-C never leaves a partial video. Folders of frames work as input and as output.
+failure or Ctrl-C never leaves a partial video. Folders of frames work as input and as output, and so do
+animated GIFs (written by Pillow, every frame held until the end: see ``_to_gif``). A failure stops and joins
+the decoder and encoder threads before the files are closed (PyAV crashes when a container is closed under a
+thread still using it).
 """
 
 from __future__ import annotations
