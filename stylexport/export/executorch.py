@@ -14,8 +14,7 @@ image at run time, output in float, so instance norm and the residual additions 
 calibration photos are needed; the first and last convolutions (the photo's pixels in, the picture's out: a
 hundredth of the weights) stay FP32, as in the OpenVINO INT8 recipe: 3 dB better at worst and 4.6 dB at the
 median on the shipped great_wave (benchmarks/results/executorch-int8.md); the file is about a quarter of the
-FP32 one. The contract goes into a JSON
-sidecar (``model.pte.json``).
+FP32 one. The contract goes into a JSON sidecar (``model.pte.json``).
 """
 
 from __future__ import annotations
