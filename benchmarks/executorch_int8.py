@@ -57,22 +57,22 @@ def main() -> None:
     with torch.no_grad():
         refs = [model(x) for x in images]
     files = {r.format: Path(r.path) for r in reports}
-    quality = {}
-    for engine, fmt in (("openvino-fp32", "openvino"), ("executorch-fp32", "executorch"),
-                        ("executorch-int8", "executorch-int8")):
-        with open_runner(files[fmt], engine=engine, device="cpu") as r:
+
+    def judged(path: Path, engine: str, file_bytes: int) -> dict:
+        with open_runner(path, engine=engine, device="cpu") as r:
             psnr = [compare(r.infer(x).float().cpu(), ref).psnr_db for x, ref in zip(images, refs, strict=True)]
-        quality[engine] = {"min_psnr_db": min(psnr), "median_psnr_db": statistics.median(psnr),
-                           "photos": len(psnr), "file_bytes": FORMATS_TABLE[fmt].size(files[fmt])}  # an IR's .bin too
+        return {"min_psnr_db": min(psnr), "median_psnr_db": statistics.median(psnr), "photos": len(psnr),
+                "file_bytes": file_bytes}
+
+    quality = {engine: judged(files[fmt], engine, FORMATS_TABLE[fmt].size(files[fmt]))  # an IR's .bin too
+               for engine, fmt in (("openvino-fp32", "openvino"), ("executorch-fp32", "executorch"),
+                                   ("executorch-int8", "executorch-int8"))}
     # The recipe before (every convolution INT8, the first and last too): quality and size only, beside it.
     from stylexport.export.executorch import lower_program
 
     before = work / "every-conv.int8.pte"
     before.write_bytes(lower_program(model, int8=True, max_side=args.max_side, int8_ends_in_fp32=False))
-    with open_runner(before, engine="executorch-int8", device="cpu") as r:
-        psnr = [compare(r.infer(x).float().cpu(), ref).psnr_db for x, ref in zip(images, refs, strict=True)]
-    quality[EVERY_CONV] = {"min_psnr_db": min(psnr), "median_psnr_db": statistics.median(psnr),
-                           "photos": len(psnr), "file_bytes": before.stat().st_size, "timed": False}
+    quality[EVERY_CONV] = {**judged(before, "executorch-int8", before.stat().st_size), "timed": False}
     results["quality_real_photos"] = {"photos": [p.name for p in held], "reference": "torch-fp32",
                                       "longer_side": args.max_side, **quality}
     results["export"] = [{"format": r.format, "parity": r.parity, "seconds": r.build_seconds} for r in reports]

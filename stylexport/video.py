@@ -353,10 +353,8 @@ def _to_folder(src: Path, dst: Path, runner, frames_in, info, *, progress, **opt
         name = key.stem if isinstance(key, Path) else str(key)
         save_image(torch.from_numpy(array).permute(2, 0, 1).float(), dst / f"{name}.png")
 
-    report = _each_frame(src, runner, frames_in, info, write=write, codec="png frames", progress=progress, **opts)
-    if report.audio == "dropped":
-        report.audio = "dropped (frames have no sound)"
-    return report
+    return _each_frame(src, runner, frames_in, info, write=write, codec="png frames",
+                       audio_dropped="dropped (frames have no sound)", progress=progress, **opts)
 
 
 def _to_gif(src: Path, dst: Path, runner, frames_in, info, *, progress, **opts) -> VideoReport:
@@ -370,21 +368,20 @@ def _to_gif(src: Path, dst: Path, runner, frames_in, info, *, progress, **opts) 
     def write(key, array) -> None:
         frames.append(Image.fromarray(array).quantize(256, dither=Image.Dither.FLOYDSTEINBERG))
 
-    report = _each_frame(src, runner, frames_in, info, write=write, codec="gif", progress=progress, **opts)
+    report = _each_frame(src, runner, frames_in, info, write=write, codec="gif",
+                         audio_dropped="dropped (a GIF has no sound)", progress=progress, **opts)
     centiseconds = max(2, round(100 / report.fps))  # browsers play 0 and 1 as 10: too slow, not too fast
     with atomic_path(dst) as tmp:
         frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=10 * centiseconds,
                        loop=0)
     report.fps = 100 / centiseconds
-    if report.audio == "dropped":
-        report.audio = "dropped (a GIF has no sound)"
     return report
 
 
 def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, np.ndarray], None], codec: str,
-                progress, **opts) -> VideoReport:
+                audio_dropped: str, progress, **opts) -> VideoReport:
     """Stylize every frame of ``src`` (a video when ``frames_in`` is None, else frames read from a folder)
-    and hand each, in order, to ``write``."""
+    and hand each, in order, to ``write``; the report's audio is ``audio_dropped`` where the input had sound."""
     av = None
     container = None
     if frames_in is None:
@@ -394,7 +391,7 @@ def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, 
         def frames_in():
             for i, frame in enumerate(container.decode(stream)):
                 yield f"frame_{i:06d}", frame.to_ndarray(format="rgb24")
-    audio = "none" if container is None or not container.streams.audio else "dropped"
+    audio = "none" if container is None or not container.streams.audio else audio_dropped
     stats = _FrameStats()
     written = 0
 
