@@ -911,8 +911,9 @@ def train(
             losses = " ".join(f"{k} {v:.3g}" for k, v in info.losses.items())
             limit = {} if info.seconds_left is None else {  # on the bar's clock: its elapsed time at the limit
                 "stop_at": next(t.elapsed or 0.0 for t in bar.tasks if t.id == task) + info.seconds_left}
-            bar.update(task, total=info.total_steps, completed=info.step,
-                       info=f"{info.images_per_second:.1f} img/s  {losses}", **limit)
+            measured = "" if info.losses_step in (None, info.step) else f" (at step {info.losses_step})"
+            bar.update(task, total=info.total_steps, completed=info.step,  # counts every step; the losses are
+                       info=f"{info.images_per_second:.1f} img/s  {losses}{measured}", **limit)  # every few
 
         result = run_training(config, run_dir, resume=resume is not None, progress=report,
                               return_on_signal=True)  # it says below how to resume, and exits 128 + the signal

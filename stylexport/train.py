@@ -90,11 +90,15 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class StepInfo:
+    """Sent after every step, so a progress display counts steps as they happen; the losses and the pace are
+    measured every ``log_every`` steps only (a mean over all ranks costs a sync), at step ``losses_step``."""
+
     step: int
     total_steps: int
     losses: dict[str, float]
     images_per_second: float
     seconds_left: float | None = None  # until the --max-minutes limit ends this call (None: no limit)
+    losses_step: int | None = None  # the step the losses and pace were measured at (None: this step)
 
 
 @dataclasses.dataclass
@@ -534,7 +538,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     out_of_time = False
     images_seen = 0
     window_start, window_images = start_time, 0
-    ips = 0.0
+    ips, values, logged = 0.0, {}, start_step + 1  # the first step of each call is measured
     stopped = False
     with _StopRequests() as stops:
         for batch, bad in loader:
@@ -555,18 +559,18 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
             step += 1
             images_seen += x.shape[0] * world
             window_images += x.shape[0] * world
-            if step % config.log_every == 0 or step == total_steps or step == 1:
-                now = time.perf_counter()
+            now = time.perf_counter()
+            if step % config.log_every == 0 or step == total_steps or step == start_step + 1:  # and the first
                 ips = window_images / max(now - window_start, 1e-9)
                 window_start, window_images = now, 0
-                values = _global_mean(terms, world)
+                values, logged = _global_mean(terms, world), step
                 history.append({"step": step, **values, "images_per_second": ips})
                 if main:
                     with history_path.open("a") as f:
                         f.write(json.dumps(history[-1]) + "\n")
-                if progress is not None and main:
-                    progress(StepInfo(step, total_steps, values, ips,
-                                      None if math.isinf(deadline) else max(deadline - now, 0.0)))
+            if progress is not None and main:
+                progress(StepInfo(step, total_steps, values, ips,
+                                  None if math.isinf(deadline) else max(deadline - now, 0.0), logged))
             out_of_time = step < total_steps and time.perf_counter() >= deadline  # a chunk ends: preview, checkpoint
             stopped = step < total_steps and _any_rank(stops.signum is not None, world)  # Ctrl-C, SIGTERM: checkpoint
             if main and (step % config.preview_every == 0 or step == total_steps or out_of_time):

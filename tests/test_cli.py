@@ -278,9 +278,9 @@ def test_progress_lines_say_how_long_is_left_at_the_pace_so_far(capsys):
 
 
 def test_heartbeat_lines_between_reports_count_down_and_a_time_limit_is_said(capsys):
-    """Training reports every 10 steps; the heartbeat prints between reports. Its line kept the last report's
-    step but divided the time since by it, so in a log the time left jumped up and down (9.2 h, 15.3 h,
-    10.2 h...). Now it counts down from the last report at that report's pace; and a run that its
+    """A task that reports now and then (training did, every 10 steps); the heartbeat prints between reports. Its
+    line kept the last report's step but divided the time since by it, so in a log the time left jumped up and
+    down (9.2 h, 15.3 h, 10.2 h...). Now it counts down from the last report at that report's pace; and a run that its
     --max-minutes limit will stop first says so instead of naming hours it will not run."""
     import stylexport.cli as cli
 

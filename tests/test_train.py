@@ -95,6 +95,41 @@ def test_resume_reaches_the_same_weights(tmp_path, vgg, style_path, data_dir, mo
     assert len(json.loads((tmp_path / "a" / "config.json").read_text())["calls"]) == 1
 
 
+def test_progress_counts_every_step_and_says_which_step_its_losses_are_from(tmp_path, vgg, style_path, data_dir):
+    """Progress used to hear only of the steps it measured (every 10th), so a log line between two of them
+    repeated the old step: training looked stuck. It now hears every step, with the losses labelled by the step
+    they were measured at; the first step of each call (a resumed chunk too) is measured."""
+    seen = []
+
+    def report(info):
+        seen.append((info.step, info.losses_step, info.losses["total"]))
+
+    train(cfg(style_path, data_dir, steps=4, log_every=3), tmp_path / "run", progress=report)
+    train(cfg(style_path, data_dir, steps=8, log_every=3), tmp_path / "run", resume=True, progress=report)
+    assert [(step, at) for step, at, _ in seen] == [(1, 1), (2, 1), (3, 3), (4, 4),  # 1st, every 3rd, the last
+                                                    (5, 5), (6, 6), (7, 6), (8, 8)]  # the resumed call's 1st
+    history = {h["step"]: h["total"] for h in map(json.loads, (tmp_path / "run" / "history.jsonl").open())}
+    assert sorted(history) == [1, 3, 4, 5, 6, 8]
+    assert all(total == pytest.approx(history[at]) for _, at, total in seen)
+
+
+def test_cli_progress_lines_label_losses_from_an_earlier_step(tmp_path, vgg, style_path, data_dir, monkeypatch):
+    """In a log, a line between two measured steps counts the current step and says where its losses are from."""
+    import stylexport.cli as cli
+
+    monkeypatch.setattr(cli._Progress, "every", 0.0)  # a line on every update
+    result = runner.invoke(app, cli_train(style_path, data_dir, tmp_path / "run", 4, "--log-every", "3"))
+    assert result.exit_code == 0, result.output
+    first = {}  # each step's first line (the heartbeat repeats it too: 'every' is 0 here)
+    for line in result.stderr.splitlines():
+        if line.startswith("train: ") and "/4 after" in line:
+            first.setdefault(line.split(" after ")[0], line)
+    assert list(first) == ["train: 1/4", "train: 2/4", "train: 3/4", "train: 4/4"]
+    lines = list(first.values())
+    assert [line.endswith(" (at step 1)") for line in lines] == [False, True, False, False]
+    assert lines[1].split("; ")[1].split(" (at")[0] == lines[0].split("; ")[1]  # step 1's losses, repeated
+
+
 def test_ship_style_records_what_made_the_model(tmp_path, vgg, style_path, data_dir, monkeypatch):
     """training/ship_style.py puts the recipe, the steps reached, the images seen call by call, where each call
     trained and the last logged losses into the shipped model's metadata (issue #20: a style says what made it)."""
