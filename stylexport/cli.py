@@ -529,14 +529,10 @@ def stylize(
         typer.echo(f"photo {inputs[0]} (the bundled sample; no INPUT given)", err=True)
     files = find_images(inputs)
     targets = plan_outputs(files, output)
+    read = read_image
     if len(files) == 1:  # a photo that cannot be read: its one line before an engine is opened (perhaps exported)
-        image_log = logging.getLogger("stylexport.image")
-        level = image_log.level
-        image_log.setLevel(logging.ERROR)  # its warnings (an animation, a colour profile) come once, when it is run
-        try:
-            read_image(files[0])
-        finally:
-            image_log.setLevel(level)
+        first = read_image(files[0])  # read once: decoded once, its warnings (animation, colour profile) said once
+        read = lambda path: first if path == files[0] else read_image(path)  # noqa: E731
     runner = _open_model(model, device=device, backend=backend, tiled=tile is not None)
     with _progress() as bar:
         task = bar.add_task("stylize", total=len(files), info=runner.name)
@@ -555,7 +551,7 @@ def stylize(
                     bar.remove_task(sub)
 
         report = stylize_files(runner, files, targets, size=size, strength=strength, colors=preserve_colors,
-                               infer=infer, progress=lambda path: bar.advance(task))
+                               infer=infer, progress=lambda path: bar.advance(task), read=read)
     if len(targets) == 1 and report.written:
         typer.echo(f"wrote {report.written[0]} (engine {runner.engine or runner.name})")
     elif report.written:

@@ -226,14 +226,16 @@ class StylizeReport:
 def stylize_files(runner, files: Sequence[Path], targets: Sequence[Path], *, size: int | None = None,
                   strength: float = 1.0, colors: bool = False,
                   infer: Callable[[torch.Tensor, Path], torch.Tensor] | None = None,
-                  progress: Callable[[Path], None] | None = None) -> StylizeReport:
-    """Stylize each file into its target. ``infer`` replaces the runner call (tiling); a file that cannot be
-    read, run or written is recorded with its reason and the rest go on."""
+                  progress: Callable[[Path], None] | None = None,
+                  read: Callable[[Path], torch.Tensor] = read_image) -> StylizeReport:
+    """Stylize each file into its target. ``infer`` replaces the runner call (tiling); ``read`` replaces
+    read_image (a caller that has read a file already); a file that cannot be read, run or written is recorded
+    with its reason and the rest go on."""
     report = StylizeReport([], [])
     for path, target in zip(files, targets, strict=True):
         try:
             each = (lambda image, path=path: infer(image, path)) if infer is not None else None
-            result = stylize_tensor(runner, read_image(path), size=size, strength=strength, colors=colors, infer=each)
+            result = stylize_tensor(runner, read(path), size=size, strength=strength, colors=colors, infer=each)
             report.written.append(save_image(result, target))
         except StylexportError as exc:
             report.failed.append((path, str(exc)))

@@ -39,17 +39,24 @@ def test_stylize_one_image_and_a_folder(tmp_path, make_image, ckpt):
     assert sorted(p.name for p in (tmp_path / "folder_out").iterdir()) == ["a.png", "b.jpg"]
 
 
-def test_stylize_says_an_image_warning_once(tmp_path, ckpt, caplog):
+def test_stylize_says_an_image_warning_once(tmp_path, ckpt, caplog, monkeypatch):
     """A warning about the photo (here: an animation, of which the first frame is used) is said once, though
-    the photo is read first on its own to check it before an engine is opened."""
+    the photo is read first on its own to check it before an engine is opened: it is decoded once, and that
+    read is the one stylized."""
     from PIL import Image
 
+    import stylexport.image
+
+    opened = []
+    real = stylexport.image._open_unchecked
+    monkeypatch.setattr(stylexport.image, "_open_unchecked", lambda path: opened.append(path) or real(path))
     frames = [Image.new("RGB", (30, 20), colour) for colour in ((200, 0, 0), (0, 200, 0))]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
     with caplog.at_level("WARNING"):
         result = run("stylize", tmp_path / "anim.gif", "-m", ckpt, "-b", "torch-fp32", "-o", tmp_path / "o.png")
     assert result.exit_code == 0, result.output
     assert caplog.text.count("has 2 frames: only the first is read") == 1
+    assert opened == [tmp_path / "anim.gif"]
 
 
 def test_stylize_bad_inputs(tmp_path, make_image, ckpt):
