@@ -584,6 +584,9 @@ def video(
     crf: Annotated[int | None, typer.Option(min=0, max=51, help="Quality of H.264 and VP9 (.webm) output, "
                                             "lower is better (default 18); frames in a folder are lossless "
                                             "PNG.")] = None,
+    size: Annotated[int | None, typer.Option(min=16, help="Resize so the longer side is this, px (even sides in "
+                                             "a video file; a GIF is usually 480 or less). Default: the "
+                                             "input's size.")] = None,
     device: DeviceOption = "auto",
 ) -> None:
     """Stylize a video (audio, frame rate and duration kept), an animated GIF, or a folder of frames."""
@@ -600,7 +603,7 @@ def video(
                        info=f"{runner.name} {done / max(time.perf_counter() - start, 1e-9):.1f} frames/s")
 
         result = stylize_video(source, output, runner, batch=batch, strength=strength, colors=preserve_colors,
-                               stabilize=stabilize, fps=fps, crf=crf, progress=report)
+                               stabilize=stabilize, fps=fps, crf=crf, size=size, progress=report)
     flick = f"flicker {result.flicker_raw:.2f}"
     if stabilize:
         flick += f" -> {result.flicker_out:.2f} levels with --stabilize {stabilize:g}"

@@ -69,6 +69,16 @@ CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
 
 
 @functools.cache
+def host_memory() -> int | None:
+    """Bytes of physical memory on this machine; None where the OS does not say (sysconf is POSIX)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def cpu_flags() -> tuple[str, ...]:
     """The CPU features that decide which CPU engines are fast here (AVX-512, VNNI, BF16, AMX)."""
     try:

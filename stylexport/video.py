@@ -127,11 +127,25 @@ class _FrameStats:
         self.prev = cur
 
 
+def frame_size(width: int, height: int, size: int | None, *, even: bool = False) -> tuple[int, int]:
+    """(width, height) scaled so the longer side is ``size`` (None: as they are); ``even`` rounds each to an
+    even number, as H.264 and VP9 in 4:2:0 need."""
+    if size is None:
+        return width, height
+    scale = size / max(width, height)
+    if even:
+        return 2 * max(1, round(width * scale / 2)), 2 * max(1, round(height * scale / 2))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def _stylize_stream(frames: Iterator[tuple[object, np.ndarray]], runner, *, batch: int, strength: float,
                     colors: bool, stabilize: float, emit: Callable[[object, np.ndarray], None],
-                    stats: _FrameStats) -> int:
-    """Run frames (key, HxWx3 uint8) through the model in batches; emit (key, uint8 frame) in order, on the
-    encoder thread (the third stage), so encoding overlaps the model."""
+                    stats: _FrameStats, size: int | None = None, even: bool = False) -> int:
+    """Run frames (key, HxWx3 uint8) through the model in batches, each first resized to ``frame_size`` of
+    ``size``; emit (key, uint8 frame) in order, on the encoder thread (the third stage), so encoding overlaps
+    the model."""
+    from stylexport.image import resize
+
     stabilizer = Stabilizer(stabilize) if stabilize else None
     encoder = _Background(emit)
     pending: list[tuple[object, np.ndarray]] = []
@@ -142,6 +156,9 @@ def _stylize_stream(frames: Iterator[tuple[object, np.ndarray]], runner, *, batc
         if not pending:
             return
         content = torch.stack([torch.from_numpy(a).permute(2, 0, 1) for _, a in pending]).float()
+        if size is not None:
+            w, h = frame_size(content.shape[-1], content.shape[-2], size, even=even)
+            content = resize(content, (h, w))
         raw = runner.infer_any_size(content)  # the size policy every path shares
         for i, (key, _) in enumerate(pending):
             styled = apply_controls(raw[i], content[i], strength=strength, colors=colors)
@@ -288,16 +305,21 @@ def check_paths(src: str | os.PathLike, dst: str | os.PathLike, *, fps: float | 
 
 def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, batch: int = 1, strength: float = 1.0,
                   colors: bool = False, stabilize: float = 0.0, fps: float | None = None, crf: int | None = None,
+                  size: int | None = None,
                   progress: Callable[[int, int | None], None] | None = None) -> VideoReport:
     """Stylize ``src`` (a video file or a folder of frames) into ``dst`` (a video file or a folder).
 
-    ``crf``: constant quality of H.264 and VP9 output (lower is better; None: 18); refused where there is none to
-    set (a folder of frames, an .avi, an FFmpeg build that has only MPEG-4 Part 2)."""
+    ``size``: the longer side of the output, px (frames are resized before the model; even sides in a video
+    file); None keeps the input's size. ``crf``: constant quality of H.264 and VP9 output (lower is better;
+    None: 18); refused where there is none to set (a folder of frames, an .avi, an FFmpeg build that has only
+    MPEG-4 Part 2)."""
     import time
 
     check_strength(strength)
     if batch < 1:
         raise StylexportError(f"--batch {batch}: use 1 or more")
+    if size is not None and size < 16:
+        raise StylexportError(f"--size {size}: the network needs at least 16 px a side; use 16 or more")
     src, dst = Path(src), Path(dst)
     check_paths(src, dst, fps=fps, crf=crf)
     if src.is_dir():
@@ -307,13 +329,13 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, bat
     start = time.perf_counter()
     if dst.suffix.lower() in VIDEO_SUFFIXES:
         report = _to_video(src, dst, runner, frames_in, info, batch=batch, strength=strength, colors=colors,
-                           stabilize=stabilize, crf=crf, progress=progress)
+                           stabilize=stabilize, crf=crf, size=size, progress=progress)
     elif dst.suffix.lower() == GIF_SUFFIX:
         report = _to_gif(src, dst, runner, frames_in, info, batch=batch, strength=strength, colors=colors,
-                         stabilize=stabilize, progress=progress)
+                         stabilize=stabilize, size=size, progress=progress)
     else:
         report = _to_folder(src, dst, runner, frames_in, info, batch=batch, strength=strength, colors=colors,
-                            stabilize=stabilize, progress=progress)
+                            stabilize=stabilize, size=size, progress=progress)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -360,7 +382,8 @@ def _to_folder(src: Path, dst: Path, runner, frames_in, info, *, progress, **opt
 def _to_gif(src: Path, dst: Path, runner, frames_in, info, *, progress, **opts) -> VideoReport:
     """An animated GIF: each frame with its own adaptive 256-colour palette (Pillow's median cut), Floyd-Steinberg
     dithered, looping forever. GIF counts frame time in hundredths of a second, so the rate written is the
-    nearest 100/n fps (30 fps plays at 33.3); every frame is held (one byte a pixel) until the file is written."""
+    nearest 100/n fps (30 fps plays at 33.3); every frame is held (one byte a pixel) until the file is written,
+    so a clip whose frames would not fit in memory is refused before its first frame (``check_gif_memory``)."""
     from PIL import Image
 
     frames: list[Image.Image] = []
@@ -369,7 +392,8 @@ def _to_gif(src: Path, dst: Path, runner, frames_in, info, *, progress, **opts) 
         frames.append(Image.fromarray(array).quantize(256, dither=Image.Dither.FLOYDSTEINBERG))
 
     report = _each_frame(src, runner, frames_in, info, write=write, codec="gif",
-                         audio_dropped="dropped (a GIF has no sound)", progress=progress, **opts)
+                         audio_dropped="dropped (a GIF has no sound)", progress=progress,
+                         before=lambda info: check_gif_memory(src, info, opts.get("size")), **opts)
     centiseconds = max(2, round(100 / report.fps))  # browsers play 0 and 1 as 10: too slow, not too fast
     with atomic_path(dst) as tmp:
         frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=10 * centiseconds,
@@ -378,10 +402,38 @@ def _to_gif(src: Path, dst: Path, runner, frames_in, info, *, progress, **opts) 
     return report
 
 
+GIF_BYTES_PER_PIXEL = 2  # measured with Pillow 13: the held frames (1 byte a pixel) and the writer's copies (~1)
+
+
+def check_gif_memory(src: Path, info: dict, size: int | None, *, memory: int | None = None) -> None:
+    """Refuse, before the first frame is stylized, a GIF whose frames would take more than half this machine's
+    memory (they are all held until the file is written): name the size that fits, or a video file."""
+    from stylexport.devices import host_memory
+
+    count, memory = info.get("count"), memory or host_memory()
+    if not count or not memory:  # a length the container does not declare: nothing to tell in advance
+        return
+    width, height = frame_size(info["width"], info["height"], size)
+    need, limit = GIF_BYTES_PER_PIXEL * count * width * height, memory / 2
+    if need <= limit:
+        return
+    fits = int(max(width, height) * (limit / need) ** 0.5)
+    fix = f"pass --size {fits} or less, " if fits >= 16 else ""
+
+    def gb(n):
+        return f"{n / 2**30:.1f} GB"
+
+    raise StylexportError(f"{src} as a GIF: {count:,} frames of {width}x{height} are all held in memory until the "
+                          f"file is written, about {gb(need)}, over half of this machine's {gb(memory)}; {fix}"
+                          "write a video file (.mp4, .webm) instead, or cut the clip")
+
+
 def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, np.ndarray], None], codec: str,
-                audio_dropped: str, progress, **opts) -> VideoReport:
+                audio_dropped: str, progress, before: Callable[[dict], None] | None = None,
+                **opts) -> VideoReport:
     """Stylize every frame of ``src`` (a video when ``frames_in`` is None, else frames read from a folder)
-    and hand each, in order, to ``write``; the report's audio is ``audio_dropped`` where the input had sound."""
+    and hand each, in order, to ``write``; the report's audio is ``audio_dropped`` where the input had sound.
+    ``before(info)`` runs once the input's frame count and size are known, before the first frame."""
     av = None
     container = None
     if frames_in is None:
@@ -394,6 +446,13 @@ def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, 
     audio = "none" if container is None or not container.streams.audio else audio_dropped
     stats = _FrameStats()
     written = 0
+    try:
+        if before is not None:
+            before(info)
+    except BaseException:
+        if container is not None:
+            container.close()
+        raise
 
     def emit(key, array) -> None:
         nonlocal written
@@ -409,13 +468,15 @@ def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, 
             container.close()
     if n == 0:
         raise StylexportError(f"{src} has no frames")
-    return VideoReport(frames=n, width=info["width"], height=info["height"], fps=info["fps"],
+    width, height = frame_size(info["width"], info["height"], opts.get("size"))
+    return VideoReport(frames=n, width=width, height=height, fps=info["fps"],
                        duration_s=info.get("duration"), codec=codec, audio=audio,
                        flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1),
                        warnings=short_input_warning(src, n, info) if container is not None else [])
 
 
-def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None, progress, **opts) -> VideoReport:
+def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None, size: int | None, progress,
+              **opts) -> VideoReport:
     av = import_av()
     container = None
     audio_in = None
@@ -435,14 +496,15 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None,
         out = av.open(str(tmp), mode="w", format=_format_for(dst))
         try:
             ostream = out.add_stream(codec, rate=rate)
-            ostream.width, ostream.height = info["width"], info["height"]
-            even = info["width"] % 2 == 0 and info["height"] % 2 == 0
+            width, height = frame_size(info["width"], info["height"], size, even=True)
+            ostream.width, ostream.height = width, height
+            even = width % 2 == 0 and height % 2 == 0
             ostream.pix_fmt = "yuv420p" if even or codec not in ("libx264",) else "yuv444p"
             if codec in CRF_ENCODERS:
                 ostream.options = {"crf": str(DEFAULT_CRF if crf is None else crf), **CRF_ENCODERS[codec]}
             if not even and codec != "libx264":
-                raise StylexportError(f"{codec} needs an even frame size and this video is {info['width']}x"
-                                      f"{info['height']}; write .mp4 (H.264 takes any size) or a folder")
+                raise StylexportError(f"{codec} needs an even frame size and this video is {width}x{height}; write "
+                                      ".mp4 (H.264 takes any size), pass --size (even sides), or write a folder")
             if "time_base" in info:
                 ostream.time_base = info["time_base"]
             astream, audio_mode = _audio_stream(av, out, audio_in)
@@ -496,7 +558,7 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None,
                 if progress:
                     progress(written, info["count"])
 
-            n = _stylize_stream(frame_iter, runner, emit=emit, stats=stats, **opts)
+            n = _stylize_stream(frame_iter, runner, emit=emit, stats=stats, size=size, even=True, **opts)
             if n == 0:
                 raise StylexportError(f"{src} has no frames")
             mux(ostream.encode(None))
@@ -508,7 +570,7 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None,
             out.close()
             if container is not None:
                 container.close()
-    return VideoReport(frames=n, width=info["width"], height=info["height"], fps=float(rate),
+    return VideoReport(frames=n, width=width, height=height, fps=float(rate),
                        duration_s=info.get("duration"), codec=codec, audio=audio_mode,
                        flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1),
                        warnings=short_input_warning(src, n, info) if container is not None else [])

@@ -213,6 +213,9 @@ def test_video_cli(tmp_path, random_model):
                                  "0.5", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "4 frames 64x48" in result.output and "audio copied" in result.output and "flicker" in result.output
+    result = runner.invoke(app, ["video", str(clip), "-m", str(ckpt), "-o", str(tmp_path / "s.gif"), "--size", "32"])
+    assert result.exit_code == 0, result.output
+    assert "4 frames 32x24" in result.output and "gif, audio dropped (a GIF has no sound)" in result.output
     result = runner.invoke(app, ["video", str(tmp_path / "nope.mp4"), "-m", str(ckpt), "-o", str(tmp_path / "x.mp4")])
     assert result.exit_code == 2 and "video not found" in result.output
     assert "Traceback" not in result.output
@@ -246,3 +249,69 @@ def test_crf_sets_the_quality_of_h264_and_vp9(tmp_path, model_runner, suffix):
         assert probe(out)["frames"] == 6
         sizes[crf] = out.stat().st_size
     assert sizes[4] > 2 * sizes[45], sizes
+
+
+def test_frame_size_scales_the_longer_side_and_rounds_to_even_for_video_files():
+    from stylexport.video import frame_size
+
+    assert frame_size(1920, 1080, None) == (1920, 1080)
+    assert frame_size(1920, 1080, 480) == (480, 270)
+    assert frame_size(1080, 1920, 480) == (270, 480)  # portrait: the height is the longer side
+    assert frame_size(64, 48, 33) == (33, 25)  # 48 * 33 / 64 = 24.75
+    assert frame_size(64, 48, 33, even=True) == (32, 24)  # 16.5 and 12.4 pairs, rounded
+    assert frame_size(64, 48, 128, even=True) == (128, 96)  # up too, as stylize --size
+
+
+def test_size_resizes_frames_before_the_model_in_every_output(tmp_path, random_model):
+    """--size: each frame is resized (antialiased) so its longer side is SIZE, then stylized; a video file gets
+    even sides (4:2:0), frames in a folder are exactly the model's output on the resized frame."""
+    from PIL import Image
+
+    from stylexport.image import read_image, resize
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=4, w=64, h=48, noise=20)
+    report = stylize_video(clip, tmp_path / "small.mp4", TorchRunner(random_model), size=33)
+    after = probe(tmp_path / "small.mp4")
+    assert (report.width, report.height) == after["size"] == (32, 24)
+    assert after["frames"] == 4 and after["audio"] == ["aac"]
+
+    report = stylize_video(clip, tmp_path / "frames", TorchRunner(random_model), size=33)
+    assert (report.width, report.height) == (33, 25)
+    with av.open(str(clip)) as c:
+        second = torch.from_numpy(list(c.decode(video=0))[1].to_ndarray(format="rgb24")).permute(2, 0, 1).float()
+    expected = random_model(resize(second[None], (25, 33)))[0].detach().clamp(0, 255).round()
+    got = read_image(tmp_path / "frames" / "frame_000001.png")
+    assert got.shape == (3, 25, 33) and (got - expected).abs().max() <= 1
+
+    report = stylize_video(clip, tmp_path / "small.gif", TorchRunner(random_model), size=40)
+    with Image.open(tmp_path / "small.gif") as gif:
+        assert gif.size == (40, 30) == (report.width, report.height) and gif.n_frames == 4
+    with pytest.raises(StylexportError, match="--size 8: the network needs at least 16 px a side"):
+        stylize_video(clip, tmp_path / "tiny.mp4", TorchRunner(random_model), size=8)
+
+
+def test_a_gif_too_big_for_memory_is_refused_before_the_first_frame_with_the_size_that_fits(tmp_path, random_model,
+                                                                                          monkeypatch):
+    """A GIF holds every frame until it is written (~2 bytes a pixel with Pillow's writer): an hour of 1080p
+    would be killed for memory after hours of work. Refused up front, naming the --size that fits in half."""
+    import stylexport.devices
+    from stylexport.video import check_gif_memory
+
+    hour = {"count": 9000, "width": 1920, "height": 1080}
+    with pytest.raises(StylexportError) as err:
+        check_gif_memory(tmp_path / "long.mp4", hour, None, memory=24 * 2**30)
+    assert str(err.value) == (f"{tmp_path / 'long.mp4'} as a GIF: 9,000 frames of 1920x1080 are all held in memory "
+                              "until the file is written, about 34.8 GB, over half of this machine's 24.0 GB; pass "
+                              "--size 1128 or less, write a video file (.mp4, .webm) instead, or cut the clip")
+    check_gif_memory(tmp_path / "long.mp4", hour, 1128, memory=24 * 2**30)  # the size it named fits
+    check_gif_memory(tmp_path / "long.mp4", {**hour, "count": None}, None, memory=24 * 2**30)  # unknown length
+
+    calls = []
+    model = TorchRunner(random_model)
+    monkeypatch.setattr(model, "infer_any_size", lambda x: calls.append(x) or x)
+    monkeypatch.setattr(stylexport.devices, "host_memory", lambda: 100_000)  # 12 frames of 64x48 need 73,728 B
+    clip = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
+    with pytest.raises(StylexportError, match=r"12 frames of 64x48 .* pass --size 52 or less"):
+        stylize_video(clip, tmp_path / "out.gif", model)
+    assert calls == [] and not (tmp_path / "out.gif").exists()
+    assert stylize_video(clip, tmp_path / "out.gif", model, size=52).frames == 12 and len(calls) == 12
