@@ -355,13 +355,36 @@ def _folder_frames(folder: Path, fps: float | None):
     return frames, info
 
 
-def _video_frames(av, container) -> tuple[Callable, dict]:
+def quarter_turns(av, path: Path) -> int:
+    """Counter-clockwise quarter turns (0-3) that show ``path``'s frames upright. Phones store portrait video on
+    its side with a display rotation that players apply (a matrix in the container, on every decoded frame as
+    PyAV's ``VideoFrame.rotation``: the counter-clockwise degrees of that matrix); stylexport applies it to the
+    frames, as FFmpeg's command line does, so the model sees them upright and every output is upright."""
+    try:
+        with av.open(str(path)) as probe:
+            for frame in probe.decode(video=0):
+                return round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+    except Exception:  # noqa: BLE001 - the decode proper says what is wrong with a video it cannot read
+        pass
+    return 0
+
+
+def upright(array: np.ndarray, turns: int) -> np.ndarray:
+    """An HxWx3 frame turned counter-clockwise ``turns`` quarter turns (contiguous, for torch)."""
+    return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
+
+
+def _video_frames(av, container, path: Path) -> tuple[Callable, dict]:
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     rate = stream.average_rate or stream.guessed_rate or Fraction(25)
     duration = float(container.duration / 1e6) if container.duration else None
     count = stream.frames or (round(duration * float(rate)) if duration else None)
-    info = {"count": count, "width": stream.codec_context.width, "height": stream.codec_context.height,
+    turns = quarter_turns(av, path)
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if turns % 2:
+        width, height = height, width
+    info = {"count": count, "width": width, "height": height, "turns": turns,
             "fps": float(rate), "rate": rate, "time_base": stream.time_base, "duration": duration}
     return stream, info
 
@@ -439,10 +462,10 @@ def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, 
     if frames_in is None:
         av = import_av()
         container = _open_input(av, src)
-        stream, info = _video_frames(av, container)
+        stream, info = _video_frames(av, container, src)
         def frames_in():
             for i, frame in enumerate(container.decode(stream)):
-                yield f"frame_{i:06d}", frame.to_ndarray(format="rgb24")
+                yield f"frame_{i:06d}", upright(frame.to_ndarray(format="rgb24"), info["turns"])
     audio = "none" if container is None or not container.streams.audio else audio_dropped
     stats = _FrameStats()
     written = 0
@@ -482,7 +505,7 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None,
     audio_in = None
     if frames_in is None:
         container = _open_input(av, src)
-        vstream, info = _video_frames(av, container)
+        vstream, info = _video_frames(av, container, src)
         audio_in = container.streams.audio[0] if container.streams.audio else None
     rate = info.get("rate") or Fraction(info["fps"]).limit_denominator(1001)
     codec = pick_codec(av, dst.suffix.lower())
@@ -525,7 +548,8 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None,
                             put(("audio", packet))
                             continue
                         for frame in packet.decode():
-                            put(("video", (frame.pts, frame.time_base, frame.to_ndarray(format="rgb24"))))
+                            put(("video", (frame.pts, frame.time_base,
+                                           upright(frame.to_ndarray(format="rgb24"), info["turns"]))))
 
                 audio_pending: list = []
 

@@ -315,3 +315,47 @@ def test_a_gif_too_big_for_memory_is_refused_before_the_first_frame_with_the_siz
         stylize_video(clip, tmp_path / "out.gif", model)
     assert calls == [] and not (tmp_path / "out.gif").exists()
     assert stylize_video(clip, tmp_path / "out.gif", model, size=52).frames == 12 and len(calls) == 12
+
+
+@pytest.mark.parametrize("rotation, block", [(90, (slice(44, 64), slice(0, 10))),  # counter-clockwise: bottom-left
+                                             (-90, (slice(0, 20), slice(38, 48))),  # clockwise: top-right
+                                             (180, (slice(38, 48), slice(44, 64)))])  # bottom-right
+def test_a_phone_video_stored_on_its_side_is_stylized_upright(tmp_path, random_model, rotation, block):
+    """Phones store portrait video on its side with a display rotation that players apply. Its frames were
+    stylized on their side and written with no rotation: the output played sideways. They are now turned
+    upright first (as FFmpeg's command line does), so the model sees them upright and every output is upright.
+    The stored frame here is dark with a white block at its top-left (rows 0-9, columns 0-19 of 48x64); where
+    the block lands in the upright frame is worked out by hand per rotation."""
+    from stylexport.image import read_image
+
+    if not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
+        pytest.skip("this PyAV cannot write a display rotation (PyAV 17 and later can)")
+    path = tmp_path / "phone.mp4"
+    out = av.open(str(path), "w")
+    video = out.add_stream("libx264", rate=10)
+    video.width, video.height, video.pix_fmt = 64, 48, "yuv444p"
+    video.options = {"qp": "0"}
+    video.set_display_rotation(rotation)
+    stored = np.full((48, 64, 3), 20, np.uint8)
+    stored[:10, :20] = 235
+    for i in range(3):
+        frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+        frame.pts, frame.time_base = i, fractions.Fraction(1, 10)
+        out.mux(video.encode(frame))
+    out.mux(video.encode(None))
+    out.close()
+
+    report = stylize_video(path, tmp_path / "frames", TorchRunner(random_model), strength=0.0)  # the frames back
+    first = read_image(tmp_path / "frames" / "frame_000000.png")
+    size = (48, 64) if rotation % 180 else (64, 48)
+    assert (report.width, report.height) == size and first.shape == (3, size[1], size[0])
+    white = torch.zeros(first.shape[1:], dtype=torch.bool)
+    white[block] = True
+    assert first[:, white].mean() > 200 and first[:, ~white].mean() < 60
+
+    stylize_video(path, tmp_path / "upright.mp4", TorchRunner(random_model), strength=0.0)
+    with av.open(str(tmp_path / "upright.mp4")) as c:
+        decoded = next(c.decode(video=0))
+        assert (decoded.width, decoded.height) == size and (decoded.rotation or 0) == 0
+        again = torch.from_numpy(decoded.to_ndarray(format="rgb24")).permute(2, 0, 1).float()
+    assert again[:, white].mean() > 200 and again[:, ~white].mean() < 60
