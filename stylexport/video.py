@@ -425,7 +425,9 @@ def _to_gif(src: Path, dst: Path, runner, frames_in, info, *, progress, **opts) 
     return report
 
 
-GIF_BYTES_PER_PIXEL = 2  # measured with Pillow 13: the held frames (1 byte a pixel) and the writer's copies (~1)
+# bytes a pixel of all frames at the peak of writing a GIF: the held frames (1 byte a pixel, ~1.2-1.8 with the
+# allocator's share) and the writer's copies; 2.15-2.32 measured with Pillow 13 (benchmarks/gif_memory.py)
+GIF_BYTES_PER_PIXEL = 2.5
 
 
 def check_gif_memory(src: Path, info: dict, size: int | None, *, memory: int | None = None) -> None:

@@ -292,29 +292,30 @@ def test_size_resizes_frames_before_the_model_in_every_output(tmp_path, random_m
 
 def test_a_gif_too_big_for_memory_is_refused_before_the_first_frame_with_the_size_that_fits(tmp_path, random_model,
                                                                                           monkeypatch):
-    """A GIF holds every frame until it is written (~2 bytes a pixel with Pillow's writer): an hour of 1080p
-    would be killed for memory after hours of work. Refused up front, naming the --size that fits in half."""
+    """A GIF holds every frame until it is written (~2.3 bytes a pixel at the peak of Pillow's writer): five
+    minutes of 1080p at 30 fps would be killed for memory after the whole clip was stylized. Refused up front,
+    naming the --size that fits in half the memory."""
     import stylexport.devices
     from stylexport.video import check_gif_memory
 
-    hour = {"count": 9000, "width": 1920, "height": 1080}
+    clip5min = {"count": 9000, "width": 1920, "height": 1080}
     with pytest.raises(StylexportError) as err:
-        check_gif_memory(tmp_path / "long.mp4", hour, None, memory=24 * 2**30)
+        check_gif_memory(tmp_path / "long.mp4", clip5min, None, memory=24 * 2**30)
     assert str(err.value) == (f"{tmp_path / 'long.mp4'} as a GIF: 9,000 frames of 1920x1080 are all held in memory "
-                              "until the file is written, about 34.8 GB, over half of this machine's 24.0 GB; pass "
-                              "--size 1128 or less, write a video file (.mp4, .webm) instead, or cut the clip")
-    check_gif_memory(tmp_path / "long.mp4", hour, 1128, memory=24 * 2**30)  # the size it named fits
-    check_gif_memory(tmp_path / "long.mp4", {**hour, "count": None}, None, memory=24 * 2**30)  # unknown length
+                              "until the file is written, about 43.5 GB, over half of this machine's 24.0 GB; pass "
+                              "--size 1008 or less, write a video file (.mp4, .webm) instead, or cut the clip")
+    check_gif_memory(tmp_path / "long.mp4", clip5min, 1008, memory=24 * 2**30)  # the size it named fits
+    check_gif_memory(tmp_path / "long.mp4", {**clip5min, "count": None}, None, memory=24 * 2**30)  # unknown length
 
     calls = []
     model = TorchRunner(random_model)
     monkeypatch.setattr(model, "infer_any_size", lambda x: calls.append(x) or x)
-    monkeypatch.setattr(stylexport.devices, "host_memory", lambda: 100_000)  # 12 frames of 64x48 need 73,728 B
+    monkeypatch.setattr(stylexport.devices, "host_memory", lambda: 100_000)  # 12 frames of 64x48 need 92,160 B
     clip = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
-    with pytest.raises(StylexportError, match=r"12 frames of 64x48 .* pass --size 52 or less"):
+    with pytest.raises(StylexportError, match=r"12 frames of 64x48 .* pass --size 47 or less"):
         stylize_video(clip, tmp_path / "out.gif", model)
     assert calls == [] and not (tmp_path / "out.gif").exists()
-    assert stylize_video(clip, tmp_path / "out.gif", model, size=52).frames == 12 and len(calls) == 12
+    assert stylize_video(clip, tmp_path / "out.gif", model, size=47).frames == 12 and len(calls) == 12
 
 
 @pytest.mark.parametrize("rotation, block", [(90, (slice(44, 64), slice(0, 10))),  # counter-clockwise: bottom-left
