@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -68,17 +69,15 @@ def cpu_name() -> str:
 CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
 
 
-@functools.cache
 def host_memory() -> int | None:
     """Bytes of physical memory on this machine; None where the OS does not say (sysconf is POSIX)."""
-    import os
-
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         return None
 
 
+@functools.cache
 def cpu_flags() -> tuple[str, ...]:
     """The CPU features that decide which CPU engines are fast here (AVX-512, VNNI, BF16, AMX)."""
     try:
