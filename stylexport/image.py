@@ -186,13 +186,23 @@ def resize(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return TF.resize(image, list(size), antialias=True).clamp(0, 255)
 
 
+def max_side_size(width: int, height: int, max_side: int | None, *, even: bool = False) -> tuple[int, int]:
+    """(width, height) scaled so the longer side is ``max_side`` (None: as they are); ``even`` rounds each to an
+    even number, as H.264 and VP9 in 4:2:0 need."""
+    if max_side is None:
+        return width, height
+    scale = max_side / max(width, height)
+    if even:
+        return 2 * max(1, round(width * scale / 2)), 2 * max(1, round(height * scale / 2))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def resize_max_side(image: torch.Tensor, max_side: int | None) -> torch.Tensor:
     """Scale so the longer side is ``max_side`` (antialiased); None keeps the size."""
     if max_side is None:
         return image
-    h, w = image.shape[-2:]
-    scale = max_side / max(h, w)
-    return resize(image, (max(1, round(h * scale)), max(1, round(w * scale))))
+    w, h = max_side_size(image.shape[-1], image.shape[-2], max_side)
+    return resize(image, (h, w))
 
 
 def find_images(inputs: Iterable[str | os.PathLike], *, recursive: bool = True) -> list[Path]:

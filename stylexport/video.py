@@ -28,6 +28,7 @@ import torch
 from stylexport.controls import Stabilizer, apply_controls, check_strength, flicker
 from stylexport.errors import StylexportError
 from stylexport.fileio import atomic_path, check_not_an_input, check_writable, ensure_parent
+from stylexport.image import max_side_size, resize
 
 log = logging.getLogger(__name__)
 
@@ -127,25 +128,12 @@ class _FrameStats:
         self.prev = cur
 
 
-def frame_size(width: int, height: int, size: int | None, *, even: bool = False) -> tuple[int, int]:
-    """(width, height) scaled so the longer side is ``size`` (None: as they are); ``even`` rounds each to an
-    even number, as H.264 and VP9 in 4:2:0 need."""
-    if size is None:
-        return width, height
-    scale = size / max(width, height)
-    if even:
-        return 2 * max(1, round(width * scale / 2)), 2 * max(1, round(height * scale / 2))
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
 def _stylize_stream(frames: Iterator[tuple[object, np.ndarray]], runner, *, batch: int, strength: float,
                     colors: bool, stabilize: float, emit: Callable[[object, np.ndarray], None],
                     stats: _FrameStats, size: int | None = None, even: bool = False) -> int:
-    """Run frames (key, HxWx3 uint8) through the model in batches, each first resized to ``frame_size`` of
+    """Run frames (key, HxWx3 uint8) through the model in batches, each first resized to ``max_side_size`` of
     ``size``; emit (key, uint8 frame) in order, on the encoder thread (the third stage), so encoding overlaps
     the model."""
-    from stylexport.image import resize
-
     stabilizer = Stabilizer(stabilize) if stabilize else None
     encoder = _Background(emit)
     pending: list[tuple[object, np.ndarray]] = []
@@ -157,7 +145,7 @@ def _stylize_stream(frames: Iterator[tuple[object, np.ndarray]], runner, *, batc
             return
         content = torch.stack([torch.from_numpy(a).permute(2, 0, 1) for _, a in pending]).float()
         if size is not None:
-            w, h = frame_size(content.shape[-1], content.shape[-2], size, even=even)
+            w, h = max_side_size(content.shape[-1], content.shape[-2], size, even=even)
             content = resize(content, (h, w))
         raw = runner.infer_any_size(content)  # the size policy every path shares
         for i, (key, _) in enumerate(pending):
@@ -438,7 +426,7 @@ def check_gif_memory(src: Path, info: dict, size: int | None, *, memory: int | N
     count, memory = info.get("count"), memory or host_memory()
     if not count or not memory:  # a length the container does not declare: nothing to tell in advance
         return
-    width, height = frame_size(info["width"], info["height"], size)
+    width, height = max_side_size(info["width"], info["height"], size)
     need, limit = GIF_BYTES_PER_PIXEL * count * width * height, memory / 2
     if need <= limit:
         return
@@ -471,13 +459,6 @@ def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, 
     audio = "none" if container is None or not container.streams.audio else audio_dropped
     stats = _FrameStats()
     written = 0
-    try:
-        if before is not None:
-            before(info)
-    except BaseException:
-        if container is not None:
-            container.close()
-        raise
 
     def emit(key, array) -> None:
         nonlocal written
@@ -487,13 +468,15 @@ def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, 
             progress(written, info["count"])
 
     try:
+        if before is not None:
+            before(info)
         n = _stylize_stream(_in_thread(frames_in), runner, emit=emit, stats=stats, **opts)
     finally:
         if container is not None:
             container.close()
     if n == 0:
         raise StylexportError(f"{src} has no frames")
-    width, height = frame_size(info["width"], info["height"], opts.get("size"))
+    width, height = max_side_size(info["width"], info["height"], opts.get("size"))
     return VideoReport(frames=n, width=width, height=height, fps=info["fps"],
                        duration_s=info.get("duration"), codec=codec, audio=audio,
                        flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1),
@@ -521,7 +504,7 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None,
         out = av.open(str(tmp), mode="w", format=_format_for(dst))
         try:
             ostream = out.add_stream(codec, rate=rate)
-            width, height = frame_size(info["width"], info["height"], size, even=True)
+            width, height = max_side_size(info["width"], info["height"], size, even=True)
             ostream.width, ostream.height = width, height
             even = width % 2 == 0 and height % 2 == 0
             ostream.pix_fmt = "yuv420p" if even or codec not in ("libx264",) else "yuv444p"

@@ -251,15 +251,15 @@ def test_crf_sets_the_quality_of_h264_and_vp9(tmp_path, model_runner, suffix):
     assert sizes[4] > 2 * sizes[45], sizes
 
 
-def test_frame_size_scales_the_longer_side_and_rounds_to_even_for_video_files():
-    from stylexport.video import frame_size
+def test_max_side_size_scales_the_longer_side_and_rounds_to_even_for_video_files():
+    from stylexport.image import max_side_size
 
-    assert frame_size(1920, 1080, None) == (1920, 1080)
-    assert frame_size(1920, 1080, 480) == (480, 270)
-    assert frame_size(1080, 1920, 480) == (270, 480)  # portrait: the height is the longer side
-    assert frame_size(64, 48, 33) == (33, 25)  # 48 * 33 / 64 = 24.75
-    assert frame_size(64, 48, 33, even=True) == (32, 24)  # 16.5 and 12.4 pairs, rounded
-    assert frame_size(64, 48, 128, even=True) == (128, 96)  # up too, as stylize --size
+    assert max_side_size(1920, 1080, None) == (1920, 1080)
+    assert max_side_size(1920, 1080, 480) == (480, 270)
+    assert max_side_size(1080, 1920, 480) == (270, 480)  # portrait: the height is the longer side
+    assert max_side_size(64, 48, 33) == (33, 25)  # 48 * 33 / 64 = 24.75
+    assert max_side_size(64, 48, 33, even=True) == (32, 24)  # 16.5 and 12.4 pairs, rounded
+    assert max_side_size(64, 48, 128, even=True) == (128, 96)  # up too, as stylize --size
 
 
 def test_size_resizes_frames_before_the_model_in_every_output(tmp_path, random_model):
