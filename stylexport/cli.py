@@ -592,7 +592,8 @@ def video(
     """Stylize a video (audio, frame rate and duration kept), an animated GIF, or a folder of frames."""
     from stylexport.video import check_paths, stylize_video
 
-    check_paths(source, output, fps=fps, crf=crf)  # before the model opens: its engine may be exported first
+    # before the model opens: its engine may be exported first
+    check_paths(source, output, fps=fps, crf=crf, size=size)
     runner = _open_model(_model_path(model, style), device=device, backend=backend)
     with _progress() as bar:
         task = bar.add_task("video", total=None, info=runner.name)

@@ -266,11 +266,12 @@ def _threaded(produce: Callable[[Callable[[object], None]], None], maxsize: int)
 
 
 def check_paths(src: str | os.PathLike, dst: str | os.PathLike, *, fps: float | None = None,
-                crf: int | None = None) -> None:
+                crf: int | None = None, size: int | None = None) -> None:
     """Refuse, before a model is opened (an engine may be exported first), a video or frame folder that is not
     there, a frame rate for a video that has its own, a quality for an output that has none to set (frames in a
-    folder, an .avi), and an output that cannot be written: an unknown suffix, a folder that cannot be made or
-    written."""
+    folder, an .avi), an output that cannot be written (an unknown suffix, a folder that cannot be made or
+    written), an input that cannot be read (a video FFmpeg cannot open, a folder with no images) and a GIF whose
+    frames would not fit in memory (``check_gif_memory``)."""
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise StylexportError(f"video not found: {src}; pass a video file or a folder of frames")
@@ -289,6 +290,23 @@ def check_paths(src: str | os.PathLike, dst: str | os.PathLike, *, fps: float | 
                               f"output; {what}: write one of those, or leave --crf out")
     check_writable(dst, folder=not dst.suffix)
     check_not_an_input([dst], [src])  # a video over itself, or frames written over the folder's own frames
+    info = probe(src, fps)
+    if dst.suffix.lower() == GIF_SUFFIX:
+        check_gif_memory(src, info, size)
+
+
+def probe(src: Path, fps: float | None = None) -> dict:
+    """The frame count (None where a container does not declare it), upright size and rate of a video file or a
+    folder of frames, read from the container or the first image; a video's first frame is decoded for its
+    rotation (``quarter_turns``)."""
+    if src.is_dir():
+        return _folder_frames(src, fps)[1]
+    av = import_av()
+    container = _open_input(av, src)
+    try:
+        return _video_frames(av, container, src)[1]
+    finally:
+        container.close()
 
 
 def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, batch: int = 1, strength: float = 1.0,
@@ -309,7 +327,7 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, bat
     if size is not None and size < 16:
         raise StylexportError(f"--size {size}: the network needs at least 16 px a side; use 16 or more")
     src, dst = Path(src), Path(dst)
-    check_paths(src, dst, fps=fps, crf=crf)
+    check_paths(src, dst, fps=fps, crf=crf, size=size)
     if src.is_dir():
         frames_in, info = _folder_frames(src, fps)
     else:
@@ -394,7 +412,7 @@ def _to_gif(src: Path, dst: Path, runner, frames_in, info, *, progress, **opts) 
     """An animated GIF: each frame with its own adaptive 256-colour palette (Pillow's median cut), Floyd-Steinberg
     dithered, looping forever. GIF counts frame time in hundredths of a second, so the rate written is the
     nearest 100/n fps (30 fps plays at 33.3); every frame is held (one byte a pixel) until the file is written,
-    so a clip whose frames would not fit in memory is refused before its first frame (``check_gif_memory``)."""
+    so a clip whose frames would not fit in memory is refused up front (``check_paths``)."""
     from PIL import Image
 
     frames: list[Image.Image] = []
@@ -403,8 +421,7 @@ def _to_gif(src: Path, dst: Path, runner, frames_in, info, *, progress, **opts) 
         frames.append(Image.fromarray(array).quantize(256, dither=Image.Dither.FLOYDSTEINBERG))
 
     report = _each_frame(src, runner, frames_in, info, write=write, codec="gif",
-                         audio_dropped="dropped (a GIF has no sound)", progress=progress,
-                         before=lambda info: check_gif_memory(src, info, opts.get("size")), **opts)
+                         audio_dropped="dropped (a GIF has no sound)", progress=progress, **opts)
     centiseconds = max(2, round(100 / report.fps))  # browsers play 0 and 1 as 10: too slow, not too fast
     with atomic_path(dst) as tmp:
         frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=10 * centiseconds,
@@ -442,11 +459,9 @@ def check_gif_memory(src: Path, info: dict, size: int | None, *, memory: int | N
 
 
 def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, np.ndarray], None], codec: str,
-                audio_dropped: str, progress, before: Callable[[dict], None] | None = None,
-                **opts) -> VideoReport:
+                audio_dropped: str, progress, **opts) -> VideoReport:
     """Stylize every frame of ``src`` (a video when ``frames_in`` is None, else frames read from a folder)
-    and hand each, in order, to ``write``; the report's audio is ``audio_dropped`` where the input had sound.
-    ``before(info)`` runs once the input's frame count and size are known, before the first frame."""
+    and hand each, in order, to ``write``; the report's audio is ``audio_dropped`` where the input had sound."""
     av = None
     container = None
     if frames_in is None:
@@ -468,8 +483,6 @@ def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, 
             progress(written, info["count"])
 
     try:
-        if before is not None:
-            before(info)
         n = _stylize_stream(_in_thread(frames_in), runner, emit=emit, stats=stats, **opts)
     finally:
         if container is not None:

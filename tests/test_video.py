@@ -318,6 +318,38 @@ def test_a_gif_too_big_for_memory_is_refused_before_the_first_frame_with_the_siz
     assert stylize_video(clip, tmp_path / "out.gif", model, size=47).frames == 12 and len(calls) == 12
 
 
+def test_the_command_refuses_a_gif_too_big_and_an_unreadable_video_before_the_model_opens(
+        tmp_path, model_and_ckpt, monkeypatch):
+    """Both were found only once the model had opened, which for a checkpoint seen for the first time means an
+    engine exported (seconds to minutes) before a refusal that needed nothing but the input. Now both come first,
+    and the model is never opened."""
+    import stylexport.devices
+
+    from .conftest import one_line_error
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was opened before the input was checked")
+
+    _, ckpt = model_and_ckpt
+    monkeypatch.setattr("stylexport.cli._open_model", never)
+    monkeypatch.setattr(stylexport.devices, "host_memory", lambda: 100_000)  # 12 frames of 64x48 need 92,160 B
+    clip = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
+    one_line_error(runner.invoke(app, ["video", str(clip), "-m", str(ckpt), "-o", str(tmp_path / "out.gif")]),
+                   "12 frames of 64x48", "pass --size 47 or less")
+    frames = tmp_path / "frames"  # a folder of frames is measured from its first image and its count
+    frames.mkdir()
+    with av.open(str(clip)) as c:
+        for i, frame in enumerate(c.decode(video=0)):
+            frame.to_image().save(frames / f"f{i:02d}.png")
+    one_line_error(runner.invoke(app, ["video", str(frames), "-m", str(ckpt), "-o", str(tmp_path / "out.gif")]),
+                   "12 frames of 64x48", "pass --size 47 or less")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    one_line_error(runner.invoke(app, ["video", str(broken), "-m", str(ckpt), "-o", str(tmp_path / "out.mp4")]),
+                   f"cannot read {broken} as a video")
+    assert not (tmp_path / "out.gif").exists() and not (tmp_path / "out.mp4").exists()
+
+
 @pytest.mark.parametrize("rotation, block", [(90, (slice(44, 64), slice(0, 10))),  # counter-clockwise: bottom-left
                                              (-90, (slice(0, 20), slice(38, 48))),  # clockwise: top-right
                                              (180, (slice(38, 48), slice(44, 64)))])  # bottom-right
