@@ -429,7 +429,7 @@ def styles(
         table.add_column(col)
     for st in found:
         m = st.metadata
-        painting = f"cannot be used: {st.problem}" if st.problem else str(m.get("painting") or m.get("style_name", ""))
+        painting = f"cannot be used: {st.problem}" if st.problem else st.painting
         table.add_row(st.name, painting, str(m.get("painting_license", "")), _trained(m),
                       f"{st.model.stat().st_size / 1e6:.1f} MB",
                       str(st.thumbnail) if st.thumbnail else "-")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from stylexport.errors import StylexportError
 STYLES_ENV = "STYLEXPORT_STYLES_DIR"
 DEFAULT_STYLE = "great_wave"  # what stylize and video use when given neither a model nor a style
 THUMBNAIL_SIDE = 256
+_PAINTING = re.compile(r"[^,;:]+, [^;:]+")  # "Artist, Title (c. 1830-33)"; not "licence: ..., ..."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +29,16 @@ class Style:
     thumbnail: Path | None
     metadata: dict[str, Any]
     problem: str | None = None  # why the file cannot be used (damaged, not a checkpoint); listed, never run
+
+    @property
+    def painting(self) -> str:
+        """The painting, as a person names it: 'Albrecht Duerer, Lion (1494)'. The provenance notes that
+        ``ship_style`` copies from ../shared/data's MANIFEST end with the artist, title and year; where they do
+        not (a style shipped from elsewhere), the painting's file, else the style's name in the checkpoint."""
+        last = str(self.metadata.get("painting_notes") or "").rsplit(";", 1)[-1].strip()
+        if _PAINTING.fullmatch(last):
+            return last
+        return str(self.metadata.get("painting") or self.metadata.get("style_name") or "")
 
 
 def styles_dir() -> Path:
@@ -70,7 +82,6 @@ def default_style() -> Style | None:
 def ship_style(checkpoint: str | os.PathLike, name: str, style_image: str | os.PathLike, *,
                out_dir: str | os.PathLike | None = None, provenance: dict[str, Any] | None = None) -> Style:
     """Write ``<out_dir>/<name>.safetensors`` (FP16, with metadata) and ``<name>.jpg`` (the painting's thumbnail)."""
-    import re
 
     from stylexport.checkpoint import load_checkpoint, save_checkpoint
     from stylexport.image import read_image, resize_max_side, save_image

@@ -39,6 +39,27 @@ def test_ship_list_and_stylize_by_name(tmp_path, monkeypatch, random_model, make
     assert result.exit_code == 2 and "unknown style 'nope'; installed: my_style" in result.output
 
 
+def test_styles_names_each_painting_by_artist_title_and_year(tmp_path, monkeypatch, random_model, make_image):
+    """The painting column showed the scan's file ("styles/durer_lion.jpg"). It names the painting now, from the
+    last part of the provenance notes (../shared/data's MANIFEST ends each painting's notes with it); notes that
+    name none (a licence line, a style shipped from elsewhere) leave the file, else the style's name."""
+    monkeypatch.setenv(STYLES_ENV, str(tmp_path / "zoo"))
+    run = save_checkpoint(tmp_path / "model.safetensors", random_model, {"style_name": "painting"})
+    painting = make_image("painting.png", h=30, w=40)
+    ship_style(run, "lion", painting, provenance={
+        "painting": "styles/durer_lion.jpg", "painting_notes": "upstream README in rcc: GPLv3 or later (images from "
+        "the WebMuseum, Nicolas Pioch); Albrecht Duerer, Lion (1494)"})
+    ship_style(run, "cafe", painting, provenance={
+        "painting": "styles/cafe_terrace.jpg", "painting_notes": "upstream README in rcc: copyright: 2000, 2008 "
+        "Bruno Coudoin and others; license: Public domain"})
+    ship_style(run, "bare", painting)
+    assert {s.name: s.painting for s in list_styles()} == {
+        "bare": "bare", "cafe": "styles/cafe_terrace.jpg", "lion": "Albrecht Duerer, Lion (1494)"}
+    result = runner.invoke(app, ["styles"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "Albrecht Duerer, Lion (1494)" in result.output
+    assert "styles/durer_lion.jpg" not in result.output and "styles/cafe_terrace.jpg" in result.output
+
+
 def test_model_or_style_is_required_and_empty_zoo_is_explained(tmp_path, monkeypatch, make_image):
     monkeypatch.setenv(STYLES_ENV, str(tmp_path / "empty"))
     result = runner.invoke(app, ["stylize", str(make_image()), "-o", str(tmp_path / "o.png")])
