@@ -432,7 +432,7 @@ def styles(
         painting = f"cannot be used: {st.problem}" if st.problem else st.painting
         table.add_row(st.name, painting, str(m.get("painting_license", "")), _trained(m),
                       f"{st.model.stat().st_size / 1e6:.1f} MB",
-                      str(st.thumbnail) if st.thumbnail else "-")
+                      st.thumbnail.name if st.thumbnail else "-")  # in the folder the title names
     _stdout().print(table)
 
 

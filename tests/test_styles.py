@@ -58,6 +58,7 @@ def test_styles_names_each_painting_by_artist_title_and_year(tmp_path, monkeypat
     result = runner.invoke(app, ["styles"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "Albrecht Duerer, Lion (1494)" in result.output
     assert "styles/durer_lion.jpg" not in result.output and "styles/cafe_terrace.jpg" in result.output
+    assert " lion.jpg " in result.output  # the thumbnail, in the folder the table's title names
 
 
 def test_model_or_style_is_required_and_empty_zoo_is_explained(tmp_path, monkeypatch, make_image):
