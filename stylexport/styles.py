@@ -33,8 +33,8 @@ class Style:
     @property
     def painting(self) -> str:
         """The painting, as a person names it: 'Albrecht Duerer, Lion (1494)'. The provenance notes that
-        ``ship_style`` copies from ../shared/data's MANIFEST end with the artist, title and year; where they do
-        not (a style shipped from elsewhere), the painting's file, else the style's name in the checkpoint."""
+        training/ship_style.py copies from ../shared/data's MANIFEST end with the artist, title and year; where
+        they do not (a style shipped from elsewhere), the painting's file, else the style's name."""
         last = str(self.metadata.get("painting_notes") or "").rsplit(";", 1)[-1].strip()
         if _PAINTING.fullmatch(last):
             return last
