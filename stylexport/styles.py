@@ -82,7 +82,6 @@ def default_style() -> Style | None:
 def ship_style(checkpoint: str | os.PathLike, name: str, style_image: str | os.PathLike, *,
                out_dir: str | os.PathLike | None = None, provenance: dict[str, Any] | None = None) -> Style:
     """Write ``<out_dir>/<name>.safetensors`` (FP16, with metadata) and ``<name>.jpg`` (the painting's thumbnail)."""
-
     from stylexport.checkpoint import load_checkpoint, save_checkpoint
     from stylexport.image import read_image, resize_max_side, save_image
 
