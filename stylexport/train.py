@@ -457,8 +457,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         _set_rng_state(saved["rng"])
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        if config.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+    if config.channels_last:  # CUDA, and CPUs with AMX (oneDNN's BF16 convolutions are ~1.2x faster there)
+        model = model.to(memory_format=torch.channels_last)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     model.train()
 
@@ -546,7 +546,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
             if batch is None:
                 continue
             x = batch.to(device, non_blocking=True)
-            if config.channels_last and device.type == "cuda":
+            if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             terms = batch_loss(net, x)
             if not torch.isfinite(terms.total):

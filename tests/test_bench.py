@@ -184,13 +184,14 @@ def test_gatys_rows(vgg):
 
 @pytest.mark.parametrize("flags, amps", [(("avx2",), ["off"]), (("avx2", "avx512_bf16"), ["off", "bf16"])])
 def test_training_throughput_rows(vgg, monkeypatch, flags, amps):
-    """A CPU times FP32 training steps, and BF16 autocast beside them where it computes BF16 natively."""
+    """A CPU times FP32 training steps, and BF16 autocast beside them where it computes BF16 natively; in
+    channels_last, as train.py trains, unless both layouts are asked for."""
     from stylexport.bench.report import markdown_table
     from stylexport.bench.run import training_throughput
 
     monkeypatch.setattr("stylexport.devices.cpu_flags", lambda: flags)
     rows = training_throughput(torch.device("cpu"), batches=(1, 2), steps=3, size=32, block=2)
-    assert [(r["batch"], r["amp"]) for r in rows] == [(b, a) for b in (1, 2) for a in amps]
+    assert [(r["batch"], r["amp"], r["channels_last"]) for r in rows] == [(b, a, True) for b in (1, 2) for a in amps]
     assert all(r["steps"] == 3 and len(r["block_images_per_second"]) == 2 for r in rows)  # blocks of 2 + 1
     for r in rows:  # the whole rate lies within its blocks' rates
         assert min(r["block_images_per_second"]) <= r["images_per_second"] <= max(r["block_images_per_second"])
@@ -202,6 +203,11 @@ def test_training_throughput_rows(vgg, monkeypatch, flags, amps):
     table = markdown_table({**data, "training": rows})
     for r in rows:
         assert f"| 32x32 | {r['batch']} | {r['images_per_second']:.1f} | {r['amp']} |" in table
+    # benchmarks/cpu_train_layout.py times both memory layouts, each precision in each
+    both = training_throughput(torch.device("cpu"), batches=(1,), steps=2, size=32, block=1,
+                               channels_last=(False, True))
+    assert [(r["amp"], r["channels_last"]) for r in both] == [(a, cl) for cl in (False, True) for a in amps]
+    assert all(r["steps"] == 2 and len(r["block_images_per_second"]) == 2 for r in both)
 
 
 def test_a_foreign_fixed_size_model_is_timed_at_its_size_and_never_against_the_peak(tmp_path):

@@ -95,6 +95,24 @@ def test_resume_reaches_the_same_weights(tmp_path, vgg, style_path, data_dir, mo
     assert len(json.loads((tmp_path / "a" / "config.json").read_text())["calls"]) == 1
 
 
+def test_a_cpu_trains_in_channels_last_on_the_loss_curve_contiguous_training_follows(tmp_path, vgg, style_path,
+                                                                                     data_dir):
+    """Training put the network and its batches in channels_last on CUDA only; on a CPU with AMX, oneDNN's
+    convolutions run faster in it (benchmarks/results/cpu-train-layout-*). It is the same arithmetic in another
+    memory order: the same seeded run follows the same loss curve either way. (Not the same weights: a conv bias
+    before instance norm has a zero gradient, and Adam turns its rounding noise into steps of the full rate.)"""
+    train(cfg(style_path, data_dir, steps=4, device="cpu"), tmp_path / "nhwc")
+    train(cfg(style_path, data_dir, steps=4, device="cpu", channels_last=False), tmp_path / "nchw")
+    optimizer = torch.load(tmp_path / "nhwc" / "state.pt", weights_only=True)["optimizer"]
+    moments = [s["exp_avg"] for s in optimizer["state"].values() if s["exp_avg"].dim() == 4]
+    assert len(moments) == 16  # every convolution's weight (4 outside, 2 per residual block, 2 upsampling)
+    assert all(m.is_contiguous(memory_format=torch.channels_last) and not m.is_contiguous() for m in moments)
+    nhwc, nchw = ([json.loads(line)["total"] for line in (tmp_path / run / "history.jsonl").read_text().splitlines()]
+                  for run in ("nhwc", "nchw"))
+    assert nhwc[0] == pytest.approx(nchw[0], rel=1e-5)  # the same weights and batch: only the summation order
+    assert nhwc == pytest.approx(nchw, rel=1e-3) and len(nhwc) == 4
+
+
 def test_progress_counts_every_step_and_says_which_step_its_losses_are_from(tmp_path, vgg, style_path, data_dir):
     """Progress used to hear only of the steps it measured (every 10th), so a log line between two of them
     repeated the old step: training looked stuck. It now hears every step, with the losses labelled by the step

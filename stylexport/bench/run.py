@@ -379,12 +379,13 @@ def bench_gatys(model, config: BenchConfig, device: torch.device, step: Callable
 
 
 def training_throughput(device: torch.device, batches: tuple[int, ...] = (4, 16), steps: int = 20,
-                        size: int = 256, block: int = 5) -> list[dict[str, Any]]:
-    """Images/s of the training step (forward, VGG loss, backward, Adam) on real-photo crops, per batch size and
-    precision: the very loss function and settings train.py uses (channels_last on CUDA). CUDA times what
-    ``--amp auto`` trains in; a CPU times FP32, and BF16 autocast beside it where the CPU computes BF16
-    natively. The precisions of a batch size run in alternating blocks of ``block`` steps, so drift on a shared
-    machine cannot favour one."""
+                        size: int = 256, block: int = 5,
+                        channels_last: tuple[bool, ...] = (True,)) -> list[dict[str, Any]]:
+    """Images/s of the training step (forward, VGG loss, backward, Adam) on real-photo crops, per batch size,
+    precision and memory layout: the very loss function and settings train.py uses (channels_last, as train.py
+    trains by default; ``channels_last=(False, True)`` times both layouts). CUDA times what ``--amp auto`` trains
+    in; a CPU times FP32, and BF16 autocast beside it where the CPU computes BF16 natively. The runs of a batch
+    size alternate in blocks of ``block`` steps, so drift on a shared machine cannot favour one."""
     from stylexport.devices import cpu_bf16_problem
     from stylexport.gatys import style_targets
     from stylexport.image import read_image, resize_max_side, sample_paths
@@ -398,13 +399,13 @@ def training_throughput(device: torch.device, batches: tuple[int, ...] = (4, 16)
                             cfg.style_layers)
     cuda = device.type == "cuda"
     amps = [autocast_dtype("auto", device)] if cuda else [None] + ([torch.bfloat16] if not cpu_bf16_problem() else [])
-    memory_format = torch.channels_last if cuda else torch.contiguous_format
     rows = []
     for batch in batches:
-        x = torch.cat([photo(size, size, seed=i + 1) for i in range(batch)]).to(device)
-        x = x.contiguous(memory_format=memory_format)
+        photos = torch.cat([photo(size, size, seed=i + 1) for i in range(batch)]).to(device)
         runs = []
-        for amp in amps:
+        for amp, last in ((amp, last) for last in channels_last for amp in amps):
+            memory_format = torch.channels_last if last else torch.contiguous_format
+            x = photos.contiguous(memory_format=memory_format)
             torch.manual_seed(0)
             model = TransformerNet().to(device, memory_format=memory_format).train()
             opt = torch.optim.Adam(model.parameters(), 1e-3)
@@ -418,9 +419,9 @@ def training_throughput(device: torch.device, batches: tuple[int, ...] = (4, 16)
 
             for _ in range(3):
                 step()
-            runs.append((amp, step, []))  # (autocast dtype, step, [(steps, seconds) per block])
-        while any(sum(n for n, _ in blocks) < steps for _, _, blocks in runs):
-            for _, run_step, blocks in runs:
+            runs.append((amp, last, step, []))  # (autocast dtype, layout, step, [(steps, seconds) per block])
+        while any(sum(n for n, _ in blocks) < steps for *_, blocks in runs):
+            for *_, run_step, blocks in runs:
                 n = min(block, steps - sum(n for n, _ in blocks))
                 sync(device)
                 t0 = time.perf_counter()
@@ -428,11 +429,11 @@ def training_throughput(device: torch.device, batches: tuple[int, ...] = (4, 16)
                     run_step()
                 sync(device)
                 blocks.append((n, time.perf_counter() - t0))
-        for amp, _, blocks in runs:
+        for amp, last, _, blocks in runs:
             done, seconds = sum(n for n, _ in blocks), sum(t for _, t in blocks)
             ips = done * batch / seconds
             rows.append({"images_per_second": ips, "batch": batch, "size": size, "steps": done,
                          "block_images_per_second": [n * batch / t for n, t in blocks if n],
                          "amp": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp, "off"),
-                         "channels_last": cuda, "paper_schedule_hours": 2 * 80_000 / ips / 3600})
+                         "channels_last": last, "paper_schedule_hours": 2 * 80_000 / ips / 3600})
     return rows
