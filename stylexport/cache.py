@@ -5,6 +5,9 @@ Each checkpoint's artifacts live in ``<cache>/engines/<checkpoint sha256>/``, wi
 the checkpoint file they came from. A folder's modification time is its last use: opening a cached artifact
 touches it. An entry is *stale* when the checkpoint it was exported from is gone or now holds other weights:
 nothing can ask for it again (the folder is found by the sha256 of the weights being run).
+
+The cache has no size limit unless one is set: ``STYLEXPORT_CACHE_MAX_SIZE`` (e.g. ``2GB``) trims it, least
+recently used first, each time a new engine is exported into it; ``stylexport cache clear --max-size`` once.
 """
 
 from __future__ import annotations
@@ -17,10 +20,24 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from stylexport.errors import StylexportError
 from stylexport.fileio import cache_dir, sha256_file
 
 ENGINES = "engines"
+MAX_SIZE_ENV = "STYLEXPORT_CACHE_MAX_SIZE"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+
+
+def parse_size(text: str, *, name: str = "--max-size") -> int:
+    """Bytes in a size such as ``2GB``, ``500 MB``, ``1.5G`` or ``0``: K, M, G, T are powers of 1024, as
+    ``cache list`` counts its MB (a bare number is bytes)."""
+    match = _SIZE.fullmatch(text.strip())
+    if not match:
+        sep = "=" if name.isupper() else " "
+        raise StylexportError(f"{name}{sep}{text} is not a size; write it like 2GB, 500MB or 0")
+    number, unit = match.groups()
+    return int(float(number) * 1024 ** " kmgt".index(unit.lower() or " "))
 
 
 def engines_root() -> Path:
@@ -96,16 +113,43 @@ def entries() -> list[Entry]:
     return sorted(found, key=lambda e: -e.last_used)
 
 
-def select(found: Iterable[Entry], *, everything: bool = False, older_than_days: float | None = None) -> list[Entry]:
-    """What ``clear`` removes: everything; or the entries unused for more than ``older_than_days``; or, when
-    neither is asked for, the stale ones."""
+def select(found: Iterable[Entry], *, everything: bool = False, older_than_days: float | None = None,
+           max_bytes: int | None = None) -> list[Entry]:
+    """What ``clear`` removes: everything; or the entries unused for more than ``older_than_days``; or, with
+    ``max_bytes``, the stale ones and then the least recently used until the rest fit in ``max_bytes``; or,
+    when none is asked for, the stale ones."""
     found = list(found)
     if everything:
         return found
     if older_than_days is not None:
         cutoff = time.time() - older_than_days * 86400
         return [e for e in found if e.last_used < cutoff]
-    return [e for e in found if e.stale]
+    removed = [e for e in found if e.stale]
+    if max_bytes is not None:
+        kept, full = 0, False
+        for e in sorted((e for e in found if not e.stale), key=lambda e: -e.last_used):
+            full = full or kept + e.bytes > max_bytes  # from the first that does not fit on, all go: an older
+            if full:                                   # entry never outlives a newer one
+                removed.append(e)
+            else:
+                kept += e.bytes
+    return removed
+
+
+def size_limit() -> int | None:
+    """``STYLEXPORT_CACHE_MAX_SIZE`` in bytes; None when unset (no limit)."""
+    limit = os.environ.get(MAX_SIZE_ENV, "").strip()
+    return parse_size(limit, name=MAX_SIZE_ENV) if limit else None
+
+
+def trim(just_used: Path, max_bytes: int | None) -> list[Entry]:
+    """After an export into ``just_used``: remove the stale entries and the least recently used others until the
+    cache fits in ``max_bytes`` (None: no limit), never ``just_used`` itself. The entries removed."""
+    if max_bytes is None:
+        return []
+    chosen = [e for e in select(entries(), max_bytes=max_bytes) if e.folder.resolve() != just_used.resolve()]
+    clear(chosen)
+    return chosen
 
 
 def clear(selected: Iterable[Entry]) -> int:

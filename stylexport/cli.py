@@ -1216,18 +1216,25 @@ def cache_clear(
     everything: Annotated[bool, typer.Option("--all", help="Remove every checkpoint's engines.")] = False,
     older_than: Annotated[float | None, typer.Option(
         "--older-than", min=0, metavar="DAYS", help="Remove the engines not used for more than DAYS days.")] = None,
+    max_size: Annotated[str | None, typer.Option(
+        "--max-size", metavar="SIZE", help="Remove the stale engines, then the least recently used, until the "
+        "cache fits in SIZE (e.g. 2GB, 500MB; STYLEXPORT_CACHE_MAX_SIZE does this after every export).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")] = False,
 ) -> None:
     """Remove cached engines: by default the stale ones (their checkpoint is gone or now holds other weights).
     Anything removed is exported again the next time its checkpoint is run."""
-    from stylexport.cache import clear, engines_root, entries, select
+    from stylexport.cache import clear, engines_root, entries, parse_size, select
 
-    if everything and older_than is not None:
-        raise StylexportError(f"pass --all or --older-than {older_than:g}, not both")
-    chosen = select(entries(), everything=everything, older_than_days=older_than)
+    given = ["--all"] if everything else []
+    given += [f"--older-than {older_than:g}"] if older_than is not None else []
+    given += [f"--max-size {max_size}"] if max_size is not None else []
+    if len(given) > 1:
+        raise StylexportError(f"pass {' or '.join(given)}, not {'both' if len(given) == 2 else 'all three'}")
+    max_bytes = parse_size(max_size) if max_size is not None else None
+    chosen = select(entries(), everything=everything, older_than_days=older_than, max_bytes=max_bytes)
     if not chosen:
-        why = "nothing is older than that" if older_than is not None else "no entry is stale" if not everything \
-            else "the cache is empty"
+        why = "nothing is older than that" if older_than is not None else "it fits already" \
+            if max_bytes is not None else "no entry is stale" if not everything else "the cache is empty"
         typer.echo(f"nothing to remove from {engines_root()}: {why}")
         return
     for e in chosen:

@@ -84,6 +84,7 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
         return open_runner(path, device=device, engine="torch-fp32")
     if not path.is_file() or format_of(path) is not CHECKPOINT:
         return open_runner(path, device=device, engine=engine)
+    from stylexport.cache import size_limit
     from stylexport.checkpoint import load_checkpoint
     from stylexport.formats import get_engine, unavailable
 
@@ -94,6 +95,7 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
     if named is not None and (why := unavailable(named, dev)):
         raise StylexportError(f"engine {named.name} cannot run here: {why}")  # before minutes of exporting
     load_checkpoint(path)  # a checkpoint we cannot read fails here with its own one line, not once per engine
+    size_limit()  # so does a STYLEXPORT_CACHE_MAX_SIZE that is not a size
     folder = engine_cache(path)  # hashed once, whichever engines are tried
     if named is not None:  # asked for by name: its artifact, from the cache or exported now; no fallback
         return open_cached(path, named, dev, folder, exporting=exporting)
@@ -128,7 +130,7 @@ def open_cached(checkpoint: Path, engine, device: torch.device, folder: Path | N
     when the caller has it already), exported and parity-checked the first time (``exporting`` is told so,
     in one line, before it starts); a cached artifact that no longer opens (written by an older stylexport or
     library, or cut short) is exported again."""
-    from stylexport.cache import ENGINES, touch
+    from stylexport.cache import ENGINES, size_limit, touch, trim
     from stylexport.export import export
     from stylexport.fileio import cache_folder
     from stylexport.formats import FORMATS, open_engine
@@ -144,12 +146,17 @@ def open_cached(checkpoint: Path, engine, device: torch.device, folder: Path | N
         else:
             touch(folder)  # its last use, for `stylexport cache clear --older-than`
             return runner
+    limit = size_limit()  # STYLEXPORT_CACHE_MAX_SIZE: a bad value is refused before the export, not after
     folder = cache_folder(ENGINES, folder.name)  # writable, or the error says how to move the cache
     message = (f"exporting {checkpoint.name} to {fmt.name} for engine {engine.name}, once: later runs reuse it "
                f"from {folder}")
     (exporting or log.info)(message)
     # the absolute path: `stylexport cache` tells from it whether the checkpoint is still there
-    return open_engine(engine, Path(export(Path(os.path.abspath(checkpoint)), [fmt.name], folder)[0].path), device)
+    runner = open_engine(engine, Path(export(Path(os.path.abspath(checkpoint)), [fmt.name], folder)[0].path), device)
+    for entry in trim(folder, limit):
+        log.info("removed %s's engines (%.1f MB, %s) from the cache to keep it under its size limit",
+                 entry.checkpoint or entry.sha256[:12], entry.bytes / 2**20, entry.state)
+    return runner
 
 
 def plan_outputs(files: Sequence[Path], output: Path) -> list[Path]:

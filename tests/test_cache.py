@@ -112,3 +112,56 @@ def test_an_empty_cache_and_contradictory_options(tmp_path, monkeypatch):
                    "pass --all or --older-than 3, not both")
     one_line_error(runner.invoke(app, ["cache", "clear", "--older-than", "-1"]), "--older-than -1: input should be")
     assert not (tmp_path / "nothing-yet").exists()  # listing and clearing make no folder
+
+
+def test_max_size_takes_the_stale_then_the_least_recently_used_until_the_rest_fit(tmp_path, monkeypatch):
+    monkeypatch.setenv("STYLEXPORT_CACHE_DIR", str(tmp_path / "cache"))
+    for name in ("new", "mid", "old", "gone"):
+        (tmp_path / f"{name}.safetensors").write_bytes(f"weights {name}".encode())
+    new, new_size = fake_entry(tmp_path / "new.safetensors", sizes=(2 * MiB,))
+    mid, mid_size = fake_entry(tmp_path / "mid.safetensors", sizes=(MiB,), days_unused=1)
+    old, old_size = fake_entry(tmp_path / "old.safetensors", sizes=(MiB // 8,), days_unused=2)
+    gone, _ = fake_entry(tmp_path / "gone.safetensors", sizes=(MiB // 8,), days_unused=3)
+    (tmp_path / "gone.safetensors").unlink()
+
+    # 2.5 MiB holds new but not mid as well; old would fit beside new, but it goes: an entry never outlives a
+    # more recently used one. gone goes because it is stale.
+    assert new_size + mid_size > 2.5 * MiB >= new_size + old_size
+    dry = runner.invoke(app, ["cache", "clear", "--max-size", "2.5MB", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert all(f"would remove {f.name[:12]}" in dry.output for f in (mid, old, gone))
+    assert new.name[:12] not in dry.output
+    assert all(f.is_dir() for f in (new, mid, old, gone))
+    assert runner.invoke(app, ["cache", "clear", "--max-size", "2.5MB"]).exit_code == 0
+    assert [e.folder for e in entries()] == [new]
+    assert "it fits already" in runner.invoke(app, ["cache", "clear", "--max-size", "3G"]).output
+    # the most recent entry alone is over the limit: it goes, and so does every older one
+    assert runner.invoke(app, ["cache", "clear", "--max-size", "1 MiB"]).exit_code == 0 and entries() == []
+
+    one_line_error(runner.invoke(app, ["cache", "clear", "--max-size", "lots"]),
+                   "--max-size lots is not a size; write it like 2GB, 500MB or 0")
+    one_line_error(runner.invoke(app, ["cache", "clear", "--max-size", "1G", "--older-than", "2"]),
+                   "pass --older-than 2 or --max-size 1G, not both")
+    one_line_error(runner.invoke(app, ["cache", "clear", "--all", "--max-size", "1G", "--older-than", "2"]),
+                   "pass --all or --older-than 2 or --max-size 1G, not all three")
+
+
+def test_a_size_limit_in_the_environment_trims_the_cache_after_each_export(tmp_path, monkeypatch, model_and_ckpt,
+                                                                           make_image):
+    monkeypatch.setenv("STYLEXPORT_CACHE_DIR", str(tmp_path / "cache"))
+    _, ckpt = model_and_ckpt
+    (tmp_path / "older.safetensors").write_bytes(b"weights older")
+    older, _ = fake_entry(tmp_path / "older.safetensors", sizes=(MiB,), days_unused=1)
+    photo = make_image("p.png", 40, 56)
+
+    monkeypatch.setenv("STYLEXPORT_CACHE_MAX_SIZE", "a lot")
+    one_line_error(runner.invoke(app, ["stylize", str(photo), "-m", str(ckpt), "-o", str(tmp_path / "a.png")]),
+                   "STYLEXPORT_CACHE_MAX_SIZE=a lot is not a size; write it like 2GB, 500MB or 0")
+    assert [e.folder for e in entries()] == [older]  # refused before anything was exported or removed
+
+    monkeypatch.setenv("STYLEXPORT_CACHE_MAX_SIZE", "1KB")  # below even the new export: it stays, older goes
+    result = runner.invoke(app, ["stylize", str(photo), "-m", str(ckpt), "-o", str(tmp_path / "b.png")])
+    assert result.exit_code == 0, result.output
+    (entry,) = entries()
+    assert entry.sha256 == sha256_file(ckpt) and entry.bytes > 1024 and not older.exists()
+    assert (tmp_path / "b.png").is_file() and (tmp_path / "older.safetensors").is_file()
