@@ -100,13 +100,40 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
     if named is not None:  # asked for by name: its artifact, from the cache or exported now; no fallback
         return open_cached(path, named, dev, folder, exporting=exporting)
     for candidate in auto_candidates(dev):
-        if FORMATS[candidate.formats[0]] is CHECKPOINT:
-            return open_engine(candidate, path, dev)
         try:
-            return open_cached(path, candidate, dev, folder, exporting=exporting)
+            if FORMATS[candidate.formats[0]] is not CHECKPOINT:
+                return open_cached(path, candidate, dev, folder, exporting=exporting)
+            runner = open_engine(candidate, path, dev)
+            if candidate.name != REFERENCE_ENGINE:
+                try:
+                    check_own_precision(runner, path)
+                except StylexportError:
+                    runner.close()
+                    raise
+            return runner
         except StylexportError as exc:
             log.warning("%s: %s; trying the next engine", candidate.name, exc)
     return open_runner(path, device=dev)
+
+
+REFERENCE_ENGINE = "torch-fp32"  # what every gate compares with
+
+
+def check_own_precision(runner, checkpoint: Path) -> None:
+    """Hold a torch engine that runs the checkpoint itself in another precision (FP16 on a GPU) to the gate an
+    exported engine passes before it is chosen for the user: no export measured it, so it is measured here, on
+    export's parity photos, against torch FP32 (AUTO_MIN_PSNR_DB, finite). Milliseconds on a GPU, each open."""
+    from stylexport.checkpoint import load_checkpoint
+    from stylexport.export import parity_inputs
+    from stylexport.metrics import compare, worst
+
+    model = load_checkpoint(checkpoint).model.eval()
+    with torch.inference_mode():
+        parity = worst([compare(runner.infer(x).float().cpu(), model(x)) for x in parity_inputs()])
+    if not (parity.finite and parity.psnr_db >= AUTO_MIN_PSNR_DB):
+        raise StylexportError(f"its output is {parity.psnr_db:.1f} dB from {REFERENCE_ENGINE}'s (max abs "
+                              f"{parity.max_abs:.3g}, finite {parity.finite}) on the parity photos; an engine "
+                              f"chosen for you must reach {AUTO_MIN_PSNR_DB:g} dB")
 
 
 def engine_cache(checkpoint: str | os.PathLike) -> Path:

@@ -170,3 +170,38 @@ def test_a_checkpoint_runs_on_the_fastest_engine_that_passes_and_is_cached(model
         assert fallback.engine == "torch-fp32"
     with open_model(ckpt, device="cpu", engine="torch-fp32") as named:  # --backend overrides
         assert named.engine == "torch-fp32"
+
+
+def _off_by_eight(path, engine, device):
+    """A torch engine whose output is 8 levels too bright everywhere (30 dB from FP32): an FP16 engine gone wrong."""
+    from stylexport.runtime.torch_backend import open_engine
+
+    runner = open_engine(path, engine, device)
+    forward = runner._run
+    runner._run = lambda batch: forward(batch) + 8
+    return runner
+
+
+def test_a_torch_engine_on_the_checkpoint_must_pass_the_gate_before_it_is_chosen(model_and_ckpt, monkeypatch, caplog):
+    """Torch engines in another precision run the checkpoint itself, so no export gate measured them (FP16
+    channels_last on a GPU): open_model measures them against torch FP32 on the parity photos and passes over
+    one under 45 dB, as it passes over an export that fails its gate."""
+    from stylexport.stylize import open_model
+
+    _, ckpt = model_and_ckpt
+    torch_open = formats.ENGINES["torch-fp32"].open
+    monkeypatch.setitem(formats.ENGINES, "torch-off", formats.Engine(
+        "torch-off", ("checkpoint",), "off by 8", "tests.test_formats:_off_by_eight", "any", auto=1))
+    monkeypatch.setitem(formats.ENGINES, "torch-cl", formats.Engine(
+        "torch-cl", ("checkpoint",), "FP32 channels_last: a few ulps from the reference", torch_open, "any",
+        options=(("channels_last", True),), auto=2))
+    with caplog.at_level("WARNING"), open_model(ckpt, device="cpu") as runner:
+        assert runner.engine == "torch-cl"
+    (warning,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("torch-off")]
+    assert "30.1 dB from torch-fp32's (max abs 8" in warning and "must reach 45 dB" in warning
+
+    monkeypatch.delitem(formats.ENGINES, "torch-cl")
+    with open_model(ckpt, device="cpu") as runner:  # the next engine of the order, never the one that failed
+        assert runner.engine not in ("torch-off", "torch-cl")
+    with open_model(ckpt, device="cpu", engine="torch-off") as named:  # asked for by name: the user's choice
+        assert named.engine == "torch-off"
