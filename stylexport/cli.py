@@ -1187,7 +1187,7 @@ def cache_list(
 
     from rich.table import Table
 
-    from stylexport.cache import engines_root, entries
+    from stylexport.cache import MAX_SIZE_ENV, engines_root, entries, size_limit
 
     found = entries()
     if as_json:
@@ -1206,7 +1206,9 @@ def cache_list(
                       f"{e.bytes / 2**20:.1f}", _ago(now - e.last_used), e.state)
     _stdout().print(table)
     stale = [e for e in found if e.stale]
+    limit = size_limit()
     typer.echo(f"{len(found)} checkpoint{'s' if len(found) != 1 else ''}, {sum(e.bytes for e in found) / 2**20:.1f} MB"
+               + (f" (limit {limit / 2**20:.1f} MB: {MAX_SIZE_ENV})" if limit is not None else "")
                + (f"; {len(stale)} stale ({sum(e.bytes for e in stale) / 2**20:.1f} MB): stylexport cache clear "
                   "removes them" if stale else ""))
 

@@ -135,6 +135,8 @@ def test_max_size_takes_the_stale_then_the_least_recently_used_until_the_rest_fi
     assert runner.invoke(app, ["cache", "clear", "--max-size", "2.5MB"]).exit_code == 0
     assert [e.folder for e in entries()] == [new]
     assert "it fits already" in runner.invoke(app, ["cache", "clear", "--max-size", "3G"]).output
+    monkeypatch.setenv("STYLEXPORT_CACHE_MAX_SIZE", "2.5MB")
+    assert "(limit 2.5 MB: STYLEXPORT_CACHE_MAX_SIZE)" in runner.invoke(app, ["cache", "list"]).output
     # the most recent entry alone is over the limit: it goes, and so does every older one
     assert runner.invoke(app, ["cache", "clear", "--max-size", "1 MiB"]).exit_code == 0 and entries() == []
 
