@@ -183,7 +183,8 @@ def _styles() -> list[Check]:
 
 def _cache() -> list[Check]:
     """Where stylize and bench keep the engines they export for a checkpoint, and what that holds."""
-    from stylexport.cache import engines_root, folder_bytes
+    from stylexport.cache import MAX_SIZE_ENV, engines_root, folder_bytes, size_limit
+    from stylexport.errors import StylexportError
 
     folder = engines_root()
     checkpoints = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
@@ -192,6 +193,12 @@ def _cache() -> list[Check]:
             "(stylexport cache list shows them; stylexport cache clear removes those whose checkpoint is gone, "
             "--older-than DAYS the unused: they are exported again when needed)"
             if checkpoints else "empty (stylize and bench export a checkpoint's engines into it once)")
+    try:
+        limit = size_limit()
+    except StylexportError as exc:  # stylize would refuse to run: say so here too
+        return [Check("cache", "engine cache", ERROR, f"{folder}: {held}; {exc}")]
+    held += f"; limit {limit / 2**20:.1f} MB ({MAX_SIZE_ENV})" if limit is not None else \
+        f"; no size limit ({MAX_SIZE_ENV}=2GB sets one)"
     return [Check("cache", "engine cache", INFO, f"{folder}: {held}")]
 
 

@@ -84,6 +84,14 @@ def test_engine_cache_row_says_where_it_is_and_what_it_holds(monkeypatch, tmp_pa
             (tmp_path / "engines" / sha / "sub" / f"f{i}.onnx").write_bytes(b"\0" * size)
     (row,) = [c for c in _doctor_json() if c["name"] == "engine cache"]
     assert "engines of 2 checkpoints, 3.5 MB" in row["detail"]  # (2 + 1 + 0.5) MiB, worked out by hand
+    assert row["detail"].endswith("; no size limit (STYLEXPORT_CACHE_MAX_SIZE=2GB sets one)")
+    monkeypatch.setenv("STYLEXPORT_CACHE_MAX_SIZE", "1.5G")
+    (row,) = [c for c in _doctor_json() if c["name"] == "engine cache"]
+    assert row["detail"].endswith("; limit 1536.0 MB (STYLEXPORT_CACHE_MAX_SIZE)") and row["status"] == "info"
+    monkeypatch.setenv("STYLEXPORT_CACHE_MAX_SIZE", "big")
+    (row,) = [c for c in _doctor_json() if c["name"] == "engine cache"]
+    assert row["status"] == "error" and row["detail"].endswith("STYLEXPORT_CACHE_MAX_SIZE=big is not a size; write "
+                                                                  "it like 2GB, 500MB or 0")
 
 
 def test_default_engine_row_names_what_stylize_picks_and_what_runs_only_by_name(monkeypatch):
