@@ -63,7 +63,8 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
     checkpoint with no engine named: the fastest engine that runs here and passes its parity gate; the
     artifact is exported once into the cache (keyed by the checkpoint's sha256) and reused. A cached artifact
     that no longer opens (written by an older stylexport or library, or cut short) is exported again; an export
-    that fails its gate is logged and the next engine tried, down to torch on the checkpoint. A checkpoint with
+    that fails its gate is logged and the next engine tried, down to torch on the checkpoint (a torch engine in
+    another precision is held to the same gate first: ``check_own_precision``). A checkpoint with
     an engine named: torch engines run it; any other engine runs its format's artifact from the same cache,
     exported the first time (INT8 too: asked for by name), with no fallback. ``tiled``: a
     runner for ``tiles.stylize_tiled``, which shares instance-norm statistics inside the torch FP32 network, so
