@@ -95,7 +95,7 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
         return open_runner(path, device=dev, engine=engine)  # torch engines run the checkpoint itself
     if named is not None and (why := unavailable(named, dev)):
         raise StylexportError(f"engine {named.name} cannot run here: {why}")  # before minutes of exporting
-    load_checkpoint(path)  # a checkpoint we cannot read fails here with its own one line, not once per engine
+    loaded = load_checkpoint(path)  # a checkpoint we cannot read fails here with its own line, not once per engine
     size_limit()  # so does a STYLEXPORT_CACHE_MAX_SIZE that is not a size
     folder = engine_cache(path)  # hashed once, whichever engines are tried
     if named is not None:  # asked for by name: its artifact, from the cache or exported now; no fallback
@@ -107,7 +107,7 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
             runner = open_engine(candidate, path, dev)
             if candidate.name != REFERENCE_ENGINE:
                 try:
-                    check_own_precision(runner, path)
+                    check_own_precision(runner, loaded.model)
                 except StylexportError:
                     runner.close()
                     raise
@@ -120,18 +120,19 @@ def open_model(path: str | os.PathLike, *, device: str = "auto", engine: str | N
 REFERENCE_ENGINE = "torch-fp32"  # what every gate compares with
 
 
-def check_own_precision(runner, checkpoint: Path) -> None:
+def check_own_precision(runner, reference) -> None:
     """Hold a torch engine that runs the checkpoint itself in another precision (FP16 on a GPU) to the gate an
     exported engine passes before it is chosen for the user: no export measured it, so it is measured here, on
-    export's parity photos, against torch FP32 (AUTO_MIN_PSNR_DB, finite). Milliseconds on a GPU, each open."""
-    from stylexport.checkpoint import load_checkpoint
+    export's parity photos, against ``reference`` (the checkpoint's FP32 network) with the tolerance of
+    AUTO_MIN_PSNR_DB. Milliseconds on a GPU, each open."""
     from stylexport.export import parity_inputs
+    from stylexport.formats import Tolerance
     from stylexport.metrics import compare, worst
 
-    model = load_checkpoint(checkpoint).model.eval()
+    reference = reference.eval()
     with torch.inference_mode():
-        parity = worst([compare(runner.infer(x).float().cpu(), model(x)) for x in parity_inputs()])
-    if not (parity.finite and parity.psnr_db >= AUTO_MIN_PSNR_DB):
+        parity = worst([compare(runner.infer(x).float().cpu(), reference(x)) for x in parity_inputs()])
+    if not Tolerance(min_psnr_db=AUTO_MIN_PSNR_DB).passes(parity):
         raise StylexportError(f"its output is {parity.psnr_db:.1f} dB from {REFERENCE_ENGINE}'s (max abs "
                               f"{parity.max_abs:.3g}, finite {parity.finite}) on the parity photos; an engine "
                               f"chosen for you must reach {AUTO_MIN_PSNR_DB:g} dB")
