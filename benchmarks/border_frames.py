@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from stylexport.bench.environment import environment
 from stylexport.checkpoint import load_checkpoint
@@ -46,10 +47,18 @@ def frame_contrast(image: torch.Tensor) -> float:
     return float(grey[outer].mean() - grey[ring].mean())
 
 
-def run_padded(net, photo: torch.Tensor, pad: int) -> torch.Tensor:
-    if not pad:
-        return net(photo)
-    return net(F.pad(photo, (pad,) * 4, mode="reflect"))[..., pad:-pad, pad:-pad]
+class Padded(nn.Module):
+    """``net`` on the input reflect-padded by ``pad`` px on every side, its output cropped back (0: ``net``)."""
+
+    def __init__(self, net: nn.Module, pad: int):
+        super().__init__()
+        self.net, self.pad = net, pad
+
+    def forward(self, x: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        if not self.pad:
+            return self.net(x, clamp=clamp)
+        p = self.pad
+        return self.net(F.pad(x, (p, p, p, p), mode="reflect"), clamp=clamp)[..., p:-p, p:-p]
 
 
 def main() -> None:
@@ -77,7 +86,7 @@ def main() -> None:
             with torch.no_grad():
                 features = vgg(photo, (loss.content_layer,))[loss.content_layer]
                 for pad in PADS:
-                    out = run_padded(net, photo, pad).clamp(0, 255)
+                    out = Padded(net, pad)(photo)
                     per_pad[pad]["frame"].append(frame_contrast(out[0]))
                     for term, value in evaluate(vgg, out, features, targets, loss).as_floats().items():
                         per_pad[pad][term].append(value)
@@ -98,7 +107,7 @@ def main() -> None:
         net, quality = figure[row["style"]]
         photo = resize_max_side(read_image(args.data / quality["rows"][0]["photo"]), 320)[None]
         with torch.no_grad():
-            plain, padded = (run_padded(net, photo, pad).clamp(0, 255)[0] for pad in (0, 16))
+            plain, padded = (Padded(net, pad)(photo)[0] for pad in (0, 16))
         gap = torch.full((3, plain.shape[1], 8), 255.0)
         tiles.append(torch.cat([plain, gap, padded], dim=-1))
     picture = RESULTS / "border-frames.png"

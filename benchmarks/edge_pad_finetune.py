@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from stylexport.bench.environment import environment
 from stylexport.checkpoint import load_checkpoint
@@ -35,23 +33,9 @@ from stylexport.train import _held_out_photos, autocast_dtype, loss_function, pr
 from stylexport.vgg import load_vgg
 
 sys.path.insert(0, str(Path(__file__).parent))
-from border_frames import frame_contrast  # noqa: E402 - the same measure as the frames table
+from border_frames import Padded, frame_contrast  # noqa: E402 - the frames table's padding and measure
 
 RESULTS = Path(__file__).parent / "results"
-
-
-class Padded(nn.Module):
-    """``net`` on the input reflect-padded by ``pad`` px on every side, its output cropped back."""
-
-    def __init__(self, net: nn.Module, pad: int):
-        super().__init__()
-        self.net, self.pad = net, pad
-
-    def forward(self, x: torch.Tensor, clamp: bool = True) -> torch.Tensor:
-        if not self.pad:
-            return self.net(x, clamp=clamp)
-        p = self.pad
-        return self.net(F.pad(x, (p, p, p, p), mode="reflect"), clamp=clamp)[..., p:-p, p:-p]
 
 
 def main() -> None:
@@ -77,7 +61,8 @@ def main() -> None:
                                             train_config["batch_size"])
     crops = PhotoCrops(train_files, train_config["image_size"], seed=7)
     order = torch.randperm(len(train_files), generator=torch.Generator().manual_seed(7)).tolist()
-    batches = [torch.stack([crops[(0, order[(s * 4 + i) % len(order)])][0] for i in range(4)])
+    size = train_config["batch_size"]
+    batches = [torch.stack([crops[(0, order[(s * size + i) % len(order)])][0] for i in range(size)])
                for s in range(args.steps)]
     shipped = find_style(args.style).model
     arms, log = {}, {}
