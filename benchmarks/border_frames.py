@@ -13,6 +13,7 @@ figure shows one photo in the two styles with the strongest frames, plain and pa
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -20,13 +21,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from stylexport.bench.environment import environment
 from stylexport.checkpoint import load_checkpoint
 from stylexport.gatys import evaluate, style_targets
 from stylexport.image import read_image, resize_max_side, save_image
 from stylexport.losses import LossConfig
+from stylexport.model import TransformerNet
 from stylexport.styles import list_styles
 from stylexport.train import preview_tiles
 from stylexport.vgg import load_vgg
@@ -47,18 +48,12 @@ def frame_contrast(image: torch.Tensor) -> float:
     return float(grey[outer].mean() - grey[ring].mean())
 
 
-class Padded(nn.Module):
-    """``net`` on the input reflect-padded by ``pad`` px on every side, its output cropped back (0: ``net``)."""
-
-    def __init__(self, net: nn.Module, pad: int):
-        super().__init__()
-        self.net, self.pad = net, pad
-
-    def forward(self, x: torch.Tensor, clamp: bool = True) -> torch.Tensor:
-        if not self.pad:
-            return self.net(x, clamp=clamp)
-        p = self.pad
-        return self.net(F.pad(x, (p, p, p, p), mode="reflect"), clamp=clamp)[..., p:-p, p:-p]
+def with_edge_pad(net: TransformerNet, pad: int) -> TransformerNet:
+    """A copy of ``net`` run on the photo reflect-padded by ``pad`` px, the output cropped back: the network's own
+    ``edge_pad`` (model.py), set on weights trained without it."""
+    padded = copy.deepcopy(net)
+    padded.edge_pad = pad
+    return padded
 
 
 def main() -> None:
@@ -86,7 +81,7 @@ def main() -> None:
             with torch.no_grad():
                 features = vgg(photo, (loss.content_layer,))[loss.content_layer]
                 for pad in PADS:
-                    out = Padded(net, pad)(photo)
+                    out = with_edge_pad(net, pad)(photo)
                     per_pad[pad]["frame"].append(frame_contrast(out[0]))
                     for term, value in evaluate(vgg, out, features, targets, loss).as_floats().items():
                         per_pad[pad][term].append(value)
@@ -107,7 +102,7 @@ def main() -> None:
         net, quality = figure[row["style"]]
         photo = resize_max_side(read_image(args.data / quality["rows"][0]["photo"]), 320)[None]
         with torch.no_grad():
-            plain, padded = (Padded(net, pad)(photo)[0] for pad in (0, 16))
+            plain, padded = (with_edge_pad(net, pad)(photo)[0] for pad in (0, 16))
         gap = torch.full((3, plain.shape[1], 8), 255.0)
         tiles.append(torch.cat([plain, gap, padded], dim=-1))
     picture = RESULTS / "border-frames.png"

@@ -33,7 +33,7 @@ from stylexport.train import _held_out_photos, autocast_dtype, loss_function, pr
 from stylexport.vgg import load_vgg
 
 sys.path.insert(0, str(Path(__file__).parent))
-from border_frames import Padded, frame_contrast  # noqa: E402 - the frames table's padding and measure
+from border_frames import frame_contrast, with_edge_pad  # noqa: E402 - the frames table's padding and measure
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -68,23 +68,23 @@ def main() -> None:
     arms, log = {}, {}
     for name, pad in (("plain", 0), (f"padded {args.pad}", args.pad)):
         net = load_checkpoint(shipped).model.float().train().to(memory_format=torch.channels_last)
-        module = Padded(net, pad)
+        net.edge_pad = pad  # trained padded, as stylexport train --edge-pad does (model.py)
         optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
         start, losses = time.perf_counter(), []
         for step, batch in enumerate(batches, 1):
             optimizer.zero_grad(set_to_none=True)
-            terms = batch_loss(module, batch.contiguous(memory_format=torch.channels_last))
+            terms = batch_loss(net, batch.contiguous(memory_format=torch.channels_last))
             terms.total.backward()
             optimizer.step()
             losses.append(float(terms.total.detach()))
             if step % 25 == 0 or step == args.steps:
                 print(f"{name}: step {step}/{args.steps}, loss {statistics.mean(losses[-25:]):.3f} "
                       f"({time.perf_counter() - start:.0f} s)", flush=True)
-        arms[name] = module.eval()
+        arms[name] = net.eval()
         log[name] = {"pad": pad, "losses": losses, "seconds": time.perf_counter() - start}
 
     start_net = load_checkpoint(shipped).model.float().eval()
-    evaluated = {"shipped, plain": Padded(start_net, 0), f"shipped, padded {args.pad}": Padded(start_net, args.pad),
+    evaluated = {"shipped, plain": start_net, f"shipped, padded {args.pad}": with_edge_pad(start_net, args.pad),
                  **{f"fine-tuned {k}": v for k, v in arms.items()}}
     rows = {k: {"total": [], "content": [], "style": [], "tv": [], "frame": []} for k in evaluated}
     pictures = []

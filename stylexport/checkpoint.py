@@ -27,6 +27,7 @@ from stylexport.model import TransformerNet
 
 METADATA_KEY = "stylexport"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".model")
+MAX_EDGE_PAD = 256  # far past any useful pad (the band is gone by 32 px); a larger value is a damaged file
 
 
 @dataclasses.dataclass
@@ -48,7 +49,7 @@ def save_checkpoint(path: str | os.PathLike, model: TransformerNet, metadata: di
 
     path = Path(path)
     meta = {"format": "stylexport-checkpoint", "architecture": ARCHITECTURE, "stylexport_version": __version__,
-            **(metadata or {})}
+            **(metadata or {}), "edge_pad": model.edge_pad}
     dtype = torch.float16 if half else torch.float32
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
@@ -92,8 +93,17 @@ def _looks_like_examples(state: dict[str, torch.Tensor]) -> bool:
     return any(k.removeprefix("module.").startswith(("conv1.conv2d", "in1.", "res1.", "deconv")) for k in state)
 
 
-def _build(state: dict[str, torch.Tensor], path: Path) -> TransformerNet:
-    model = TransformerNet()
+def _edge_pad(metadata: dict[str, Any], path: Path) -> int:
+    """The checkpoint's ``edge_pad`` (model.py; 0 when absent: every checkpoint made before it existed)."""
+    value = metadata.get("edge_pad", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EDGE_PAD:
+        raise StylexportError(f"checkpoint {path}: edge_pad {value!r} is not a whole number of pixels in "
+                              f"0..{MAX_EDGE_PAD}; the file's metadata was edited or damaged")
+    return value
+
+
+def _build(state: dict[str, torch.Tensor], path: Path, edge_pad: int = 0) -> TransformerNet:
+    model = TransformerNet(edge_pad)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -188,7 +198,7 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
         metadata = {"format": "pytorch-examples", "style_name": path.stem}
     else:
         state = {k.removeprefix("module."): v for k, v in state.items()}
-    model = _build(state, path)
+    model = _build(state, path, _edge_pad(metadata, path))
     return LoadedModel(model=model, metadata=metadata, path=path, sha256=sha256_file(path))
 
 

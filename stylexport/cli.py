@@ -863,6 +863,12 @@ def train(
     max_minutes: Annotated[float | None, typer.Option(min=0.0, help="Stop after this many minutes of training "
                                                       "with a checkpoint; --resume continues (chunks of a long "
                                                       "run).")] = None,
+    edge_pad: Annotated[int | None, typer.Option(min=0, help="Reflection-pad each crop by this many px inside "
+                                                 "the network, so it stops painting a band along the edges (32 "
+                                                 "does; the network then takes sides >= 36 px). Default: the "
+                                                 "--init checkpoint's, else 0.")] = None,
+    init: Annotated[str | None, typer.Option(help="Start from this checkpoint's weights (a file, or a shipped "
+                                             "style's name) instead of random ones: fine-tuning.")] = None,
     vgg_weights: VggOption = None,
     device: Annotated[str | None, typer.Option(help="auto (CUDA when present), cpu, cuda.")] = None,
 ) -> None:
@@ -875,6 +881,8 @@ def train(
     if resume is not None:
         if output is not None and output != resume:
             raise StylexportError(f"--resume {resume} continues that run; drop -o {output}")
+        if init is not None:
+            raise StylexportError(f"--resume {resume} continues that run from its own weights; drop --init {init}")
         base, run_dir = load_run_config(resume), resume
     else:
         if style is None or data is None or output is None:
@@ -896,7 +904,8 @@ def train(
                  "style_size": style_size, "seed": seed, "checkpoint_every": checkpoint_every,
                  "preview_every": preview_every, "log_every": log_every, "workers": workers,
                  "amp": amp.value if amp else None,
-                 "hold_out": hold_out, "max_minutes": max_minutes, "vgg_weights": vgg_weights, "device": device}
+                 "hold_out": hold_out, "max_minutes": max_minutes, "vgg_weights": vgg_weights, "device": device,
+                 "edge_pad": edge_pad, "init": init}
     config = dataclasses.replace(base, loss=loss, **{k: v for k, v in overrides.items() if v is not None})
     from stylexport.devices import cpu_bf16_problem, pick_device
     from stylexport.train import autocast_dtype

@@ -33,10 +33,12 @@ CONTRACT: dict[str, str] = {
 }
 
 
-def artifact_metadata(*, style_name: str, source_sha256: str, precision: str, fmt: str,
-                      extra: dict[str, Any] | None = None) -> dict[str, str]:
-    """Everything an artifact says about itself, as strings."""
-    meta = {**CONTRACT, "style_name": style_name, "source_sha256": source_sha256, "precision": precision,
+def artifact_metadata(*, style_name: str, source_sha256: str, precision: str, fmt: str, edge_pad: int = 0,
+                      min_side: int = MIN_SIDE, extra: dict[str, Any] | None = None) -> dict[str, str]:
+    """Everything an artifact says about itself, as strings. ``min_side`` is the network's own (larger than
+    MIN_SIDE for one that reflection-pads its edges by ``edge_pad``: model.py)."""
+    meta = {**CONTRACT, "size_rule": f"any H, W >= {min_side}", "min_side": str(min_side), "edge_pad": str(edge_pad),
+            "style_name": style_name, "source_sha256": source_sha256, "precision": precision,
             "format": fmt, "architecture": ARCHITECTURE, "stylexport_version": __version__}
     for key, value in (extra or {}).items():
         meta[key] = value if isinstance(value, str) else str(value)

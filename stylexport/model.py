@@ -6,6 +6,13 @@ conv but the last; reflection padding. Input and output are RGB in [0, 255].
 
 The output has exactly the input's height and width for any size >= 16: the input is reflection-padded
 to a multiple of 4 inside ``forward`` and the result cropped, so exported graphs behave the same.
+
+``edge_pad`` (0 unless a network was trained with it) reflection-pads the input by that many pixels on every
+side as well, and crops them off the output, so the network's own borders fall outside the picture: trained
+that way, a network no longer paints the band along the edges that the perceptual loss rewards there
+(benchmarks/results/border-frames.json, edge-pad-finetune-great_wave.json). It belongs to the weights: a
+network trained with it is run with it, and every exported graph carries it. Reflection needs the pad smaller
+than the side, so such a network takes sides of at least ``edge_pad + SIZE_MULTIPLE`` px (``min_side``).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylexport.contract import SIZE_MULTIPLE
+from stylexport.contract import MIN_SIDE, SIZE_MULTIPLE
 
 
 class ConvLayer(nn.Conv2d):
@@ -62,28 +69,37 @@ class ResidualBlock(nn.Module):
 class TransformerNet(nn.Module):
     """Image transformation network f_W: (N, 3, H, W) RGB [0,255] -> same shape, RGB [0,255]."""
 
-    def __init__(self) -> None:
+    def __init__(self, edge_pad: int = 0) -> None:
         super().__init__()
+        if isinstance(edge_pad, bool) or not isinstance(edge_pad, int) or edge_pad < 0:
+            raise ValueError(f"edge_pad must be an int >= 0, got {edge_pad!r}")
+        self.edge_pad = edge_pad
         self.encoder = nn.Sequential(ConvBlock(3, 32, 9), ConvBlock(32, 64, 3, 2), ConvBlock(64, 128, 3, 2))
         self.residuals = nn.Sequential(*(ResidualBlock(128) for _ in range(5)))
         self.decoder = nn.Sequential(UpsampleConvBlock(128, 64, 3), UpsampleConvBlock(64, 32, 3))
         self.head = ConvLayer(32, 3, 9)
         self.crop_with_pad = False  # set by the AOTInductor exporter (see forward)
 
+    @property
+    def min_side(self) -> int:
+        """The smallest height and width this network takes (reflection needs each pad below the side)."""
+        return max(MIN_SIDE, self.edge_pad + SIZE_MULTIPLE)
+
     def forward(self, x: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         """Stylize; ``clamp=False`` returns the raw output (training uses it so gradients are not cut)."""
         h, w = x.shape[-2], x.shape[-1]
-        pad_h = (SIZE_MULTIPLE - h % SIZE_MULTIPLE) % SIZE_MULTIPLE
-        pad_w = (SIZE_MULTIPLE - w % SIZE_MULTIPLE) % SIZE_MULTIPLE
-        y = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        e = self.edge_pad
+        pad_h = (SIZE_MULTIPLE - (h + 2 * e) % SIZE_MULTIPLE) % SIZE_MULTIPLE
+        pad_w = (SIZE_MULTIPLE - (w + 2 * e) % SIZE_MULTIPLE) % SIZE_MULTIPLE
+        y = F.pad(x, (e, e + pad_w, e, e + pad_h), mode="reflect")
         y = self.head(self.decoder(self.residuals(self.encoder(y))))
         if self.crop_with_pad:
             # The same values as the slice below, but torch.export can prove the shape for every (H, W), so
             # the AOTInductor package stays dynamic without guards. (ONNX keeps the slice: negative Pad is
             # rejected by ONNX's reference evaluator.)
-            y = F.pad(y, (0, -pad_w, 0, -pad_h))
+            y = F.pad(y, (-e, -e - pad_w, -e, -e - pad_h))
         else:
-            y = y[..., :h, :w]
+            y = y[..., e:e + h, e:e + w]
         return y.clamp(0.0, 255.0) if clamp else y
 
 

@@ -13,8 +13,9 @@ after 4 passes on a random network). tests/test_tiles.py checks the result again
 
 Tiles overlap: each core is extended by ``margin`` pixels of real image on every side, more than the
 network's receptive-field radius, so a core's output does not see the tile's own padded border. The image
-is reflection-padded to a multiple of 4 once, as the network itself does, so tiles at the image's border
-see the same border as the untiled network. Peak memory is that of one tile plus the output image.
+is reflection-padded to a multiple of 4 once (and by the network's ``edge_pad``), as the network itself does,
+so tiles at the image's border see the same border as the untiled network. Peak memory is that of one tile
+plus the output image.
 """
 
 from __future__ import annotations
@@ -115,11 +116,15 @@ def stylize_tiled(model: TransformerNet, image: torch.Tensor, *, tile: int = 512
     if x.shape[0] != 1:
         raise StylexportError(f"tiled stylization takes one image at a time, got a batch of {x.shape[0]}")
     h, w = x.shape[-2:]
-    pad_h, pad_w = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
-    padded = F.pad(x.float(), (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x.float()
+    if min(h, w) < model.min_side:
+        raise StylexportError(f"image {h}x{w}: this network takes sides of at least {model.min_side} px")
+    e = model.edge_pad  # padded once here, as the network pads itself (model.py); the tiles run unpadded
+    pad_h, pad_w = (-(h + 2 * e)) % SIZE_MULTIPLE, (-(w + 2 * e)) % SIZE_MULTIPLE
+    padded = F.pad(x.float(), (e, e + pad_w, e, e + pad_h), mode="reflect") if e or pad_h or pad_w else x.float()
     hp, wp = padded.shape[-2:]
     window = _Window()
     net, norms = _with_shared_norms(model, window)
+    net.edge_pad = 0
     net = net.to(device)
     tiles = [(r, c) for r in _spans(hp, tile, margin) for c in _spans(wp, tile, margin)]
     out = torch.empty(1, 3, hp, wp)
@@ -155,7 +160,7 @@ def stylize_tiled(model: TransformerNet, image: torch.Tensor, *, tile: int = 512
         norm.gathering = False
         norm.stats = norm.gathered()
     each_tile(write)
-    return out[..., :h, :w].clamp(0, 255)
+    return out[..., e:e + h, e:e + w].clamp(0, 255)
 
 
 def tile_count(h: int, w: int, tile: int) -> int:

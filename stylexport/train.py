@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from stylexport import __version__
-from stylexport.checkpoint import save_checkpoint
+from stylexport.checkpoint import MAX_EDGE_PAD, LoadedModel, load_checkpoint, save_checkpoint
 from stylexport.contract import ARCHITECTURE
 from stylexport.data import EpochSampler, PhotoCrops, collate, list_photos
 from stylexport.errors import StylexportError
@@ -53,7 +53,8 @@ HELD_OUT_FILE = "held_out.txt"  # photos kept out of training (previews, evaluat
 RUN_FILES = (CONFIG_FILE, HISTORY_FILE, DATA_FILE, HELD_OUT_FILE, "loss.png", "previews")
 # Changing these would make a resumed run different from the one it continues.
 RESUME_MUST_MATCH = ("style_sha256", "image_size", "style_size", "batch_size", "lr", "seed", "loss", "architecture",
-                     "data_count", "data_sha256")
+                     "edge_pad", "data_count", "data_sha256")
+RESUME_DEFAULTS = {"edge_pad": 0}  # what a run saved before the setting existed trained with
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +79,10 @@ class TrainConfig:
     previews: int = 4
     hold_out: int = 0  # photos kept out of training for evaluation (the previews are the first of them)
     max_minutes: float | None = None  # end this call with a checkpoint after this much training; resume later
+    # Reflection-pad each crop by this many px inside the network and crop the output before the loss, so the
+    # network's borders fall outside the picture (model.py); None: the --init checkpoint's, else 0.
+    edge_pad: int | None = None
+    init: str | None = None  # start from this checkpoint's weights (fine-tuning) instead of random ones
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     vgg_weights: str | None = None
     device: str = "auto"
@@ -201,7 +206,7 @@ def _data_difference(run_dir: Path, now: list[str]) -> str:
 
 def _check_resumable(saved: dict[str, Any], now: dict[str, Any], run_dir: Path, data: list[str]) -> None:
     for key in RESUME_MUST_MATCH:
-        if saved.get(key) != now.get(key):
+        if saved.get(key, RESUME_DEFAULTS.get(key)) != now.get(key):
             if key in ("data_sha256", "data_count"):
                 raise StylexportError(f"cannot resume {run_dir}: --data {now['data']} holds other photos than the "
                                       f"run was trained on ({_data_difference(run_dir, data)}); resume with the "
@@ -366,6 +371,33 @@ def _global_mean(terms, world: int) -> dict[str, float]:
     return {k: float(v) / world for k, v in zip(values, packed, strict=True)}
 
 
+def _with_init(config: TrainConfig, resume: bool) -> tuple[TrainConfig, LoadedModel | None]:
+    """``config`` with ``edge_pad`` settled (given, else the --init checkpoint's, else 0) and ``init`` as the file
+    it names; the --init checkpoint loaded (a file, or a shipped style's name; not on resume, whose weights are
+    the run's). One-line errors for a crop too small for the pad and for an init that cannot be read."""
+    init = None
+    if config.init is not None and not resume:
+        from stylexport.styles import find_style
+
+        path = Path(config.init)
+        if not path.exists() and os.sep not in config.init and "." not in config.init:
+            try:
+                path = find_style(config.init).model  # a shipped style's name
+            except StylexportError as exc:
+                raise StylexportError(f"--init {config.init}: no such checkpoint file, and {exc}") from None
+        init = load_checkpoint(path)
+        config = dataclasses.replace(config, init=str(path))
+    edge_pad = config.edge_pad if config.edge_pad is not None else init.model.edge_pad if init else 0
+    if isinstance(edge_pad, bool) or not isinstance(edge_pad, int) or not 0 <= edge_pad <= MAX_EDGE_PAD:
+        raise StylexportError(f"--edge-pad {edge_pad!r}: give a whole number of pixels in 0..{MAX_EDGE_PAD} "
+                              "(32 pushes the edge band out of the picture)")
+    least = TransformerNet(edge_pad).min_side
+    if config.image_size < least:
+        raise StylexportError(f"--image-size {config.image_size} is too small for --edge-pad {edge_pad}: the crop "
+                              f"must be at least {least} px; use --image-size 256 (the paper's)")
+    return dataclasses.replace(config, edge_pad=edge_pad), init
+
+
 def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     """The TrainConfig saved in a run folder (to resume it), or a one-line error."""
     config_path = Path(run_dir) / CONFIG_FILE
@@ -426,6 +458,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     if world > 1:  # every rank has checked the folder before rank 0 starts writing into it
         torch.distributed.barrier()
 
+    config, init = _with_init(config, resume)
     style_image = read_image(config.style)
     style_image = resize_max_side(style_image, config.style_size)
     files = list_photos(config.data)
@@ -437,13 +470,20 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     data = _data_manifest(config.data, train_files)
     vgg = load_vgg(config.vgg_weights, device)
     described = _describe(config, sha256_file(config.style), data, vgg.describe())
+    if init is not None:
+        described["init_sha256"] = init.sha256
     if resume:
         before = json.loads((run_dir / CONFIG_FILE).read_text())
         _check_resumable(before, json.loads(json.dumps(described)), run_dir, data)
+        if "init_sha256" in before:
+            described["init_sha256"] = before["init_sha256"]
         described["calls"] = list(before.get("calls", []))
 
     torch.manual_seed(config.seed)
-    model = TransformerNet().to(device)
+    model = TransformerNet(config.edge_pad)
+    if init is not None:
+        model.load_state_dict(init.model.state_dict())
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     amp_dtype = autocast_dtype(config.amp, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -528,7 +568,9 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
                                           "vgg_preprocessing")}
         save_checkpoint(run_dir / MODEL_FILE, model, {**meta, "step": step, "loss": dataclasses.asdict(loss_cfg),
                                                       "train": {"batch_size": config.batch_size, "lr": config.lr,
-                                                                "style_size": config.style_size}})
+                                                                "style_size": config.style_size,
+                                                                **({"init_sha256": described["init_sha256"]}
+                                                                   if "init_sha256" in described else {})}})
         plot_history(history, run_dir / "loss.png")
         last_saved = step
 

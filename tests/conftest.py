@@ -63,12 +63,12 @@ def vgg():
     return load_vgg(VGG_SPEC)
 
 
-def random_net(bias: float = 0.2, head_gain: float = 1.0):
+def random_net(bias: float = 0.2, head_gain: float = 1.0, edge_pad: int = 0):
     """A seeded random-weight TransformerNet with random affine norms, so its output is not trivially flat."""
     from stylexport.model import TransformerNet
 
     torch.manual_seed(0)
-    model = TransformerNet().eval()
+    model = TransformerNet(edge_pad).eval()
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.InstanceNorm2d):

@@ -117,3 +117,34 @@ def test_pickled_code_is_never_executed(tmp_path):
 def test_metadata_reader(tmp_path, random_model):
     path = save_checkpoint(tmp_path / "m.safetensors", random_model, {"style_sha256": "ab" * 32})
     assert read_metadata(path)["style_sha256"] == "ab" * 32
+
+
+def test_edge_pad_travels_with_the_weights(tmp_path):
+    from .conftest import random_net
+
+    model = random_net(edge_pad=32)
+    path = save_checkpoint(tmp_path / "m.safetensors", model, {"style_name": "waves", "edge_pad": 0})
+    assert read_metadata(path)["edge_pad"] == 32  # the model's own, not a caller's stale value
+    loaded = load_checkpoint(path)
+    assert loaded.model.edge_pad == 32 and loaded.model.min_side == 36
+    x = torch.rand(1, 3, 40, 52) * 255
+    torch.testing.assert_close(loaded.model(x), model(x))
+
+
+def test_checkpoints_from_before_edge_pad_run_unpadded(tmp_path, random_model):
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in random_model.state_dict().items()}, tmp_path / "old.safetensors",
+              metadata={"stylexport": json.dumps({"architecture": "transformer-net/1", "style_name": "old"})})
+    assert load_checkpoint(tmp_path / "old.safetensors").model.edge_pad == 0
+
+
+@pytest.mark.parametrize("value", [-1, "32", 1.5, True, 257])
+def test_a_damaged_edge_pad_is_refused(tmp_path, random_model, value):
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in random_model.state_dict().items()}, tmp_path / "x.safetensors",
+              metadata={"stylexport": json.dumps({"architecture": "transformer-net/1", "edge_pad": value})})
+    with pytest.raises(StylexportError, match=rf"x.safetensors: edge_pad {value!r} is not a whole number of pixels "
+                                              r"in 0..256; the file's metadata was edited or damaged"):
+        load_checkpoint(tmp_path / "x.safetensors")

@@ -297,3 +297,38 @@ def test_export_record_keeps_every_artifact_of_every_checkpoint(model_and_ckpt, 
     (out / "export.json").write_text("{not json")
     export(ckpt, ["openvino"], out)
     assert sorted(record()[0]) == ["waves.xml"] and "is not an export record" in caplog.text
+
+
+def test_edge_pad_network_exports_to_every_cpu_format(tmp_path):
+    """A network that pads its edges (model.py edge_pad) keeps the pad in every exported graph (export's parity
+    gate compares each with PyTorch at 161 and 97 px), says its smallest side in its metadata, and every
+    runner refuses a smaller input with the same line, before the engine sees it. The AOTInductor package is
+    checked at its torch.export program (compiling it takes 4 minutes on 2 cores: test_engines compiles one)."""
+    from stylexport.checkpoint import save_checkpoint
+    from stylexport.export.aoti import export_program
+    from stylexport.formats import get_format, unmet
+
+    from .conftest import random_net
+
+    model = random_net(bias=0.3, head_gain=20.0, edge_pad=32)
+    x, small = photo(36, 41, seed=3), photo(35, 64, seed=3)
+    program = export_program(model, device=torch.device("cpu"))
+    for h, w in ((36, 41), (37, 53), (161, 97)):
+        batch = photo(h, w, seed=h).expand(2, -1, -1, -1)
+        with torch.no_grad():
+            torch.testing.assert_close(program.module()(batch), model(batch), atol=1e-3, rtol=0)
+    ckpt = save_checkpoint(tmp_path / "framed.safetensors", model, {"style_name": "framed"})
+    formats = [f for f in ("onnx", "openvino", "executorch") if not unmet(get_format(f).needs, torch.device("cpu"))]
+    assert "onnx" in formats
+    reports = export(ckpt, formats, tmp_path / "out")
+    assert [r.format for r in reports] == formats and all(r.passed for r in reports)
+    messages = set()
+    for report in reports:
+        with open_runner(report.path) as r:
+            assert r.metadata["min_side"] == "36" and r.metadata["edge_pad"] == "32", report.format
+            with torch.no_grad():
+                assert float((r.infer(x) - model(x)).abs().max()) < 0.05, report.format
+            with pytest.raises(StylexportError) as err:
+                r.infer(small)
+            messages.add(str(err.value))
+    assert messages == {"input 'image': got 35x64, expected H and W >= 36"}

@@ -51,3 +51,19 @@ def test_tile_needs_a_checkpoint(tmp_path, make_image, random_model):
     result = runner.invoke(app, ["stylize", str(make_image()), "-m", str(onnx_path), "-o", str(tmp_path / "o.png"),
                                  "--tile", "64"])
     assert result.exit_code == 2 and "--tile needs a checkpoint" in result.output
+
+
+def test_tiled_edge_pad_network_matches_untiled():
+    """A network that pads its edges (model.py edge_pad) is padded once for the whole image, not per tile."""
+    from .conftest import random_net
+
+    model = random_net(edge_pad=32)
+    x = read_image(sample_paths()[0])[None][..., :101, :157]
+    with torch.no_grad():
+        whole = model(x)
+    tiled = stylize_tiled(model, x, tile=64, margin=64)
+    assert tiled.shape == whole.shape
+    assert float((tiled - whole).abs().max()) < 0.01
+    assert model.edge_pad == 32  # the caller's network is left as it was
+    with pytest.raises(StylexportError, match="image 30x157: this network takes sides of at least 36 px"):
+        stylize_tiled(model, x[..., :30, :], tile=64)

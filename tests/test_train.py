@@ -158,8 +158,8 @@ def test_ship_style_records_what_made_the_model(tmp_path, vgg, style_path, data_
     from stylexport.checkpoint import read_metadata
 
     run = tmp_path / "run"
-    train(cfg(style_path, data_dir, steps=3, checkpoint_every=3), run)
-    train(cfg(style_path, data_dir, steps=5, checkpoint_every=5), run, resume=True)
+    train(cfg(style_path, data_dir, steps=3, checkpoint_every=3, edge_pad=8), run)
+    train(cfg(style_path, data_dir, steps=5, checkpoint_every=5, edge_pad=8), run, resume=True)
     history = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
     with (run / "history.jsonl").open("a") as f:  # a run still training logs past its last checkpoint
         f.write(json.dumps({"step": 6, "total": 1e9, "content": 1e9, "style": 1e9, "tv": 1e9}) + "\n")
@@ -175,6 +175,8 @@ def test_ship_style_records_what_made_the_model(tmp_path, vgg, style_path, data_
     meta = read_metadata(tmp_path / "zoo" / "tiny.safetensors")
     assert meta["steps_reached"] == 5 and meta["training"]["steps"] == 5 and meta["training"]["batch_size"] == 2
     assert meta["images_seen"] == 5 * 2 and [c["from_step"] for c in meta["calls"]] == [0, 3]
+    assert meta["edge_pad"] == meta["training"]["edge_pad"] == 8  # the shipped network pads as it trained
+    assert load_checkpoint(tmp_path / "zoo" / "tiny.safetensors").model.edge_pad == 8
     assert meta["final_losses"]["total"] == pytest.approx(sum(h["total"] for h in history) / len(history))
     assert meta["final_losses_over_steps"] == [1, 5]
     assert meta["quality"] == {"size": 64, "photos": 2, "iterations": [1, 2],
@@ -687,3 +689,52 @@ def test_evaluate_style_compares_the_network_with_gatys_from_the_photo_and_from_
     summary = results["content"]["summary"]
     assert summary["gatys1_mean_total"] == pytest.approx(
         sum(r["gatys"]["1"]["total"] for r in results["content"]["rows"]) / 2)
+
+
+def test_init_fine_tunes_a_checkpoint_and_its_edge_pad_comes_along(tmp_path, vgg, style_path, data_dir):
+    from stylexport.checkpoint import save_checkpoint
+    from stylexport.fileio import sha256_file
+
+    from .conftest import random_net
+
+    start = save_checkpoint(tmp_path / "start.safetensors", random_net(edge_pad=8), {"style_name": "start"})
+    # lr 0: Adam moves nothing, so the run's weights are exactly the ones it started from
+    train(cfg(style_path, data_dir, steps=2, checkpoint_every=2, lr=0.0, init=str(start)), tmp_path / "run")
+    tuned = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert tuned.model.edge_pad == 8  # not given: the --init checkpoint's
+    origin = load_checkpoint(start).model.state_dict()
+    assert all(torch.equal(v, origin[k]) for k, v in tuned.model.state_dict().items())
+    assert tuned.metadata["train"]["init_sha256"] == sha256_file(start)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["edge_pad"] == 8 and config["init"] == str(start) and config["init_sha256"] == sha256_file(start)
+    # given, it wins; and a run from random weights trains and records its own
+    train(cfg(style_path, data_dir, steps=2, checkpoint_every=2, edge_pad=0, init=str(start)), tmp_path / "plain")
+    assert load_checkpoint(tmp_path / "plain" / "model.safetensors").model.edge_pad == 0
+    train(cfg(style_path, data_dir, steps=2, checkpoint_every=2, edge_pad=12), tmp_path / "padded")
+    assert load_checkpoint(tmp_path / "padded" / "model.safetensors").model.edge_pad == 12
+    with pytest.raises(StylexportError, match="cannot resume .*edge_pad was 12, now 4"):
+        train(cfg(style_path, data_dir, steps=4, edge_pad=4), tmp_path / "padded", resume=True)
+
+
+def test_a_run_saved_before_edge_pad_existed_resumes(tmp_path, vgg, style_path, data_dir):
+    run = tmp_path / "run"
+    train(cfg(style_path, data_dir, steps=2, checkpoint_every=2), run)
+    saved = json.loads((run / "config.json").read_text())
+    del saved["edge_pad"], saved["init"]
+    (run / "config.json").write_text(json.dumps(saved))
+    result = runner.invoke(app, ["train", "--resume", str(run), "--steps", "4"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(run / "model.safetensors").metadata["step"] == 4
+
+
+def test_edge_pad_and_init_mistakes_are_one_line(tmp_path, style_path, data_dir):
+    one_line_error(runner.invoke(app, cli_train(style_path, data_dir, tmp_path / "r1", 2, "--edge-pad", "32")),
+                   "--image-size 32 is too small for --edge-pad 32: the crop must be at least 36 px")
+    one_line_error(runner.invoke(app, cli_train(style_path, data_dir, tmp_path / "r2", 2, "--init", "no_such")),
+                   "--init no_such: no such checkpoint file, and unknown style 'no_such'; installed: ")
+    one_line_error(runner.invoke(app, cli_train(style_path, data_dir, tmp_path / "r3", 2, "--init",
+                                                tmp_path / "gone.safetensors")), "gone.safetensors")
+    (tmp_path / "r4").mkdir()
+    one_line_error(runner.invoke(app, ["train", "--resume", str(tmp_path / "r4"), "--init", "great_wave"]),
+                   "continues that run from its own weights; drop --init great_wave")
+    assert not any((tmp_path / r).exists() for r in ("r1", "r2", "r3"))

@@ -52,7 +52,8 @@ def training_record(run_dir: Path, config: dict, quality: list[Path] | None) -> 
         raise SystemExit(f"error: {run_dir / 'history.jsonl'} has no step up to the model's ({step})")
     last = history[-10:]
     record = {"training": {key: config.get(key) for key in ("image_size", "style_size", "batch_size", "lr", "seed",
-                                                            "steps", "amp", "data_count", "hold_out")},
+                                                            "steps", "amp", "data_count", "hold_out", "edge_pad",
+                                                            "init_sha256")},
               "steps_reached": step,
               "images_seen": images_seen(config, step),
               "calls": config.get("calls", []),

@@ -58,8 +58,10 @@ class ExportJob:
         return self.loaded.style_name
 
     def metadata(self, fmt: Format, **extra: Any) -> dict[str, str]:
+        model = self.loaded.model
         return artifact_metadata(style_name=self.loaded.style_name, source_sha256=self.loaded.sha256,
-                                 precision=fmt.precision, fmt=fmt.name, extra=extra)
+                                 precision=fmt.precision, fmt=fmt.name, edge_pad=model.edge_pad,
+                                 min_side=model.min_side, extra=extra)
 
     def fp16_model(self):
         """The exactly rescaled network used by every FP16 artifact (see export/fp16.py)."""

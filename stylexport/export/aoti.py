@@ -22,9 +22,10 @@ from torch import nn
 
 from stylexport.artifacts import read_sidecar as _read_sidecar
 from stylexport.artifacts import sidecar_path
-from stylexport.contract import MIN_SIDE, PREFIX
+from stylexport.contract import PREFIX
 from stylexport.export.onnx import _quiet
 from stylexport.fileio import ensure_parent, write_text_atomic
+from stylexport.model import TransformerNet
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,9 @@ class HalfPrecision(nn.Module):
         return self.model(x.half()).float()
 
 
-def compile_package(model: nn.Module, package: Path, *, metadata: dict[str, str], device: torch.device,
-                    fp16: bool = False) -> dict[str, Any]:
-    """Compile ``model`` into ``package`` (written atomically) and its sidecar; return the sidecar."""
+def export_program(model: TransformerNet, *, device: torch.device, fp16: bool = False):
+    """The ``torch.export`` program the package is compiled from: batch, height and width dynamic (height and
+    width from the network's ``min_side``), the crop written as a negative pad (model.py)."""
     import copy
 
     net = copy.deepcopy(model).eval().to(device)
@@ -53,14 +54,19 @@ def compile_package(model: nn.Module, package: Path, *, metadata: dict[str, str]
     if fp16:
         net = HalfPrecision(net)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    height = torch.export.Dim("height", min=MIN_SIDE, max=MAX_SIDE)
-    width = torch.export.Dim("width", min=MIN_SIDE, max=MAX_SIDE)
+    height = torch.export.Dim("height", min=model.min_side, max=MAX_SIDE)
+    width = torch.export.Dim("width", min=model.min_side, max=MAX_SIDE)
     # A batch of 2 and sizes that are not multiples of 4, so nothing specializes to 1 or to the padding-free case.
     example = torch.rand(2, 3, 66, 75, device=device) * 255
-    start = time.perf_counter()
     with _quiet(), torch.no_grad():
-        program = torch.export.export(net, (example,), dynamic_shapes=({0: batch, 2: height, 3: width},),
-                                      strict=False)
+        return torch.export.export(net, (example,), dynamic_shapes=({0: batch, 2: height, 3: width},), strict=False)
+
+
+def compile_package(model: TransformerNet, package: Path, *, metadata: dict[str, str], device: torch.device,
+                    fp16: bool = False) -> dict[str, Any]:
+    """Compile ``model`` into ``package`` (written atomically) and its sidecar; return the sidecar."""
+    start = time.perf_counter()
+    program = export_program(model, device=device, fp16=fp16)
     embedded = {PREFIX + key: value for key, value in metadata.items()}
     ensure_parent(package)
     tmp = package.with_name(f".{package.stem}.{os.getpid()}.tmp.pt2")  # the packager wants a .pt2 name

@@ -1,9 +1,10 @@
 """ExecuTorch programs (.pte) for phones: the network lowered to the XNNPACK delegate, dynamic height and width.
 
 ``torch.export`` traces one image (batch 1: what an app feeds per frame) with height and width free between
-``MIN_SIDE`` and ``max_side``; ``to_edge_transform_and_lower`` hands the convolutions, ReLUs and additions to
-XNNPACK (ExecuTorch's CPU delegate on Android, iOS and desktop), instance norm included (written out as mean,
-rsqrt and multiply-add), and leaves reflection padding, upsampling and the crop to ExecuTorch's portable kernels.
+the network's ``min_side`` and ``max_side``; ``to_edge_transform_and_lower`` hands the convolutions, ReLUs and
+additions to XNNPACK (ExecuTorch's CPU delegate on Android, iOS and desktop), instance norm included (written out
+as mean, rsqrt and multiply-add), and leaves reflection padding, upsampling and the crop to ExecuTorch's portable
+kernels.
 ExecuTorch plans its memory for the largest allowed size, so ``max_side`` is a real bound, stated in the
 sidecar (default 1280: 720p either way up); export a smaller bound for phones with little memory.
 
@@ -30,10 +31,9 @@ import torch
 from torch import nn
 
 from stylexport.artifacts import sidecar_path
-from stylexport.contract import MIN_SIDE
 from stylexport.export.onnx import _quiet
 from stylexport.fileio import write_bytes_atomic, write_text_atomic
-from stylexport.model import swap_instance_norms
+from stylexport.model import TransformerNet, swap_instance_norms
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,9 @@ def _dynamic_int8(program, example: torch.Tensor, dynamic_shapes, *, ends_in_fp3
     return torch.export.export(convert_pt2e(prepared), (example,), dynamic_shapes=dynamic_shapes, strict=False)
 
 
-def lower_program(model: nn.Module, *, fp16: bool = False, int8: bool = False, max_side: int,
+def lower_program(model: TransformerNet, *, fp16: bool = False, int8: bool = False, max_side: int,
                   int8_ends_in_fp32: bool = True) -> bytes:
-    """The .pte bytes of ``model`` for (1, 3, H, W) float32 input with MIN_SIDE <= H, W <= max_side;
+    """The .pte bytes of ``model`` for (1, 3, H, W) float32 input with its min_side <= H, W <= max_side;
     ``int8_ends_in_fp32=False`` quantizes every convolution (the recipe before; kept to measure against)."""
     from stylexport.export.aoti import HalfPrecision
 
@@ -100,8 +100,8 @@ def lower_program(model: nn.Module, *, fp16: bool = False, int8: bool = False, m
         net = HalfPrecision(net)
     # DYNAMIC, not Dim: the crop back to (H, W) guards on H's remainder mod 4, which torch.export then keeps
     # as a runtime check instead of refusing to export.
-    height = torch.export.Dim.DYNAMIC(min=MIN_SIDE, max=max_side)
-    width = torch.export.Dim.DYNAMIC(min=MIN_SIDE, max=max_side)
+    height = torch.export.Dim.DYNAMIC(min=model.min_side, max=max_side)
+    width = torch.export.Dim.DYNAMIC(min=model.min_side, max=max_side)
     example = torch.rand(1, 3, 66, 75) * 255  # not multiples of 4, so nothing specializes to the padding-free case
     with _quiet(), torch.no_grad():
         program = torch.export.export(net, (example,), dynamic_shapes=({2: height, 3: width},), strict=False)
@@ -111,7 +111,7 @@ def lower_program(model: nn.Module, *, fp16: bool = False, int8: bool = False, m
         return lowered.to_executorch().buffer
 
 
-def write_program(model: nn.Module, path: Path, *, metadata: dict[str, str], fp16: bool = False,
+def write_program(model: TransformerNet, path: Path, *, metadata: dict[str, str], fp16: bool = False,
                   int8: bool = False, max_side: int) -> dict[str, Any]:
     """Lower ``model`` into ``path`` (written atomically) and its sidecar; return the sidecar."""
     from importlib.metadata import version
@@ -125,5 +125,5 @@ def write_program(model: nn.Module, path: Path, *, metadata: dict[str, str], fp1
                "executorch_version": version("executorch"), "torch_version": torch.__version__,
                "lower_seconds": round(time.perf_counter() - start, 1)}
     write_text_atomic(sidecar_path(path), json.dumps(sidecar, indent=2) + "\n")
-    log.info("ExecuTorch program %s: %.1f MB, H and W in %d..%d", path, len(data) / 1e6, MIN_SIDE, max_side)
+    log.info("ExecuTorch program %s: %.1f MB, H and W in %d..%d", path, len(data) / 1e6, model.min_side, max_side)
     return sidecar

@@ -16,7 +16,7 @@ import torch
 
 from stylexport.artifacts import load_onnx  # noqa: F401 - part of this module's API
 from stylexport.artifacts import read_onnx_metadata as read_metadata  # noqa: F401
-from stylexport.contract import INPUT_NAME, MIN_SIDE, OUTPUT_NAME, PREFIX
+from stylexport.contract import INPUT_NAME, OUTPUT_NAME, PREFIX
 from stylexport.fileio import atomic_path
 from stylexport.model import TransformerNet
 
@@ -51,8 +51,8 @@ def torch_to_onnx_proto(model: TransformerNet, *, max_side: int = 8192, max_batc
     import onnx
 
     batch = torch.export.Dim("batch", min=1, max=max_batch)
-    height = torch.export.Dim("height", min=MIN_SIDE, max=max_side)
-    width = torch.export.Dim("width", min=MIN_SIDE, max=max_side)
+    height = torch.export.Dim("height", min=model.min_side, max=max_side)
+    width = torch.export.Dim("width", min=model.min_side, max=max_side)
     example = torch.rand(1, 3, 64, 72) * 255
     with _quiet():
         program = torch.onnx.export(model.eval().float(), (example,), dynamo=True, input_names=[INPUT_NAME],

@@ -11,7 +11,7 @@ from stylexport.artifacts import read_sidecar, sidecar_path
 from stylexport.contract import check_contract
 from stylexport.errors import StylexportError
 from stylexport.formats import FORMATS, format_names
-from stylexport.runtime.base import InputSpec, Runner
+from stylexport.runtime.base import InputSpec, Runner, contract_min_side
 
 AOTI_FORMATS = format_names(FORMATS["aoti-cpu"]) + format_names(FORMATS["aoti-cuda-fp16"])
 
@@ -40,7 +40,7 @@ class AotiRunner(Runner):
             raise StylexportError(f"cannot load AOTInductor package {self.path} ({str(exc).splitlines()[0][:160]}); "
                                   "export it again on this machine") from None
         max_side, max_batch = int(self.metadata["max_side"]), int(self.metadata["max_batch"])
-        self.spec = InputSpec(min_side=int(self.metadata["min_side"]), min_shape=(1, 3, 1, 1),
+        self.spec = InputSpec(min_side=contract_min_side(self.metadata), min_shape=(1, 3, 1, 1),
                               max_shape=(max_batch, 3, max_side, max_side))
         self.device = torch.device(built_for)
         self.name = "aoti-" + ("cuda-fp16" if built_for == "cuda" else "cpu")

@@ -37,6 +37,11 @@ class InputSpec:
     remedy: str = "rebuild the engine with --min/--max covering it"  # said when a shape is outside min..max
 
 
+def contract_min_side(metadata: dict[str, Any]) -> int:
+    """The smallest side an artifact of ours says it takes (its network's; MIN_SIDE when it does not say)."""
+    return int(metadata.get("min_side", MIN_SIDE))
+
+
 def check_batch(batch: Any, spec: InputSpec) -> None:
     """Raise a one-line StylexportError naming the tensor, the shape received and the shape expected."""
     if not isinstance(batch, torch.Tensor):

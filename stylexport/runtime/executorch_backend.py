@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from stylexport.artifacts import read_sidecar, sidecar_path
-from stylexport.contract import MIN_SIDE, check_contract
+from stylexport.contract import check_contract
 from stylexport.errors import StylexportError
 from stylexport.formats import FORMATS, format_names
-from stylexport.runtime.base import InputSpec
+from stylexport.runtime.base import InputSpec, contract_min_side
 from stylexport.runtime.foreign import AdaptedRunner, image_input
 
 EXECUTORCH_FORMATS = tuple(n for f in ("executorch", "executorch-fp16", "executorch-int8")
@@ -124,7 +124,7 @@ class ExecuTorchRunner(AdaptedRunner):
         check_contract(self.metadata, str(sidecar_path(self.path)), EXECUTORCH_FORMATS)
         self._program, self._method = _load(self.path, self.metadata.get("method", "forward"))
         max_side = int(self.metadata["max_side"])
-        self.spec = InputSpec(min_side=int(self.metadata["min_side"]), min_shape=(1, 3, 1, 1),
+        self.spec = InputSpec(min_side=contract_min_side(self.metadata), min_shape=(1, 3, 1, 1),
                               max_shape=(1 << 16, 3, max_side, max_side),
                               remedy=f"this program was exported for H and W up to {max_side}: stylize with "
                                      f"--size {max_side}, or {REMAKE} --pte-max-side")
@@ -165,7 +165,8 @@ class ExecuTorchRunner(AdaptedRunner):
 
     def _runs_at_half_size(self, dims: list[int], dtype: torch.dtype, h_axis: int, w_axis: int) -> bool:
         shape = list(dims)
-        shape[h_axis], shape[w_axis] = max(MIN_SIDE, dims[h_axis] // 2), max(MIN_SIDE, dims[w_axis] // 2)
+        least = contract_min_side(self.metadata)  # MIN_SIDE for a program made elsewhere
+        shape[h_axis], shape[w_axis] = max(least, dims[h_axis] // 2), max(least, dims[w_axis] // 2)
         if shape == dims:
             return False
         try:

@@ -11,13 +11,14 @@ whichever of them runs it, and ``stylexport info`` reports what was found.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
 import torch
 
 from stylexport.errors import StylexportError
-from stylexport.runtime.base import InputSpec, Runner
+from stylexport.runtime.base import InputSpec, Runner, contract_min_side
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class AdaptedRunner(Runner):
         photo, both said in ``metadata`` (what ``info`` shows). ``source`` names the model in the log line."""
         nhwc, self.input_dtype, self.spec = image_input(dims, dtype, name=name, what=what, signature=signature)
         if self.metadata:
+            self.spec = dataclasses.replace(self.spec, min_side=contract_min_side(self.metadata))
             return
         self.nhwc = nhwc
         self.value_range = "0-255" if self.input_dtype == torch.uint8 else self._probe_range(source)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stylexport.runtime.base import InputSpec, Runner
+from stylexport.runtime.base import InputSpec, Runner, contract_min_side
 
 
 class OnnxReferenceRunner(Runner):
@@ -30,7 +30,7 @@ class OnnxReferenceRunner(Runner):
         self.metadata = read_metadata(proto)
         self.evaluator = ReferenceEvaluator(proto)
         self.input_name = proto.graph.input[0].name
-        self.spec = InputSpec(name=self.input_name)
+        self.spec = InputSpec(name=self.input_name, min_side=contract_min_side(self.metadata))
         self.name = f"onnx-reference-{self.metadata.get('precision', 'model')}"
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from stylexport.artifacts import read_sidecar
 from stylexport.contract import check_contract
 from stylexport.errors import StylexportError
 from stylexport.formats import FORMATS, format_names
-from stylexport.runtime.base import InputSpec, Runner
+from stylexport.runtime.base import InputSpec, Runner, contract_min_side
 
 TRT_FORMATS = format_names(FORMATS["tensorrt-fp16"])
 
@@ -68,7 +68,8 @@ class TrtRunner(Runner):
         self.input_name = next(n for n in names if self.trt_engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.output_name = next(n for n in names if self.trt_engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
         lo, _opt, hi = self.trt_engine.get_tensor_profile_shape(self.input_name, 0)
-        self.spec = InputSpec(name=self.input_name, min_shape=tuple(lo), max_shape=tuple(hi))
+        self.spec = InputSpec(name=self.input_name, min_side=contract_min_side(self.metadata), min_shape=tuple(lo),
+                              max_shape=tuple(hi))
         self.device = torch.device("cuda")
         self.stream = torch.cuda.Stream()
         self.name = "tensorrt-fp16"

@@ -10,7 +10,7 @@ import torch
 from stylexport.devices import pick_device  # noqa: F401 - re-exported
 from stylexport.errors import StylexportError
 from stylexport.model import TransformerNet
-from stylexport.runtime.base import Runner
+from stylexport.runtime.base import InputSpec, Runner
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -40,6 +40,7 @@ class TorchRunner(Runner):
         self.metadata = dict(metadata or {})
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.eval().to(self.device, self.dtype, memory_format=memory_format)
+        self.spec = InputSpec(min_side=model.min_side)
         self._forward = torch.compile(self.model, mode=compile_mode, dynamic=False) if compile else self.model
         parts = ["torch", precision] + (["channels_last"] if channels_last else []) + (["compile"] if compile else [])
         self.name = "-".join(parts)
