@@ -38,6 +38,30 @@ from border_frames import frame_contrast, with_edge_pad  # noqa: E402 - the fram
 RESULTS = Path(__file__).parent / "results"
 
 
+def evaluate_networks(networks: dict[str, torch.nn.Module], quality: dict, vgg, targets, loss_cfg: LossConfig,
+                      data: Path, pictures: int = 2) -> tuple[dict[str, dict[str, list[float]]], list[torch.Tensor]]:
+    """Each network on the held-out photos of a style's quality table (``quality``, at its size): per photo the
+    loss terms and the band's contrast; and the first ``pictures`` photos' outputs side by side."""
+    rows = {k: {"total": [], "content": [], "style": [], "tv": [], "frame": []} for k in networks}
+    strips = []
+    for row in quality["rows"]:
+        (photo,) = preview_tiles([read_image(data / row["photo"])], quality["size"])
+        photo = photo[None]
+        with torch.no_grad():
+            features = vgg(photo, (loss_cfg.content_layer,))[loss_cfg.content_layer]
+            outs = []
+            for key, module in networks.items():
+                out = module(photo).clamp(0, 255)
+                outs.append(out[0])
+                rows[key]["frame"].append(frame_contrast(out[0]))
+                for term, value in evaluate(vgg, out, features, targets, loss_cfg).as_floats().items():
+                    rows[key][term].append(value)
+        if len(strips) < pictures:
+            gap = torch.full((3, photo.shape[2], 6), 255.0)
+            strips.append(torch.cat([x for o in outs for x in (o, gap)][:-1], dim=-1))
+    return rows, strips
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("style")
@@ -86,23 +110,7 @@ def main() -> None:
     start_net = load_checkpoint(shipped).model.float().eval()
     evaluated = {"shipped, plain": start_net, f"shipped, padded {args.pad}": with_edge_pad(start_net, args.pad),
                  **{f"fine-tuned {k}": v for k, v in arms.items()}}
-    rows = {k: {"total": [], "content": [], "style": [], "tv": [], "frame": []} for k in evaluated}
-    pictures = []
-    for row in quality["rows"]:
-        (photo,) = preview_tiles([read_image(args.data / row["photo"])], quality["size"])
-        photo = photo[None]
-        with torch.no_grad():
-            features = vgg(photo, (loss_cfg.content_layer,))[loss_cfg.content_layer]
-            outs = []
-            for key, module in evaluated.items():
-                out = module(photo).clamp(0, 255)
-                outs.append(out[0])
-                rows[key]["frame"].append(frame_contrast(out[0]))
-                for term, value in evaluate(vgg, out, features, targets, loss_cfg).as_floats().items():
-                    rows[key][term].append(value)
-        if len(pictures) < 2:
-            gap = torch.full((3, photo.shape[2], 6), 255.0)
-            pictures.append(torch.cat([x for o in outs for x in (o, gap)][:-1], dim=-1))
+    rows, pictures = evaluate_networks(evaluated, quality, vgg, targets, loss_cfg, args.data)
     summary = {k: {t: statistics.mean(v) for t, v in r.items()} for k, r in rows.items()}
     picture = RESULTS / f"edge-pad-finetune-{args.style}.png"
     save_image(torch.cat([torch.cat([p, torch.full((3, 6, p.shape[-1]), 255.0)], dim=1) for p in pictures],

@@ -451,11 +451,18 @@ def _preview_styles(photo: Path, output: Path, found: list, *, size: int, device
 
 
 def _trained(metadata: dict) -> str:
-    """'3,800 of 20,000 steps on a CPU (bf16)': how far a shipped style's recipe was trained, and where."""
-    step, planned = metadata.get("step"), (metadata.get("training") or {}).get("steps")
+    """'3,800 of 20,000 steps on a CPU (bf16)': how far a shipped style's recipe was trained, and where; a
+    fine-tune says what it started from first ('..., then 200 steps fine-tuned with edge_pad 32 on a CPU')."""
+    step, training = metadata.get("step"), metadata.get("training") or {}
     if step is None:
         return ""
+    parent = metadata.get("fine_tuned_from")
+    planned = None if parent else training.get("steps")
     text = f"{step:,} of {planned:,} steps" if planned else f"{step:,} steps"
+    if parent:
+        pad = training.get("edge_pad")
+        text = f"{_trained(parent) or 'a checkpoint'}, then {text} fine-tuned" + \
+            (f" with edge_pad {pad}" if pad else "")
     amp = {"bfloat16": "bf16", "float16": "fp16"}  # torch's dtype names, as runs of 2026-12-01 recorded them
     kinds = sorted({("a GPU" if c.get("device") == "cuda" else "a CPU")
                     + (f" ({amp.get(c['amp'], c['amp'])})" if c.get("amp") else "") for c in metadata.get("calls", [])})

@@ -191,6 +191,22 @@ def test_ship_style_records_what_made_the_model(tmp_path, vgg, style_path, data_
     assert _trained({**meta, "step": 3800, "training": {"steps": 20000}}) == \
         "3,800 of 20,000 steps on a CPU and a GPU (bf16)"
     assert _trained({**meta, "calls": [{"device": "cpu", "amp": "bfloat16"}]}) == "5 of 5 steps on a CPU (bf16)"
+    # a fine-tune of the shipped style (train --init), shipped under the same name: it keeps its whole history,
+    # read before the new weights replace the file it started from
+    from stylexport.fileio import sha256_file
+
+    shipped = tmp_path / "zoo" / "tiny.safetensors"
+    parent_sha = sha256_file(shipped)
+    train(cfg(style_path, data_dir, steps=2, checkpoint_every=2, init=str(shipped), edge_pad=12), tmp_path / "ft")
+    again = [sys.executable, str(script), str(tmp_path / "ft"), "tiny", "--out", str(tmp_path / "zoo")]
+    done = subprocess.run(again, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    tuned = read_metadata(shipped)
+    assert tuned["fine_tuned_from"]["sha256"] == parent_sha and tuned["fine_tuned_from"]["steps_reached"] == 5
+    assert tuned["fine_tuned_from"]["quality"] == meta["quality"] and tuned["edge_pad"] == 12
+    assert _trained(tuned) == "5 of 5 steps on a CPU, then 2 steps fine-tuned with edge_pad 12 on a CPU"
+    done = subprocess.run(again, capture_output=True, text=True)  # its start has been written over since
+    assert done.returncode != 0 and "which is another file now" in done.stderr
 
 
 def test_run_folder_is_never_overwritten(tmp_path, style_path, data_dir):
@@ -689,6 +705,22 @@ def test_evaluate_style_compares_the_network_with_gatys_from_the_photo_and_from_
     summary = results["content"]["summary"]
     assert summary["gatys1_mean_total"] == pytest.approx(
         sum(r["gatys"]["1"]["total"] for r in results["content"]["rows"]) / 2)
+    # --gatys-from: a retrained network against the same baseline; here the same network, so every number is the
+    # earlier one's, and the shorter L-BFGS run retraces the earlier one to its match
+    again = tmp_path / "again.json"
+    done = subprocess.run([sys.executable, str(script), str(run), "-o", str(again), "--iterations", "1,2,6",
+                           "--size", "40", "--init", "noise", "--gatys-from", str(tmp_path / "quality-noise.json")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    redone = json.loads(again.read_text())
+    for old, new in zip(results["noise"]["rows"], redone["rows"], strict=True):
+        assert new["gatys"] == old["gatys"] and new["feed_forward"] == pytest.approx(old["feed_forward"])
+        assert new["gatys_iterations_to_match"] == old["gatys_iterations_to_match"] and new["gatys_retraced"]
+    assert redone["summary"]["gatys_retraced"] == 2 and "retraced" in again.with_suffix(".md").read_text()
+    wrong = subprocess.run([sys.executable, str(script), str(run), "-o", str(again), "--iterations", "1,2,6",
+                            "--size", "48", "--init", "noise", "--gatys-from", str(tmp_path / "quality-noise.json")],
+                           capture_output=True, text=True)
+    assert wrong.returncode != 0 and "its size differ from this evaluation's (size 40)" in wrong.stderr
 
 
 def test_init_fine_tunes_a_checkpoint_and_its_edge_pad_comes_along(tmp_path, vgg, style_path, data_dir):

@@ -9,6 +9,14 @@ baseline started) after each iteration count. The counts are read off one run of
 count (L-BFGS's iterates do not depend on how many follow; a separate shorter run differs only if its
 evaluation cap, 2n+10, binds first). Writes the JSON, a Markdown table beside it, and with --figure the
 paper's Figure 6: photo | Gatys | feed-forward, one row per photo.
+
+A retrained network of the same style (a fine-tune, e.g. with --edge-pad) is measured against the same baseline
+with ``--gatys-from OLD.json``: Gatys does not depend on the network, so its losses at each count are taken from
+that evaluation (same photos, size, start, loss and counts, checked), and L-BFGS runs only as far as it takes to
+reach the new network's loss (for the iterations-to-match number; at most the largest count). The same run also
+recrosses the old network's loss, which must happen at the old evaluation's iteration: a check that this machine
+retraces the old baseline (``gatys_retraced``). ``--figure-from OLD.jpg`` then takes Figure 6's photo and Gatys
+columns from the old figure and puts the new network beside them.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -33,6 +42,31 @@ from stylexport.train import HELD_OUT_FILE, load_run_config, preview_tiles
 from stylexport.vgg import load_vgg
 
 
+def _first_below(history: list[dict[str, float]], total: float) -> int | None:
+    """The first L-BFGS iteration whose loss is at most ``total`` (None: none is)."""
+    return next((n for n, h in enumerate(history) if h["total"] <= total), None)
+
+
+def _earlier(args, config, counts: list[int], held_file: Path) -> dict:
+    """The earlier evaluation --gatys-from names, when it measured the same thing (else a one-line exit)."""
+    before = json.loads(args.gatys_from.read_text())
+    want = {"size": args.size, "init": args.init, "iterations": counts, "loss": dataclasses.asdict(config.loss)}
+    got = {"size": before.get("size"), "init": before.get("init", "content"), "iterations": before.get("iterations"),
+           "loss": {**before.get("loss", {}), "style_layers": tuple(before.get("loss", {}).get("style_layers", ()))}}
+    want["loss"]["style_layers"] = tuple(want["loss"]["style_layers"])
+    if differ := [k for k in want if want[k] != got[k]]:
+        raise SystemExit(f"error: --gatys-from {args.gatys_from}: its {', '.join(differ)} differ from this "
+                         f"evaluation's ({', '.join(f'{k} {got[k]!r}' for k in differ)}); give the same options")
+    if Path(before["style"]).name != Path(config.style).name:
+        raise SystemExit(f"error: --gatys-from {args.gatys_from} evaluated {Path(before['style']).name}, this run "
+                         f"trains on {Path(config.style).name}")
+    held = held_file.read_text().splitlines()
+    if trained := [r["photo"] for r in before["rows"] if r["photo"] not in held]:
+        raise SystemExit(f"error: {', '.join(trained)}: evaluated in {args.gatys_from} but not in {held_file}; "
+                         "the run may have trained on them")
+    return before
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -47,6 +81,10 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, default=None, help="Figure 6 image (first 4 photos)")
     parser.add_argument("--data", type=Path, default=None, help="the photo folder, if it moved since training")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--gatys-from", type=Path, default=None, help="an earlier evaluation of this style: its "
+                        "photos and Gatys losses, for a retrained network (see above)")
+    parser.add_argument("--figure-from", type=Path, default=None, help="with --gatys-from and --figure: the earlier "
+                        "Figure 6, whose photo and Gatys columns are kept")
     args = parser.parse_args()
 
     config = load_run_config(args.run_dir)
@@ -64,6 +102,9 @@ def main() -> None:
     counts = sorted(int(v) for v in args.iterations.split(","))
     device = pick_device(args.device)
     loss_cfg: LossConfig = config.loss
+    before = _earlier(args, config, counts, held_file) if args.gatys_from else None
+    if before is not None:
+        names = [r["photo"] for r in before["rows"]]
     vgg = load_vgg(config.vgg_weights, device)
     style = resize_max_side(read_image(config.style), config.style_size)[None].to(device)
     targets = style_targets(vgg, style, loss_cfg.style_layers)
@@ -84,20 +125,38 @@ def main() -> None:
             cf = vgg(content, (loss_cfg.content_layer,))[loss_cfg.content_layer]
             ff = net(content).clamp(0, 255)
             ff_loss = evaluate(vgg, ff, cf, targets, loss_cfg).as_floats()
+        old = next((r for r in before["rows"] if r["photo"] == name), None) if before else None
         t0 = time.perf_counter()
-        result = stylize_gatys(content, style, vgg, GatysConfig(iterations=counts[-1], loss=loss_cfg,
-                                                                        init=args.init))
+
+        def gatys_run(iterations: int, content=content):
+            return stylize_gatys(content, style, vgg, GatysConfig(iterations=iterations, loss=loss_cfg,
+                                                                  init=args.init))
+
+        if old is None:
+            result = gatys_run(counts[-1])
+            gatys = {str(n): result.history[min(n, len(result.history) - 1)] for n in counts}
+        else:  # the baseline is the earlier evaluation's; L-BFGS runs only as far as the new match needs
+            gatys = old["gatys"]
+            reached = old["gatys_iterations_to_match"]  # where it reached the old network
+            result = gatys_run(counts[-1] if reached is None else max(reached, 1))
+            if _first_below(result.history, ff_loss["total"]) is None and len(result.history) - 1 < counts[-1]:
+                result = gatys_run(counts[-1])
         seconds = time.perf_counter() - t0
-        gatys = {n: result.history[min(n, len(result.history) - 1)] for n in counts}
         # the paper's single number: how many L-BFGS iterations Gatys needs to reach the network's loss
-        match = next((n for n, h in enumerate(result.history) if h["total"] <= ff_loss["total"]), None)
-        rows.append({"photo": name, "feed_forward": ff_loss, "gatys": {str(n): v for n, v in gatys.items()},
-                     "gatys_seconds": seconds, "gatys_iterates": len(result.history) - 1,
+        match = _first_below(result.history, ff_loss["total"])
+        rows.append({"photo": name, "feed_forward": ff_loss, "gatys": gatys,
+                     "gatys_seconds": seconds if old is None else old["gatys_seconds"],
+                     "gatys_iterates": len(result.history) - 1 if old is None else old["gatys_iterates"],
                      "gatys_iterations_to_match": match})
+        if old is not None:
+            again = _first_below(result.history, old["feed_forward"]["total"])
+            rows[-1].update(gatys_rerun_iterations=len(result.history) - 1, gatys_rerun_seconds=seconds,
+                            earlier_feed_forward=old["feed_forward"],
+                            gatys_retraced=again == old["gatys_iterations_to_match"])
         if len(figure) < 4:
             figure.append(torch.cat([content[0], result.image[0].clamp(0, 255), ff[0]], dim=-1).cpu())
         print(f"{name}: feed-forward {ff_loss['total']:.4g}, Gatys " +
-              ", ".join(f"@{n} {gatys[n]['total']:.4g}" for n in counts), flush=True)
+              ", ".join(f"@{n} {gatys[str(n)]['total']:.4g}" for n in counts) + f", matched at {match}", flush=True)
 
     if not rows:
         raise SystemExit(f"error: none of the {len(names)} held-out photos could be read; see the lines above")
@@ -110,7 +169,12 @@ def main() -> None:
         summary[f"gatys{n}_mean_total"] = statistics.mean(r["gatys"][str(n)]["total"] for r in rows)
         summary[f"feed_forward_beats_gatys{n}"] = sum(r["feed_forward"]["total"] < r["gatys"][str(n)]["total"]
                                                      for r in rows)
+    if before is not None:
+        summary["gatys_from"] = str(args.gatys_from)
+        summary["gatys_retraced"] = sum(r["gatys_retraced"] for r in rows)
+        summary["earlier_feed_forward_mean_total"] = before["summary"]["feed_forward_mean_total"]
     out = {"run": str(args.run_dir), "style": config.style, "size": args.size, "init": args.init,
+           "command": " ".join(["python", *sys.argv]),
            "photos": len(rows), "skipped": skipped,
            "iterations": counts, "loss": dataclasses.asdict(loss_cfg),
            "checkpoint_step": checkpoint.metadata.get("step"),
@@ -128,8 +192,18 @@ def main() -> None:
     lines += ["", f"Gatys reaches the network's loss after {m['median']} L-BFGS iterations (median; {m['min']}-"
                   f"{m['max']}) on {m['photos_matched']} of {len(rows)} photos" if matched else
               f"Gatys never reaches the network's loss within {counts[-1]} iterations"]
+    if before is not None:
+        lines += ["", f"Gatys' losses from [{args.gatys_from.name}]({args.gatys_from.name}) (the earlier network: "
+                      f"{summary['earlier_feed_forward_mean_total']:.4g}); this machine retraced its L-BFGS run to the "
+                      f"earlier network's loss at the same iteration on {summary['gatys_retraced']} of {len(rows)} "
+                      "photos"]
     args.output.with_suffix(".md").write_text("\n".join(lines) + "\n")
     if args.figure and figure:
+        if args.figure_from:  # the earlier figure's photo and Gatys columns, the new network beside them
+            old_figure = read_image(args.figure_from)
+            side = args.size
+            figure = [torch.cat([old_figure[:, i * side:(i + 1) * side, :2 * side], row[..., 2 * side:]], dim=-1)
+                      for i, row in enumerate(figure)]
         save_image(torch.cat(figure, dim=-2), args.figure)
     print("\n".join(lines))
 

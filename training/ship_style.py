@@ -66,7 +66,26 @@ def training_record(run_dir: Path, config: dict, quality: list[Path] | None) -> 
             raise SystemExit(f"error: --quality {path}: a second evaluation from the same start ({key}); give one")
         record[key] = {k: v for k, v in result.items()
                        if k in ("size", "init", "photos", "iterations", "summary", "device")}
+    if config.get("init_sha256"):
+        record["fine_tuned_from"] = parent_record(Path(config["init"]), config["init_sha256"])
     return record
+
+
+LINEAGE_KEYS = ("style_name", "step", "training", "steps_reached", "images_seen", "calls", "final_losses",
+                "final_losses_over_steps", "quality", "quality_from_noise", "fine_tuned_from")
+
+
+def parent_record(init: Path, sha256: str) -> dict:
+    """What made the checkpoint a fine-tune started from (a shipped style's own record, with its sha256), so the
+    style keeps its whole history; read before shipping, which may write over that very file."""
+    from stylexport.checkpoint import read_metadata
+    from stylexport.fileio import sha256_file
+
+    if not init.is_file() or sha256_file(init) != sha256:
+        raise SystemExit(f"error: the run was fine-tuned from {init} (sha256 {sha256[:12]}...), which is "
+                         f"{'gone' if not init.is_file() else 'another file now'}; ship from a checkout that has it")
+    meta = read_metadata(init)
+    return {"sha256": sha256, **{k: meta[k] for k in LINEAGE_KEYS if k in meta}}
 
 
 def main() -> None:
