@@ -13,7 +13,8 @@ paper's Figure 6: photo | Gatys | feed-forward, one row per photo.
 A retrained network of the same style (a fine-tune, e.g. with --edge-pad) is measured against the same baseline
 with ``--gatys-from OLD.json``: Gatys does not depend on the network, so its losses at each count are taken from
 that evaluation (same photos, size, start, loss and counts, checked), and L-BFGS runs only as far as it takes to
-reach the new network's loss (for the iterations-to-match number; at most the largest count). The same run also
+reach the new network's loss (for the iterations-to-match number): to the old match, then twice as far until it
+gets there (at most the largest count). The same run also
 recrosses the old network's loss, which must happen at the old evaluation's iteration: a check that this machine
 retraces the old baseline (``gatys_retraced``). ``--figure-from OLD.jpg`` then takes Figure 6's photo and Gatys
 columns from the old figure and puts the new network beside them.
@@ -51,7 +52,7 @@ def _earlier(args, config, counts: list[int], held_file: Path) -> dict:
     """The earlier evaluation --gatys-from names, when it measured the same thing (else a one-line exit)."""
     before = json.loads(args.gatys_from.read_text())
     want = {"size": args.size, "init": args.init, "iterations": counts, "loss": dataclasses.asdict(config.loss)}
-    got = {"size": before.get("size"), "init": before.get("init", "content"), "iterations": before.get("iterations"),
+    got = {"size": before.get("size"), "init": before.get("init") or "content", "iterations": before.get("iterations"),
            "loss": {**before.get("loss", {}), "style_layers": tuple(before.get("loss", {}).get("style_layers", ()))}}
     want["loss"]["style_layers"] = tuple(want["loss"]["style_layers"])
     if differ := [k for k in want if want[k] != got[k]]:
@@ -138,9 +139,11 @@ def main() -> None:
         else:  # the baseline is the earlier evaluation's; L-BFGS runs only as far as the new match needs
             gatys = old["gatys"]
             reached = old["gatys_iterations_to_match"]  # where it reached the old network
-            result = gatys_run(counts[-1] if reached is None else max(reached, 1))
-            if _first_below(result.history, ff_loss["total"]) is None and len(result.history) - 1 < counts[-1]:
-                result = gatys_run(counts[-1])
+            n = counts[-1] if reached is None else max(reached, 1)
+            result = gatys_run(n)
+            while _first_below(result.history, ff_loss["total"]) is None and n < counts[-1]:
+                n = min(2 * n, counts[-1])  # a lower loss than the old network's on this photo: further, by doubling
+                result = gatys_run(n)
         seconds = time.perf_counter() - t0
         # the paper's single number: how many L-BFGS iterations Gatys needs to reach the network's loss
         match = _first_below(result.history, ff_loss["total"])
