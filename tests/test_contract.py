@@ -44,3 +44,16 @@ def test_a_missing_key_says_how_to_fix_it():
     del m["input_name"]
     with pytest.raises(StylexportError, match="e.json has no 'input_name'; re-export the engine with stylexport"):
         check_contract(m, "e.json", ("onnx",))
+
+
+def test_min_side_comes_from_the_artifact_and_a_damaged_one_is_one_line():
+    from stylexport.contract import MIN_SIDE
+    from stylexport.runtime.base import contract_min_side
+
+    meta = artifact_metadata(style_name="s", source_sha256="0" * 64, precision="fp32", fmt="onnx", edge_pad=32,
+                             min_side=36)
+    assert meta["min_side"] == "36" and meta["edge_pad"] == "32" and meta["size_rule"] == "any H, W >= 36"
+    assert contract_min_side(meta) == 36 and contract_min_side({}) == MIN_SIDE  # written before min_side varied
+    with pytest.raises(StylexportError, match=r"^engine metadata: min_side 'x36' is not a number; re-export the "
+                                              r"engine$"):
+        contract_min_side({"min_side": "x36"})
