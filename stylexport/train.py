@@ -393,8 +393,10 @@ def _with_init(config: TrainConfig, resume: bool) -> tuple[TrainConfig, LoadedMo
                               "(32 pushes the edge band out of the picture)")
     least = TransformerNet(edge_pad).min_side
     if config.image_size < least:
-        raise StylexportError(f"--image-size {config.image_size} is too small for --edge-pad {edge_pad}: the crop "
-                              f"must be at least {least} px; use --image-size 256 (the paper's)")
+        pad = f"--edge-pad {edge_pad}" if config.edge_pad is not None else \
+            f"edge_pad {edge_pad} (the --init checkpoint's)"
+        raise StylexportError(f"--image-size {config.image_size} is too small for {pad}: the crop must be at least "
+                              f"{least} px; use --image-size 256 (the paper's)")
     return dataclasses.replace(config, edge_pad=edge_pad), init
 
 

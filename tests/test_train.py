@@ -716,6 +716,7 @@ def test_evaluate_style_compares_the_network_with_gatys_from_the_photo_and_from_
     for old, new in zip(results["noise"]["rows"], redone["rows"], strict=True):
         assert new["gatys"] == old["gatys"] and new["feed_forward"] == pytest.approx(old["feed_forward"])
         assert new["gatys_iterations_to_match"] == old["gatys_iterations_to_match"] and new["gatys_retraced"]
+        assert new["gatys_rerun_reached_earlier_at"] == old["gatys_iterations_to_match"]
     assert redone["summary"]["gatys_retraced"] == 2 and "retraced" in again.with_suffix(".md").read_text()
     wrong = subprocess.run([sys.executable, str(script), str(run), "-o", str(again), "--iterations", "1,2,6",
                             "--size", "48", "--init", "noise", "--gatys-from", str(tmp_path / "quality-noise.json")],
@@ -766,7 +767,15 @@ def test_edge_pad_and_init_mistakes_are_one_line(tmp_path, style_path, data_dir)
                    "--init no_such: no such checkpoint file, and unknown style 'no_such'; installed: ")
     one_line_error(runner.invoke(app, cli_train(style_path, data_dir, tmp_path / "r3", 2, "--init",
                                                 tmp_path / "gone.safetensors")), "gone.safetensors")
+    from stylexport.checkpoint import save_checkpoint
+
+    from .conftest import random_net
+
+    padded = save_checkpoint(tmp_path / "padded.safetensors", random_net(edge_pad=40))
+    one_line_error(runner.invoke(app, cli_train(style_path, data_dir, tmp_path / "r5", 2, "--init", padded)),
+                   "--image-size 32 is too small for edge_pad 40 (the --init checkpoint's): the crop must be at "
+                   "least 44 px")
     (tmp_path / "r4").mkdir()
     one_line_error(runner.invoke(app, ["train", "--resume", str(tmp_path / "r4"), "--init", "great_wave"]),
                    "continues that run from its own weights; drop --init great_wave")
-    assert not any((tmp_path / r).exists() for r in ("r1", "r2", "r3"))
+    assert not any((tmp_path / r).exists() for r in ("r1", "r2", "r3", "r5"))

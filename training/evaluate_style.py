@@ -154,7 +154,7 @@ def main() -> None:
         if old is not None:
             again = _first_below(result.history, old["feed_forward"]["total"])
             rows[-1].update(gatys_rerun_iterations=len(result.history) - 1, gatys_rerun_seconds=seconds,
-                            earlier_feed_forward=old["feed_forward"],
+                            earlier_feed_forward=old["feed_forward"], gatys_rerun_reached_earlier_at=again,
                             gatys_retraced=again == old["gatys_iterations_to_match"])
         if len(figure) < 4:
             figure.append(torch.cat([content[0], result.image[0].clamp(0, 255), ff[0]], dim=-1).cpu())
