@@ -30,6 +30,11 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".model")
 MAX_EDGE_PAD = 256  # far past any useful pad (the band is gone by 32 px); a larger value is a damaged file
 
 
+def valid_edge_pad(value: Any) -> bool:
+    """A whole number of pixels in 0..MAX_EDGE_PAD (what a checkpoint and --edge-pad may hold)."""
+    return not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= MAX_EDGE_PAD
+
+
 @dataclasses.dataclass
 class LoadedModel:
     model: TransformerNet
@@ -96,7 +101,7 @@ def _looks_like_examples(state: dict[str, torch.Tensor]) -> bool:
 def _edge_pad(metadata: dict[str, Any], path: Path) -> int:
     """The checkpoint's ``edge_pad`` (model.py; 0 when absent: every checkpoint made before it existed)."""
     value = metadata.get("edge_pad", 0)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EDGE_PAD:
+    if not valid_edge_pad(value):
         raise StylexportError(f"checkpoint {path}: edge_pad {value!r} is not a whole number of pixels in "
                               f"0..{MAX_EDGE_PAD}; the file's metadata was edited or damaged")
     return value

@@ -67,3 +67,12 @@ def check_contract(meta: dict[str, Any], source: str, formats: tuple[str, ...]) 
     if get("format") not in formats:
         raise StylexportError(f"engine metadata {source}: format {get('format')!r} does not match the engine file "
                               f"(expected {', '.join(formats)}); keep each engine with its own sidecar")
+
+
+def contract_min_side(metadata: dict[str, Any]) -> int:
+    """The smallest side an artifact of ours says it takes (its network's; MIN_SIDE when it does not say). The
+    C++ host (engines/cpp/src/metadata.cpp, Metadata::min_side) refuses a damaged value with the same words."""
+    text = str(metadata.get("min_side", MIN_SIDE))
+    if not text.isdigit():
+        raise StylexportError(f"engine metadata: min_side {text!r} is not a number; re-export the engine")
+    return int(text)

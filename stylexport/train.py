@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from stylexport import __version__
-from stylexport.checkpoint import MAX_EDGE_PAD, LoadedModel, load_checkpoint, save_checkpoint
+from stylexport.checkpoint import MAX_EDGE_PAD, LoadedModel, load_checkpoint, save_checkpoint, valid_edge_pad
 from stylexport.contract import ARCHITECTURE
 from stylexport.data import EpochSampler, PhotoCrops, collate, list_photos
 from stylexport.errors import StylexportError
@@ -388,7 +388,7 @@ def _with_init(config: TrainConfig, resume: bool) -> tuple[TrainConfig, LoadedMo
         init = load_checkpoint(path)
         config = dataclasses.replace(config, init=str(path))
     edge_pad = config.edge_pad if config.edge_pad is not None else init.model.edge_pad if init else 0
-    if isinstance(edge_pad, bool) or not isinstance(edge_pad, int) or not 0 <= edge_pad <= MAX_EDGE_PAD:
+    if not valid_edge_pad(edge_pad):
         raise StylexportError(f"--edge-pad {edge_pad!r}: give a whole number of pixels in 0..{MAX_EDGE_PAD} "
                               "(32 pushes the edge band out of the picture)")
     least = TransformerNet(edge_pad).min_side

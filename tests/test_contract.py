@@ -47,8 +47,7 @@ def test_a_missing_key_says_how_to_fix_it():
 
 
 def test_min_side_comes_from_the_artifact_and_a_damaged_one_is_one_line():
-    from stylexport.contract import MIN_SIDE
-    from stylexport.runtime.base import contract_min_side
+    from stylexport.contract import MIN_SIDE, contract_min_side
 
     meta = artifact_metadata(style_name="s", source_sha256="0" * 64, precision="fp32", fmt="onnx", edge_pad=32,
                              min_side=36)

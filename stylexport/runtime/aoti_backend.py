@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 
 from stylexport.artifacts import read_sidecar, sidecar_path
-from stylexport.contract import check_contract
+from stylexport.contract import check_contract, contract_min_side
 from stylexport.errors import StylexportError
 from stylexport.formats import FORMATS, format_names
-from stylexport.runtime.base import InputSpec, Runner, contract_min_side
+from stylexport.runtime.base import InputSpec, Runner
 
 AOTI_FORMATS = format_names(FORMATS["aoti-cpu"]) + format_names(FORMATS["aoti-cuda-fp16"])
 

@@ -37,15 +37,6 @@ class InputSpec:
     remedy: str = "rebuild the engine with --min/--max covering it"  # said when a shape is outside min..max
 
 
-def contract_min_side(metadata: dict[str, Any]) -> int:
-    """The smallest side an artifact of ours says it takes (its network's; MIN_SIDE when it does not say). The
-    C++ host (engines/cpp/src/metadata.cpp) refuses a damaged value with the same words."""
-    text = str(metadata.get("min_side", MIN_SIDE))
-    if not text.isdigit():
-        raise StylexportError(f"engine metadata: min_side {text!r} is not a number; re-export the engine")
-    return int(text)
-
-
 def check_batch(batch: Any, spec: InputSpec) -> None:
     """Raise a one-line StylexportError naming the tensor, the shape received and the shape expected."""
     if not isinstance(batch, torch.Tensor):

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from stylexport.artifacts import read_sidecar, sidecar_path
-from stylexport.contract import check_contract
+from stylexport.contract import check_contract, contract_min_side
 from stylexport.errors import StylexportError
 from stylexport.formats import FORMATS, format_names
-from stylexport.runtime.base import InputSpec, contract_min_side
+from stylexport.runtime.base import InputSpec
 from stylexport.runtime.foreign import AdaptedRunner, image_input
 
 EXECUTORCH_FORMATS = tuple(n for f in ("executorch", "executorch-fp16", "executorch-int8")

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 
 import torch
 
+from stylexport.contract import contract_min_side
 from stylexport.errors import StylexportError
-from stylexport.runtime.base import InputSpec, Runner, contract_min_side
+from stylexport.runtime.base import InputSpec, Runner
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stylexport.runtime.base import InputSpec, Runner, contract_min_side
+from stylexport.contract import contract_min_side
+from stylexport.runtime.base import InputSpec, Runner
 
 
 class OnnxReferenceRunner(Runner):

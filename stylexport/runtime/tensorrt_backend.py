@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 
 from stylexport.artifacts import read_sidecar
-from stylexport.contract import check_contract
+from stylexport.contract import check_contract, contract_min_side
 from stylexport.errors import StylexportError
 from stylexport.formats import FORMATS, format_names
-from stylexport.runtime.base import InputSpec, Runner, contract_min_side
+from stylexport.runtime.base import InputSpec, Runner
 
 TRT_FORMATS = format_names(FORMATS["tensorrt-fp16"])
 
