@@ -112,6 +112,9 @@ def main() -> None:
     checkpoint = load_checkpoint(args.run_dir / "model.safetensors")
     net = checkpoint.model.to(device).eval()
 
+    def gatys_run(content: torch.Tensor, iterations: int):
+        return stylize_gatys(content, style, vgg, GatysConfig(iterations=iterations, loss=loss_cfg, init=args.init))
+
     rows, figure = [], []
     skipped = {}
     for name in names:
@@ -128,22 +131,17 @@ def main() -> None:
             ff_loss = evaluate(vgg, ff, cf, targets, loss_cfg).as_floats()
         old = next((r for r in before["rows"] if r["photo"] == name), None) if before else None
         t0 = time.perf_counter()
-
-        def gatys_run(iterations: int, content=content):
-            return stylize_gatys(content, style, vgg, GatysConfig(iterations=iterations, loss=loss_cfg,
-                                                                  init=args.init))
-
         if old is None:
-            result = gatys_run(counts[-1])
+            result = gatys_run(content, counts[-1])
             gatys = {str(n): result.history[min(n, len(result.history) - 1)] for n in counts}
         else:  # the baseline is the earlier evaluation's; L-BFGS runs only as far as the new match needs
             gatys = old["gatys"]
             reached = old["gatys_iterations_to_match"]  # where it reached the old network
             n = counts[-1] if reached is None else max(reached, 1)
-            result = gatys_run(n)
+            result = gatys_run(content, n)
             while _first_below(result.history, ff_loss["total"]) is None and n < counts[-1]:
                 n = min(2 * n, counts[-1])  # a lower loss than the old network's on this photo: further, by doubling
-                result = gatys_run(n)
+                result = gatys_run(content, n)
         seconds = time.perf_counter() - t0
         # the paper's single number: how many L-BFGS iterations Gatys needs to reach the network's loss
         match = _first_below(result.history, ff_loss["total"])
