@@ -266,12 +266,12 @@ def _threaded(produce: Callable[[Callable[[object], None]], None], maxsize: int)
 
 
 def check_paths(src: str | os.PathLike, dst: str | os.PathLike, *, fps: float | None = None,
-                crf: int | None = None, size: int | None = None) -> None:
+                crf: int | None = None, size: int | None = None) -> dict:
     """Refuse, before a model is opened (an engine may be exported first), a video or frame folder that is not
     there, a frame rate for a video that has its own, a quality for an output that has none to set (frames in a
     folder, an .avi), an output that cannot be written (an unknown suffix, a folder that cannot be made or
     written), an input that cannot be read (a video FFmpeg cannot open, a folder with no images) and a GIF whose
-    frames would not fit in memory (``check_gif_memory``)."""
+    frames would not fit in memory (``check_gif_memory``). Returns what ``probe`` read of the input."""
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise StylexportError(f"video not found: {src}; pass a video file or a folder of frames")
@@ -293,18 +293,23 @@ def check_paths(src: str | os.PathLike, dst: str | os.PathLike, *, fps: float | 
     info = probe(src, fps)
     if dst.suffix.lower() == GIF_SUFFIX:
         check_gif_memory(src, info, size)
+    return info
 
 
 def probe(src: Path, fps: float | None = None) -> dict:
     """The frame count (None where a container does not declare it), upright size and rate of a video file or a
     folder of frames, read from the container or the first image; a video's first frame is decoded for its
-    rotation (``quarter_turns``)."""
+    rotation (``quarter_turns``), from the one opening of the file that reads the header."""
     if src.is_dir():
         return _folder_frames(src, fps)[1]
     av = import_av()
     container = _open_input(av, src)
     try:
-        return _video_frames(av, container, src)[1]
+        info = _video_info(container)
+        info["turns"] = quarter_turns(container)
+        if info["turns"] % 2:  # on its side: upright, its width is the stored height
+            info["width"], info["height"] = info["height"], info["width"]
+        return info
     finally:
         container.close()
 
@@ -327,11 +332,8 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, bat
     if size is not None and size < 16:
         raise StylexportError(f"--size {size}: the network needs at least 16 px a side; use 16 or more")
     src, dst = Path(src), Path(dst)
-    check_paths(src, dst, fps=fps, crf=crf, size=size)
-    if src.is_dir():
-        frames_in, info = _folder_frames(src, fps)
-    else:
-        frames_in, info = None, None
+    info = check_paths(src, dst, fps=fps, crf=crf, size=size)  # the video is then opened once more, to decode
+    frames_in = _folder_frames(src, fps)[0] if src.is_dir() else None
     start = time.perf_counter()
     if dst.suffix.lower() in VIDEO_SUFFIXES:
         report = _to_video(src, dst, runner, frames_in, info, batch=batch, strength=strength, colors=colors,
@@ -361,15 +363,15 @@ def _folder_frames(folder: Path, fps: float | None):
     return frames, info
 
 
-def quarter_turns(av, path: Path) -> int:
-    """Counter-clockwise quarter turns (0-3) that show ``path``'s frames upright. Phones store portrait video on
-    its side with a display rotation that players apply (a matrix in the container, on every decoded frame as
-    PyAV's ``VideoFrame.rotation``: the counter-clockwise degrees of that matrix); stylexport applies it to the
-    frames, as FFmpeg's command line does, so the model sees them upright and every output is upright."""
+def quarter_turns(container) -> int:
+    """Counter-clockwise quarter turns (0-3) that show an opened video's frames upright, from its first decoded
+    frame (the container is read past it: close it after). Phones store portrait video on its side with a
+    display rotation that players apply (a matrix in the container, on every decoded frame as PyAV's
+    ``VideoFrame.rotation``: the counter-clockwise degrees of that matrix); stylexport applies it to the frames,
+    as FFmpeg's command line does, so the model sees them upright and every output is upright."""
     try:
-        with av.open(str(path)) as probe:
-            for frame in probe.decode(video=0):
-                return round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+        for frame in container.decode(video=0):
+            return round((getattr(frame, "rotation", 0) or 0) / 90) % 4
     except Exception:  # noqa: BLE001 - the decode proper says what is wrong with a video it cannot read
         pass
     return 0
@@ -380,19 +382,21 @@ def upright(array: np.ndarray, turns: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
 
 
-def _video_frames(av, container, path: Path) -> tuple[Callable, dict]:
+def _video_info(container) -> dict:
+    """A video's frame count (None where undeclared), rate, time base and stored size, from its header."""
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
     rate = stream.average_rate or stream.guessed_rate or Fraction(25)
     duration = float(container.duration / 1e6) if container.duration else None
     count = stream.frames or (round(duration * float(rate)) if duration else None)
-    turns = quarter_turns(av, path)
-    width, height = stream.codec_context.width, stream.codec_context.height
-    if turns % 2:
-        width, height = height, width
-    info = {"count": count, "width": width, "height": height, "turns": turns,
+    return {"count": count, "width": stream.codec_context.width, "height": stream.codec_context.height,
             "fps": float(rate), "rate": rate, "time_base": stream.time_base, "duration": duration}
-    return stream, info
+
+
+def _video_stream(container):
+    """The stream ``probe`` read, set up for decoding."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
 
 
 def _to_folder(src: Path, dst: Path, runner, frames_in, info, *, progress, **opts) -> VideoReport:
@@ -467,7 +471,7 @@ def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, 
     if frames_in is None:
         av = import_av()
         container = _open_input(av, src)
-        stream, info = _video_frames(av, container, src)
+        stream = _video_stream(container)
         def frames_in():
             for i, frame in enumerate(container.decode(stream)):
                 yield f"frame_{i:06d}", upright(frame.to_ndarray(format="rgb24"), info["turns"])
@@ -503,7 +507,7 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None,
     audio_in = None
     if frames_in is None:
         container = _open_input(av, src)
-        vstream, info = _video_frames(av, container, src)
+        vstream = _video_stream(container)
         audio_in = container.streams.audio[0] if container.streams.audio else None
     rate = info.get("rate") or Fraction(info["fps"]).limit_denominator(1001)
     codec = pick_codec(av, dst.suffix.lower())

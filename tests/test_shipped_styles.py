@@ -37,6 +37,27 @@ def test_the_default_style_ships_and_every_style_says_what_made_it(shipped):
         assert summary["feed_forward_mean_total"] > 0 and meta["quality"]["photos"] >= 1
 
 
+def test_a_fine_tuned_style_keeps_its_parent_and_runs_with_the_pad_it_trained_with(shipped):
+    """A style shipped from a fine-tune (``train --init``) says what it started from: the parent's record, whose
+    sha256 is the init its training config names, with the parent's own steps and calls. Its
+    network pads by the edge_pad it was trained with (or stylize would run it differently from training), and
+    the steps and crops it reports are the fine-tune's own, not the parent's plus its own."""
+    tuned = [s for s in shipped if "fine_tuned_from" in s.metadata]
+    assert tuned, "no shipped style is a fine-tune; this test guards the ones that are (docs/zoo.md)"
+    for style in shipped:
+        meta, training = style.metadata, style.metadata["training"]
+        network = load_checkpoint(style.model).model
+        assert network.edge_pad == meta.get("edge_pad", 0) == (training.get("edge_pad") or 0), style.name
+        parent = meta.get("fine_tuned_from")
+        if parent is None:
+            assert not training.get("init_sha256"), style.name  # trained from scratch: no init to name
+            continue
+        assert training["init_sha256"] == parent["sha256"], style.name
+        assert parent["step"] == parent["steps_reached"] > 0 and parent["calls"][0]["from_step"] == 0, style.name
+        assert meta["images_seen"] == meta["step"] * training["batch_size"], style.name  # its own steps only
+        assert meta["style_name"] == parent["style_name"] == style.name
+
+
 @needs_offline_vgg
 def test_every_shipped_style_moves_a_photo_toward_its_painting_and_keeps_the_photo(shipped):
     """On the bundled photo (not a training photo), with the loss the style was trained on, against its

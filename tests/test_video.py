@@ -392,3 +392,23 @@ def test_a_phone_video_stored_on_its_side_is_stylized_upright(tmp_path, random_m
         assert (decoded.width, decoded.height) == size and (decoded.rotation or 0) == 0
         again = torch.from_numpy(decoded.to_ndarray(format="rgb24")).permute(2, 0, 1).float()
     assert again[:, white].mean() > 200 and again[:, ~white].mean() < 60
+
+
+@pytest.mark.parametrize("output", ["out.mp4", "out.gif", "frames"])
+def test_a_video_is_opened_once_to_probe_and_once_to_decode(tmp_path, model_runner, monkeypatch, output):
+    """The checks read the header and the first frame (its rotation) from one opening, and the stylizing
+    reuses what they read: the file was opened four times (the header, then again for the rotation, both
+    twice), which for a file on a network share or a slow disk is four seeks through its index."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=4, audio=False)
+    opened = []
+    real_open = av.open
+
+    def counting_open(file, *args, **kwargs):
+        if str(file) == str(clip):
+            opened.append(kwargs.get("mode", args[0] if args else "r"))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(av, "open", counting_open)
+    report = stylize_video(clip, tmp_path / output, model_runner, strength=0.0)
+    assert report.frames == 4 and (report.width, report.height) == (64, 48)
+    assert opened == ["r", "r"]
