@@ -10,7 +10,10 @@ perceptual loss the style trains on and the band's contrast (border_frames.py's 
 as stylize runs it, of the shipped network run padded by the same pad, and of the fine-tuned network (which pads
 itself). Writes benchmarks/results/edge-pad-zoo.{json,md,png}; the figure shows the first photo in each style.
 
-    python benchmarks/edge_pad_zoo.py RUN [RUN ...]
+    python benchmarks/edge_pad_zoo.py RUN [RUN ...] [--out NAME]
+
+``--out`` names the results (default edge-pad-zoo), so a later fine-tune is recorded beside the first ones:
+a shipped style's "shipped" row is the network shipped when its run started.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--data", type=Path, default=None, help="the photo folder, if it moved since training")
+    parser.add_argument("--out", default="edge-pad-zoo", help="results name: benchmarks/results/OUT.{json,md,png}")
     args = parser.parse_args()
     vgg = load_vgg("offline")
     styles, strips, names = [], [], []
@@ -84,7 +88,7 @@ def main() -> None:
               f"{summary[keys[0]]['frame']:+.1f} / {summary[keys[1]]['frame']:+.1f} / "
               f"{summary[keys[2]]['frame']:+.1f}", flush=True)
 
-    picture = RESULTS / "edge-pad-zoo.png"
+    picture = RESULTS / f"{args.out}.png"
     save_image(torch.cat([torch.cat([s, torch.full((3, 6, s.shape[-1]), 255.0)], dim=1) for s in strips],
                          dim=1)[:, :-6], picture)
     out = {"what": "shipped styles fine-tuned by stylexport train --init NAME with the recipe's edge_pad, against "
@@ -93,9 +97,9 @@ def main() -> None:
            "figure": {"file": picture.name, "rows": names, "columns": ["shipped", "shipped, padded",
                                                                         "fine-tuned (pads itself)"]},
            "environment": environment(torch.device("cpu"))}
-    (RESULTS / "edge-pad-zoo.json").write_text(json.dumps(out, indent=2) + "\n")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(out, indent=2) + "\n")
     lines = [f"Shipped styles fine-tuned with `stylexport train --init NAME` and the recipe's edge pad, on each "
-             f"style's held-out photos ([edge-pad-zoo.json](edge-pad-zoo.json), `{out['command']}`)", "",
+             f"style's held-out photos ([{args.out}.json]({args.out}.json), `{out['command']}`)", "",
              "| style | network, run as | loss | content | style | TV | frame (outer 8 px minus the 24 px inside) |",
              "|---|---|---|---|---|---|---|"]
     for entry in styles:
@@ -104,7 +108,7 @@ def main() -> None:
                          f"{s['tv']:.2f} | {s['frame']:+.1f} |")
     lines += ["", "Fine-tuned loss against shipped: " + ", ".join(
         f"{e['style']} {e['loss_change_pct']:+.1f} % ({e['steps']} steps)" for e in styles)]
-    (RESULTS / "edge-pad-zoo.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -626,6 +626,44 @@ def test_a_run_that_ignores_ctrl_c_keeps_ignoring_it_and_sigterm_still_stops_it(
     assert torch.load(run / "state.pt", weights_only=True)["step"] >= seen + 3
 
 
+def test_sigterm_to_the_recipe_script_stops_the_run_it_started(tmp_path, style_path, data_dir):
+    """training/train_style.py ran `stylexport train` as a child: a SIGTERM to the script's pid (``kill PID``,
+    ``pkill -f train_style.py``) ended the script alone and the orphaned run went on training into the same
+    folder, so a new run started there had two writers in its history. The script now becomes the run, and the
+    run stops after its step with a checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"style": str(style_path), "data": str(data_dir), "image_size": 32,
+                                  "style_size": 48, "batch_size": 2, "steps": 100000}))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(repo / "training" / "train_style.py"), str(recipe), str(run),
+                             "--workers", "0", "--log-every", "1", "--vgg-weights", VGG_SPEC],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    history = run / "history.jsonl"
+    try:
+        deadline = time.monotonic() + 300
+        while (not history.is_file() or len(history.read_text().splitlines()) < 2) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)  # to the script's pid only, as kill and pkill send it
+        out, err = proc.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the old script's orphan, if any: not left training
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM after step" in err, (proc.returncode, err)
+    step = torch.load(run / "state.pt", weights_only=True)["step"]
+    assert load_checkpoint(run / "model.safetensors").metadata["step"] == step >= 2
+
+
 def test_a_script_calling_train_stops_on_ctrl_c_after_the_checkpoint(tmp_path, vgg, style_path, data_dir):
     """train() called from a script: Ctrl-C stops the run after its step with a checkpoint, then reaches the
     script as KeyboardInterrupt (before, train() returned and the script went on to its next line, e.g. an

@@ -7,7 +7,7 @@ Any option given after RUN_DIR overrides the recipe (e.g. ``--data /data/coco/tr
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -28,8 +28,10 @@ def main() -> None:
         sys.exit(__doc__)
     recipe, run_dir, *extra = sys.argv[1:]
     cmd = [sys.executable, "-m", "stylexport", "train", *recipe_args(Path(recipe)), "-o", run_dir, *extra]
-    print(" ".join(cmd))
-    sys.exit(subprocess.call(cmd))
+    print(" ".join(cmd), flush=True)
+    # this process becomes the training: a SIGTERM or Ctrl-C sent to its pid stops the run after its step with
+    # a checkpoint (a child left running would go on training, alone, into the same folder)
+    os.execv(sys.executable, cmd)
 
 
 if __name__ == "__main__":
