@@ -299,15 +299,15 @@ def check_paths(src: str | os.PathLike, dst: str | os.PathLike, *, fps: float | 
 def probe(src: Path, fps: float | None = None) -> dict:
     """The frame count (None where a container does not declare it), upright size and rate of a video file or a
     folder of frames, read from the container or the first image; a video's first frame is decoded for its
-    rotation (``quarter_turns``), from the one opening of the file that reads the header."""
+    display matrix (``orientation``), from the one opening of the file that reads the header."""
     if src.is_dir():
         return _folder_frames(src, fps)[1]
     av = import_av()
     container = _open_input(av, src)
     try:
         info = _video_info(container)
-        info["turns"] = quarter_turns(container)
-        if info["turns"] % 2:  # on its side: upright, its width is the stored height
+        info["orientation"] = orientation(container)
+        if info["orientation"][0]:  # on its side: upright, its width is the stored height
             info["width"], info["height"] = info["height"], info["width"]
         return info
     finally:
@@ -363,23 +363,66 @@ def _folder_frames(folder: Path, fps: float | None):
     return frames, info
 
 
-def quarter_turns(container) -> int:
-    """Counter-clockwise quarter turns (0-3) that show an opened video's frames upright, from its first decoded
-    frame (the container is read past it: close it after). Phones store portrait video on its side with a
-    display rotation that players apply (a matrix in the container, on every decoded frame as PyAV's
-    ``VideoFrame.rotation``: the counter-clockwise degrees of that matrix); stylexport applies it to the frames,
-    as FFmpeg's command line does, so the model sees them upright and every output is upright."""
+# FFmpeg's display matrix (9 int32, 16.16 fixed point), row-major: [a b u; c d v; x y w]
+_DISPLAYMATRIX_BYTES = 36
+
+
+def orientation(container) -> tuple[bool, bool, bool]:
+    """How to show an opened video's frames as players do, from its first decoded frame's display matrix (the
+    container is read past it: close it after), as (transpose, flip rows, flip columns), applied in that order.
+
+    Phones store portrait video on its side with a display matrix that players apply, and a front camera's
+    video may be mirrored by one. FFmpeg's command line applies it (its autorotate: a quarter turn, a half
+    turn, a mirror, or a quarter turn and a mirror, read from the matrix's signs as fftools does); stylexport
+    does the same to the frames, so the model sees them upright and every output is upright and unmirrored.
+    PyAV's ``VideoFrame.rotation`` alone reads a mirror as a half turn (a picture shown upside down)."""
+    import struct
+
     try:
         for frame in container.decode(video=0):
-            return round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+            for data in frame.side_data:
+                if "DISPLAYMATRIX" in str(data.type) and len(bytes(data)) == _DISPLAYMATRIX_BYTES:
+                    return _orientation(struct.unpack("<9i", bytes(data)))
+            return (False, False, False)
     except Exception:  # noqa: BLE001 - the decode proper says what is wrong with a video it cannot read
         pass
-    return 0
+    return (False, False, False)
 
 
-def upright(array: np.ndarray, turns: int) -> np.ndarray:
-    """An HxWx3 frame turned counter-clockwise ``turns`` quarter turns (contiguous, for torch)."""
-    return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
+def _orientation(m: tuple[int, ...]) -> tuple[bool, bool, bool]:
+    """fftools' autorotate for a display matrix ``m``: its clockwise angle (get_rotation, from
+    av_display_rotation_get), then the transpose filter's four modes at a quarter turn, hflip and vflip at a
+    half turn, vflip at none. A matrix at another angle, or a degenerate one, is shown as stored (FFmpeg would
+    rotate it by that angle and fill the corners; no camera writes one)."""
+    import math
+
+    scale = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+    if not all(scale):
+        return (False, False, False)
+    theta = math.degrees(math.atan2(m[1] / scale[1], m[0] / scale[0])) % 360  # clockwise
+    if abs(theta - 90) < 1:  # transpose=clock; cclock_flip (a transpose) when mirrored
+        return (True, False, m[3] <= 0)
+    if abs(theta - 270) < 1:  # transpose=cclock; clock_flip when mirrored
+        return (True, True, m[3] < 0)
+    if abs(theta - 180) < 1:  # hflip, vflip: a half turn, or a mirror
+        return (False, m[4] < 0, m[0] < 0)
+    if theta < 1 or theta > 359:
+        return (False, m[4] < 0, False)
+    return (False, False, False)
+
+
+def upright(array: np.ndarray, orient: tuple[bool, bool, bool]) -> np.ndarray:
+    """An HxWx3 frame shown as ``orientation`` says (contiguous, for torch)."""
+    transpose, rows, columns = orient
+    if not (transpose or rows or columns):
+        return array
+    if transpose:
+        array = array.transpose(1, 0, 2)
+    if rows:
+        array = array[::-1]
+    if columns:
+        array = array[:, ::-1]
+    return np.ascontiguousarray(array)
 
 
 def _video_info(container) -> dict:
@@ -474,7 +517,7 @@ def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, 
         stream = _video_stream(container)
         def frames_in():
             for i, frame in enumerate(container.decode(stream)):
-                yield f"frame_{i:06d}", upright(frame.to_ndarray(format="rgb24"), info["turns"])
+                yield f"frame_{i:06d}", upright(frame.to_ndarray(format="rgb24"), info["orientation"])
     audio = "none" if container is None or not container.streams.audio else audio_dropped
     stats = _FrameStats()
     written = 0
@@ -551,7 +594,7 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None,
                             continue
                         for frame in packet.decode():
                             put(("video", (frame.pts, frame.time_base,
-                                           upright(frame.to_ndarray(format="rgb24"), info["turns"]))))
+                                           upright(frame.to_ndarray(format="rgb24"), info["orientation"]))))
 
                 audio_pending: list = []
 

@@ -350,15 +350,21 @@ def test_the_command_refuses_a_gif_too_big_and_an_unreadable_video_before_the_mo
     assert not (tmp_path / "out.gif").exists() and not (tmp_path / "out.mp4").exists()
 
 
-@pytest.mark.parametrize("rotation, block", [(90, (slice(44, 64), slice(0, 10))),  # counter-clockwise: bottom-left
-                                             (-90, (slice(0, 20), slice(38, 48))),  # clockwise: top-right
-                                             (180, (slice(38, 48), slice(44, 64)))])  # bottom-right
-def test_a_phone_video_stored_on_its_side_is_stylized_upright(tmp_path, random_model, rotation, block):
-    """Phones store portrait video on its side with a display rotation that players apply. Its frames were
+@pytest.mark.parametrize("rotation, hflip, vflip, block", [
+    (90, False, False, (slice(44, 64), slice(0, 10))),  # counter-clockwise: bottom-left
+    (-90, False, False, (slice(0, 20), slice(38, 48))),  # clockwise: top-right
+    (180, False, False, (slice(38, 48), slice(44, 64))),  # bottom-right
+    (0, True, False, (slice(0, 10), slice(44, 64))),  # a mirror (a front camera's): top-right, not a half turn
+    (0, False, True, (slice(38, 48), slice(0, 20))),  # upside down: bottom-left
+    (90, True, False, (slice(44, 64), slice(38, 48))),  # counter-clockwise, then mirrored: bottom-right
+    (-90, True, False, (slice(0, 20), slice(0, 10)))])  # clockwise, then mirrored (a transpose): top-left
+def test_a_phone_video_stored_on_its_side_is_stylized_upright(tmp_path, random_model, rotation, hflip, vflip, block):
+    """Phones store portrait video on its side with a display matrix that players apply. Its frames were
     stylized on their side and written with no rotation: the output played sideways. They are now turned
     upright first (as FFmpeg's command line does), so the model sees them upright and every output is upright.
-    The stored frame here is dark with a white block at its top-left (rows 0-9, columns 0-19 of 48x64); where
-    the block lands in the upright frame is worked out by hand per rotation."""
+    A mirrored matrix was read by its angle alone: a mirror was shown as a half turn (upside down) and an
+    upside-down one as it was stored. The stored frame here is dark with a white block at its top-left (rows 0-9,
+    columns 0-19 of 48x64); where the block lands as players show it is worked out by hand per matrix."""
     from stylexport.image import read_image
 
     if not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
@@ -368,7 +374,11 @@ def test_a_phone_video_stored_on_its_side_is_stylized_upright(tmp_path, random_m
     video = out.add_stream("libx264", rate=10)
     video.width, video.height, video.pix_fmt = 64, 48, "yuv444p"
     video.options = {"qp": "0"}
-    video.set_display_rotation(rotation)
+    try:
+        video.set_display_rotation(rotation, hflip=hflip, vflip=vflip)
+    except TypeError:  # a PyAV that writes no flips
+        out.close()
+        pytest.skip("this PyAV cannot write a mirrored display matrix (PyAV 18 can)")
     stored = np.full((48, 64, 3), 20, np.uint8)
     stored[:10, :20] = 235
     for i in range(3):
