@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import queue
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -375,18 +377,23 @@ def orientation(container) -> tuple[bool, bool, bool]:
     video may be mirrored by one. FFmpeg's command line applies it (its autorotate: a quarter turn, a half
     turn, a mirror, or a quarter turn and a mirror, read from the matrix's signs as fftools does); stylexport
     does the same to the frames, so the model sees them upright and every output is upright and unmirrored.
-    PyAV's ``VideoFrame.rotation`` alone reads a mirror as a half turn (a picture shown upside down)."""
-    import struct
-
+    PyAV's ``VideoFrame.rotation`` alone reads a mirror as a half turn (a picture shown upside down): it is
+    used only where the frame's side data cannot be read."""
     try:
-        for frame in container.decode(video=0):
-            for data in frame.side_data:
-                if "DISPLAYMATRIX" in str(data.type) and len(bytes(data)) == _DISPLAYMATRIX_BYTES:
-                    return _orientation(struct.unpack("<9i", bytes(data)))
-            return (False, False, False)
+        frame = next(iter(container.decode(video=0)), None)
     except Exception:  # noqa: BLE001 - the decode proper says what is wrong with a video it cannot read
+        return (False, False, False)
+    if frame is None:
+        return (False, False, False)
+    try:
+        for data in frame.side_data:
+            if "DISPLAYMATRIX" in str(data.type) and len(bytes(data)) == _DISPLAYMATRIX_BYTES:
+                return _orientation(struct.unpack("<9i", bytes(data)))
+    except Exception:  # noqa: BLE001 - a PyAV whose side data reads otherwise: its rotation, below
         pass
-    return (False, False, False)
+    turn = math.radians(getattr(frame, "rotation", 0) or 0)  # counter-clockwise; no mirror known
+    return _orientation((round(math.cos(turn) * 65536), round(-math.sin(turn) * 65536), 0,
+                         round(math.sin(turn) * 65536), round(math.cos(turn) * 65536)))
 
 
 def _orientation(m: tuple[int, ...]) -> tuple[bool, bool, bool]:
@@ -394,8 +401,6 @@ def _orientation(m: tuple[int, ...]) -> tuple[bool, bool, bool]:
     av_display_rotation_get), then the transpose filter's four modes at a quarter turn, hflip and vflip at a
     half turn, vflip at none. A matrix at another angle, or a degenerate one, is shown as stored (FFmpeg would
     rotate it by that angle and fill the corners; no camera writes one)."""
-    import math
-
     scale = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
     if not all(scale):
         return (False, False, False)

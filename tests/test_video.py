@@ -422,3 +422,29 @@ def test_a_video_is_opened_once_to_probe_and_once_to_decode(tmp_path, model_runn
     report = stylize_video(clip, tmp_path / output, model_runner, strength=0.0)
     assert report.frames == 4 and (report.width, report.height) == (64, 48)
     assert opened == ["r", "r"]
+
+
+@pytest.mark.parametrize("rotation, shown", [(90, (True, True, False)), (-90, (True, False, True)),
+                                             (180, (False, True, True)), (0, (False, False, False))])
+def test_where_side_data_cannot_be_read_the_frames_rotation_turns_it(rotation, shown):
+    """A PyAV whose frame side data reads otherwise still turns a phone video upright by the frame's rotation
+    (counter-clockwise degrees): a quarter turn counter-clockwise is np.rot90's (rows flipped after a
+    transpose), clockwise the columns flipped, a half turn both."""
+    from stylexport.video import orientation, upright
+
+    class Frame:
+        rotation = None
+
+        @property
+        def side_data(self):
+            raise AttributeError("side_data")
+
+    class Container:
+        def decode(self, video):
+            frame = Frame()
+            frame.rotation = rotation
+            return iter([frame])
+
+    assert orientation(Container()) == shown
+    stored = np.arange(2 * 3 * 3).reshape(2, 3, 3)
+    np.testing.assert_array_equal(upright(stored, shown), np.rot90(stored, rotation // 90))
