@@ -627,7 +627,7 @@ def test_a_run_that_ignores_ctrl_c_keeps_ignoring_it_and_sigterm_still_stops_it(
 
 
 def test_sigterm_to_the_recipe_script_stops_the_run_it_started(tmp_path, style_path, data_dir):
-    """training/train_style.py ran `stylexport train` as a child: a SIGTERM to the script's pid (``kill PID``,
+    """training/train_style.py ran `stylexport train` as a child: a SIGTERM to the script's pid (``kill $!``,
     ``pkill -f train_style.py``) ended the script alone and the orphaned run went on training into the same
     folder, so a new run started there had two writers in its history. The script now becomes the run, and the
     run stops after its step with a checkpoint."""
