@@ -617,8 +617,9 @@ def video(
         flick += f" -> {result.flicker_out:.2f} levels with --stabilize {stabilize:g}"
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
+    shown = f" (turned as its display matrix says: {result.shown_as})" if result.shown_as else ""
     typer.echo(f"wrote {output} (engine {runner.engine or runner.name}): {result.frames} frames "
-               f"{result.width}x{result.height} at {result.fps:.3g} fps, "
+               f"{result.width}x{result.height}{shown} at {result.fps:.3g} fps, "
                f"{result.codec}, audio {result.audio}; {result.frames / result.seconds:.1f} frames/s; {flick}")
 
 

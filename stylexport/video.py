@@ -69,6 +69,7 @@ class VideoReport:
     flicker_raw: float = 0.0  # flicker of the network's output
     flicker_out: float = 0.0  # after stabilization (equal to raw when off)
     warnings: list[str] = dataclasses.field(default_factory=list)
+    shown_as: str = ""  # how the input's display matrix turned its frames ("a quarter turn clockwise"), or ""
 
 
 def short_input_warning(src: Path, n: int, info: dict) -> list[str]:
@@ -416,6 +417,17 @@ def _orientation(m: tuple[int, ...]) -> tuple[bool, bool, bool]:
     return (False, False, False)
 
 
+_SHOWN_AS = {(True, False, True): "a quarter turn clockwise", (True, True, False): "a quarter turn counter-clockwise",
+             (False, True, True): "a half turn", (False, False, True): "mirrored left to right",
+             (False, True, False): "flipped upside down", (True, False, False): "a quarter turn clockwise, mirrored",
+             (True, True, True): "a quarter turn counter-clockwise, mirrored"}
+
+
+def describe_orientation(orient: tuple[bool, bool, bool] | None) -> str:
+    """``orientation``'s triple in words, as players show the frames ("" when they show them as stored)."""
+    return _SHOWN_AS.get(tuple(orient), "") if orient else ""
+
+
 def upright(array: np.ndarray, orient: tuple[bool, bool, bool]) -> np.ndarray:
     """An HxWx3 frame shown as ``orientation`` says (contiguous, for torch)."""
     transpose, rows, columns = orient
@@ -545,7 +557,8 @@ def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, 
     return VideoReport(frames=n, width=width, height=height, fps=info["fps"],
                        duration_s=info.get("duration"), codec=codec, audio=audio,
                        flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1),
-                       warnings=short_input_warning(src, n, info) if container is not None else [])
+                       warnings=short_input_warning(src, n, info) if container is not None else [],
+                       shown_as=describe_orientation(info.get("orientation")))
 
 
 def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None, size: int | None, progress,
@@ -647,7 +660,8 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None,
     return VideoReport(frames=n, width=width, height=height, fps=float(rate),
                        duration_s=info.get("duration"), codec=codec, audio=audio_mode,
                        flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1),
-                       warnings=short_input_warning(src, n, info) if container is not None else [])
+                       warnings=short_input_warning(src, n, info) if container is not None else [],
+                       shown_as=describe_orientation(info.get("orientation")))
 
 
 def _format_for(dst: Path) -> str | None:

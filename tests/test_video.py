@@ -219,6 +219,10 @@ def test_video_cli(tmp_path, random_model):
     result = runner.invoke(app, ["video", str(tmp_path / "nope.mp4"), "-m", str(ckpt), "-o", str(tmp_path / "x.mp4")])
     assert result.exit_code == 2 and "video not found" in result.output
     assert "Traceback" not in result.output
+    turned = make_turned_clip(tmp_path / "phone.mp4", -90, hflip=True)  # the engine is cached by now
+    result = runner.invoke(app, ["video", str(turned), "-m", str(ckpt), "-o", str(tmp_path / "t.mp4")])
+    assert result.exit_code == 0, result.output
+    assert "3 frames 48x64 (turned as its display matrix says: a quarter turn clockwise, mirrored)" in result.output
 
 
 def test_a_cut_short_video_warns_with_frames_and_duration(tmp_path, random_model):
@@ -350,26 +354,11 @@ def test_the_command_refuses_a_gif_too_big_and_an_unreadable_video_before_the_mo
     assert not (tmp_path / "out.gif").exists() and not (tmp_path / "out.mp4").exists()
 
 
-@pytest.mark.parametrize("rotation, hflip, vflip, block", [
-    (90, False, False, (slice(44, 64), slice(0, 10))),  # counter-clockwise: bottom-left
-    (-90, False, False, (slice(0, 20), slice(38, 48))),  # clockwise: top-right
-    (180, False, False, (slice(38, 48), slice(44, 64))),  # bottom-right
-    (0, True, False, (slice(0, 10), slice(44, 64))),  # a mirror (a front camera's): top-right, not a half turn
-    (0, False, True, (slice(38, 48), slice(0, 20))),  # upside down: bottom-left
-    (90, True, False, (slice(44, 64), slice(38, 48))),  # counter-clockwise, then mirrored: bottom-right
-    (-90, True, False, (slice(0, 20), slice(0, 10)))])  # clockwise, then mirrored (a transpose): top-left
-def test_a_phone_video_stored_on_its_side_is_stylized_upright(tmp_path, random_model, rotation, hflip, vflip, block):
-    """Phones store portrait video on its side with a display matrix that players apply. Its frames were
-    stylized on their side and written with no rotation: the output played sideways. They are now turned
-    upright first (as FFmpeg's command line does), so the model sees them upright and every output is upright.
-    A mirrored matrix was read by its angle alone: a mirror was shown as a half turn (upside down) and an
-    upside-down one as it was stored. The stored frame here is dark with a white block at its top-left (rows 0-9,
-    columns 0-19 of 48x64); where the block lands as players show it is worked out by hand per matrix."""
-    from stylexport.image import read_image
-
+def make_turned_clip(path, rotation, *, hflip=False, vflip=False):
+    """A 64x48 clip of 3 dark frames with a white block at the top-left (rows 0-9, columns 0-19), stored with a
+    display matrix of ``rotation`` counter-clockwise degrees, then mirrored as asked (PyAV 18 writes flips)."""
     if not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
         pytest.skip("this PyAV cannot write a display rotation (PyAV 17 and later can)")
-    path = tmp_path / "phone.mp4"
     out = av.open(str(path), "w")
     video = out.add_stream("libx264", rate=10)
     video.width, video.height, video.pix_fmt = 64, 48, "yuv444p"
@@ -387,8 +376,33 @@ def test_a_phone_video_stored_on_its_side_is_stylized_upright(tmp_path, random_m
         out.mux(video.encode(frame))
     out.mux(video.encode(None))
     out.close()
+    return path
 
+
+@pytest.mark.parametrize("rotation, hflip, vflip, block", [
+    (90, False, False, (slice(44, 64), slice(0, 10))),  # counter-clockwise: bottom-left
+    (-90, False, False, (slice(0, 20), slice(38, 48))),  # clockwise: top-right
+    (180, False, False, (slice(38, 48), slice(44, 64))),  # bottom-right
+    (0, True, False, (slice(0, 10), slice(44, 64))),  # a mirror (a front camera's): top-right, not a half turn
+    (0, False, True, (slice(38, 48), slice(0, 20))),  # upside down: bottom-left
+    (90, True, False, (slice(44, 64), slice(38, 48))),  # counter-clockwise, then mirrored: bottom-right
+    (-90, True, False, (slice(0, 20), slice(0, 10)))])  # clockwise, then mirrored (a transpose): top-left
+def test_a_phone_video_stored_on_its_side_is_stylized_upright(tmp_path, random_model, rotation, hflip, vflip, block):
+    """Phones store portrait video on its side with a display matrix that players apply. Its frames were
+    stylized on their side and written with no rotation: the output played sideways. They are now turned
+    upright first (as FFmpeg's command line does), so the model sees them upright and every output is upright.
+    A mirrored matrix was read by its angle alone: a mirror was shown as a half turn (upside down) and an
+    upside-down one as it was stored. The stored frame here is dark with a white block at its top-left (rows 0-9,
+    columns 0-19 of 48x64); where the block lands as players show it is worked out by hand per matrix."""
+    from stylexport.image import read_image
+
+    path = make_turned_clip(tmp_path / "phone.mp4", rotation, hflip=hflip, vflip=vflip)
     report = stylize_video(path, tmp_path / "frames", TorchRunner(random_model), strength=0.0)  # the frames back
+    assert report.shown_as == {(90, False, False): "a quarter turn counter-clockwise",
+                               (-90, False, False): "a quarter turn clockwise", (180, False, False): "a half turn",
+                               (0, True, False): "mirrored left to right", (0, False, True): "flipped upside down",
+                               (90, True, False): "a quarter turn counter-clockwise, mirrored",
+                               (-90, True, False): "a quarter turn clockwise, mirrored"}[rotation, hflip, vflip]
     first = read_image(tmp_path / "frames" / "frame_000000.png")
     size = (48, 64) if rotation % 180 else (64, 48)
     assert (report.width, report.height) == size and first.shape == (3, size[1], size[0])
@@ -420,7 +434,7 @@ def test_a_video_is_opened_once_to_probe_and_once_to_decode(tmp_path, model_runn
 
     monkeypatch.setattr(av, "open", counting_open)
     report = stylize_video(clip, tmp_path / output, model_runner, strength=0.0)
-    assert report.frames == 4 and (report.width, report.height) == (64, 48)
+    assert report.frames == 4 and (report.width, report.height) == (64, 48) and report.shown_as == ""
     assert opened == ["r", "r"]
 
 
