@@ -304,7 +304,7 @@ def probe(src: Path, fps: float | None = None) -> dict:
     folder of frames, read from the container or the first image; a video's first frame is decoded for its
     display matrix (``orientation``), from the one opening of the file that reads the header."""
     if src.is_dir():
-        return _folder_frames(src, fps)[1]
+        return _folder_info(src, fps)
     av = import_av()
     container = _open_input(av, src)
     try:
@@ -336,7 +336,7 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, bat
         raise StylexportError(f"--size {size}: the network needs at least 16 px a side; use 16 or more")
     src, dst = Path(src), Path(dst)
     info = check_paths(src, dst, fps=fps, crf=crf, size=size)  # the video is then opened once more, to decode
-    frames_in = _folder_frames(src, fps)[0] if src.is_dir() else None
+    frames_in = _folder_frames(info["paths"]) if src.is_dir() else None  # the folder listed once, by the checks
     start = time.perf_counter()
     if dst.suffix.lower() in VIDEO_SUFFIXES:
         report = _to_video(src, dst, runner, frames_in, info, batch=batch, strength=strength, colors=colors,
@@ -351,19 +351,24 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, bat
     return report
 
 
-def _folder_frames(folder: Path, fps: float | None):
+def _folder_info(folder: Path, fps: float | None) -> dict:
+    """A folder of frames: its images in order (``paths``), their count, the first one's size, the rate."""
     from stylexport.image import find_images, read_image
 
     paths = find_images([folder], recursive=False)
     first = read_image(paths[0])
+    return {"count": len(paths), "width": first.shape[2], "height": first.shape[1], "fps": fps or 25.0,
+            "paths": paths}
+
+
+def _folder_frames(paths: list[Path]) -> Callable[[], Iterator[tuple[Path, np.ndarray]]]:
+    from stylexport.image import read_image
 
     def frames():
         for p in paths:
             yield p, read_image(p).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
-    info = {"count": len(paths), "width": first.shape[2], "height": first.shape[1], "fps": fps or 25.0,
-            "names": [p.stem for p in paths]}
-    return frames, info
+    return frames
 
 
 # FFmpeg's display matrix (9 int32, 16.16 fixed point), row-major: [a b u; c d v; x y w]
