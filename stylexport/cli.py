@@ -600,7 +600,7 @@ def video(
     from stylexport.video import check_paths, stylize_video
 
     # before the model opens: its engine may be exported first
-    check_paths(source, output, fps=fps, crf=crf, size=size)
+    checked = check_paths(source, output, fps=fps, crf=crf, size=size)
     runner = _open_model(_model_path(model, style), device=device, backend=backend)
     with _progress() as bar:
         task = bar.add_task("video", total=None, info=runner.name)
@@ -611,7 +611,8 @@ def video(
                        info=f"{runner.name} {done / max(time.perf_counter() - start, 1e-9):.1f} frames/s")
 
         result = stylize_video(source, output, runner, batch=batch, strength=strength, colors=preserve_colors,
-                               stabilize=stabilize, fps=fps, crf=crf, size=size, progress=report)
+                               stabilize=stabilize, fps=fps, crf=crf, size=size, progress=report,
+                               checked=checked)
     flick = f"flicker {result.flicker_raw:.2f}"
     if stabilize:
         flick += f" -> {result.flicker_out:.2f} levels with --stabilize {stabilize:g}"

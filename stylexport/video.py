@@ -319,14 +319,15 @@ def probe(src: Path, fps: float | None = None) -> dict:
 
 def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, batch: int = 1, strength: float = 1.0,
                   colors: bool = False, stabilize: float = 0.0, fps: float | None = None, crf: int | None = None,
-                  size: int | None = None,
-                  progress: Callable[[int, int | None], None] | None = None) -> VideoReport:
+                  size: int | None = None, progress: Callable[[int, int | None], None] | None = None,
+                  checked: dict | None = None) -> VideoReport:
     """Stylize ``src`` (a video file or a folder of frames) into ``dst`` (a video file or a folder).
 
     ``size``: the longer side of the output, px (frames are resized before the model; even sides in a video
     file); None keeps the input's size. ``crf``: constant quality of H.264 and VP9 output (lower is better;
     None: 18); refused where there is none to set (a folder of frames, an .avi, an FFmpeg build that has only
-    MPEG-4 Part 2)."""
+    MPEG-4 Part 2). ``checked``: what ``check_paths`` returned for these paths and options, where the caller
+    ran the checks already (the command does, before its model opens), so the input is not probed again."""
     import time
 
     check_strength(strength)
@@ -335,7 +336,7 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, bat
     if size is not None and size < 16:
         raise StylexportError(f"--size {size}: the network needs at least 16 px a side; use 16 or more")
     src, dst = Path(src), Path(dst)
-    info = check_paths(src, dst, fps=fps, crf=crf, size=size)  # the video is then opened once more, to decode
+    info = checked if checked is not None else check_paths(src, dst, fps=fps, crf=crf, size=size)
     frames_in = _folder_frames(info["paths"]) if src.is_dir() else None  # the folder listed once, by the checks
     start = time.perf_counter()
     if dst.suffix.lower() in VIDEO_SUFFIXES:
@@ -391,10 +392,10 @@ def orientation(container) -> tuple[bool, bool, bool]:
         return (False, False, False)
     if frame is None:
         return (False, False, False)
-    try:
-        for data in frame.side_data:
-            if "DISPLAYMATRIX" in str(data.type) and len(bytes(data)) == _DISPLAYMATRIX_BYTES:
-                return _orientation(struct.unpack("<9i", bytes(data)))
+    try:  # by name: iterating the side data yields its entries in PyAV 18.0, their types in 18.1 (a Mapping)
+        data = frame.side_data.get("DISPLAYMATRIX")
+        if data is not None and len(bytes(data)) == _DISPLAYMATRIX_BYTES:
+            return _orientation(struct.unpack("<9i", bytes(data)))
     except Exception:  # noqa: BLE001 - a PyAV whose side data reads otherwise: its rotation, below
         pass
     turn = math.radians(getattr(frame, "rotation", 0) or 0)  # counter-clockwise; no mirror known
@@ -559,11 +560,7 @@ def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, 
     if n == 0:
         raise StylexportError(f"{src} has no frames")
     width, height = max_side_size(info["width"], info["height"], opts.get("size"))
-    return VideoReport(frames=n, width=width, height=height, fps=info["fps"],
-                       duration_s=info.get("duration"), codec=codec, audio=audio,
-                       flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1),
-                       warnings=short_input_warning(src, n, info) if container is not None else [],
-                       shown_as=describe_orientation(info.get("orientation")))
+    return _report(src, info, n, width, height, info["fps"], codec, audio, stats, video_in=container is not None)
 
 
 def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None, size: int | None, progress,
@@ -662,10 +659,16 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None,
             out.close()
             if container is not None:
                 container.close()
-    return VideoReport(frames=n, width=width, height=height, fps=float(rate),
-                       duration_s=info.get("duration"), codec=codec, audio=audio_mode,
-                       flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1),
-                       warnings=short_input_warning(src, n, info) if container is not None else [],
+    return _report(src, info, n, width, height, float(rate), codec, audio_mode, stats, video_in=container is not None)
+
+
+def _report(src: Path, info: dict, n: int, width: int, height: int, fps: float, codec: str, audio: str,
+            stats: _FrameStats, *, video_in: bool) -> VideoReport:
+    """What a run wrote: ``n`` frames of ``width`` x ``height``, their flicker, and (for a video input, not a
+    folder of frames) the warning when it had fewer frames than its header said, and how it was turned."""
+    return VideoReport(frames=n, width=width, height=height, fps=fps, duration_s=info.get("duration"), codec=codec,
+                       audio=audio, flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1),
+                       warnings=short_input_warning(src, n, info) if video_in else [],
                        shown_as=describe_orientation(info.get("orientation")))
 
 

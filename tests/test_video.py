@@ -418,12 +418,7 @@ def test_a_phone_video_stored_on_its_side_is_stylized_upright(tmp_path, random_m
     assert again[:, white].mean() > 200 and again[:, ~white].mean() < 60
 
 
-@pytest.mark.parametrize("output", ["out.mp4", "out.gif", "frames"])
-def test_a_video_is_opened_once_to_probe_and_once_to_decode(tmp_path, model_runner, monkeypatch, output):
-    """The checks read the header and the first frame (its rotation) from one opening, and the stylizing
-    reuses what they read: the file was opened four times (the header, then again for the rotation, both
-    twice), which for a file on a network share or a slow disk is four seeks through its index."""
-    clip = make_clip(tmp_path / "clip.mp4", frames=4, audio=False)
+def _count_opens(monkeypatch, clip) -> list:
     opened = []
     real_open = av.open
 
@@ -433,9 +428,31 @@ def test_a_video_is_opened_once_to_probe_and_once_to_decode(tmp_path, model_runn
         return real_open(file, *args, **kwargs)
 
     monkeypatch.setattr(av, "open", counting_open)
+    return opened
+
+
+@pytest.mark.parametrize("output", ["out.mp4", "out.gif", "frames"])
+def test_a_video_is_opened_once_to_probe_and_once_to_decode(tmp_path, model_runner, monkeypatch, output):
+    """The checks read the header and the first frame (its rotation) from one opening, and the stylizing
+    reuses what they read: the file was opened four times (the header, then again for the rotation, both
+    twice), which for a file on a network share or a slow disk is four seeks through its index."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=4, audio=False)
+    opened = _count_opens(monkeypatch, clip)
     report = stylize_video(clip, tmp_path / output, model_runner, strength=0.0)
     assert report.frames == 4 and (report.width, report.height) == (64, 48) and report.shown_as == ""
     assert opened == ["r", "r"]
+
+
+def test_the_command_also_opens_a_video_once_to_probe_and_once_to_decode(tmp_path, model_and_ckpt, monkeypatch):
+    """The command checks the input before its model opens (an engine may be exported first) and hands what it
+    read to the stylizing, which probed the file again: three openings."""
+    _, ckpt = model_and_ckpt
+    clip = make_clip(tmp_path / "clip.mp4", frames=4, audio=False)
+    opened = _count_opens(monkeypatch, clip)
+    result = runner.invoke(app, ["video", str(clip), "-m", str(ckpt), "-o", str(tmp_path / "out.mp4"),
+                                 "--backend", "torch-fp32"])
+    assert result.exit_code == 0, result.output
+    assert "4 frames 64x48" in result.output and opened == ["r", "r"]
 
 
 @pytest.mark.parametrize("rotation, shown", [(90, (True, True, False)), (-90, (True, False, True)),
