@@ -452,7 +452,8 @@ def _preview_styles(photo: Path, output: Path, found: list, *, size: int, device
 
 def _trained(metadata: dict) -> str:
     """'3,800 of 20,000 steps on a CPU (bf16)': how far a shipped style's recipe was trained, and where; a
-    fine-tune says what it started from first ('..., then 200 steps fine-tuned with edge_pad 32 on a CPU')."""
+    fine-tune says what it started from first ('..., then 400 steps fine-tuned with edge_pad 32 at lr 0.0002 on
+    a CPU', the learning rate where it is not the parent's)."""
     step, training = metadata.get("step"), metadata.get("training") or {}
     if step is None:
         return ""
@@ -460,9 +461,10 @@ def _trained(metadata: dict) -> str:
     planned = None if parent else training.get("steps")
     text = f"{step:,} of {planned:,} steps" if planned else f"{step:,} steps"
     if parent:
-        pad = training.get("edge_pad")
+        pad, lr = training.get("edge_pad"), training.get("lr")
         text = f"{_trained(parent) or 'a checkpoint'}, then {text} fine-tuned" + \
-            (f" with edge_pad {pad}" if pad else "")
+            (f" with edge_pad {pad}" if pad else "") + \
+            (f" at lr {lr:g}" if lr and lr != (parent.get("training") or {}).get("lr") else "")
     amp = {"bfloat16": "bf16", "float16": "fp16"}  # torch's dtype names, as runs of 2026-12-01 recorded them
     kinds = sorted({("a GPU" if c.get("device") == "cuda" else "a CPU")
                     + (f" ({amp.get(c['amp'], c['amp'])})" if c.get("amp") else "") for c in metadata.get("calls", [])})

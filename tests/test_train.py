@@ -205,6 +205,9 @@ def test_ship_style_records_what_made_the_model(tmp_path, vgg, style_path, data_
     assert tuned["fine_tuned_from"]["sha256"] == parent_sha and tuned["fine_tuned_from"]["steps_reached"] == 5
     assert tuned["fine_tuned_from"]["quality"] == meta["quality"] and tuned["edge_pad"] == 12
     assert _trained(tuned) == "5 of 5 steps on a CPU, then 2 steps fine-tuned with edge_pad 12 on a CPU"
+    slower = {**tuned["training"], "lr": tuned["fine_tuned_from"]["training"]["lr"] / 5}  # a fine-tune's own lr
+    assert _trained({**tuned, "training": slower}) == \
+        f"5 of 5 steps on a CPU, then 2 steps fine-tuned with edge_pad 12 at lr {slower['lr']:g} on a CPU"
     done = subprocess.run(again, capture_output=True, text=True)  # its start has been written over since
     assert done.returncode != 0 and "which is another file now" in done.stderr
 
