@@ -92,12 +92,17 @@ def _with_shared_norms(model: TransformerNet, window: _Window) -> tuple[nn.Modul
 
 
 def _spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
-    """(start, stop) of each tile and (core_start, core_stop), all multiples of 4, covering [0, length)."""
+    """(start, stop) of each tile and (core_start, core_stop), all multiples of 4, covering [0, length).
+
+    Every tile is at least MIN_SIDE px: a sliver of a core left at the end (and a small margin) takes more
+    of the image before it as context, since the network cannot run on fewer pixels (its 9x9 convolution
+    reflection-pads by 4).
+    """
     spans = []
     for c0 in range(0, length, tile):
         c1 = min(length, c0 + tile)
         t0, t1 = max(0, c0 - margin), min(length, c1 + margin)
-        spans.append((t0, t1, c0, c1))
+        spans.append((max(0, min(t0, t1 - MIN_SIDE)), t1, c0, c1))
     return spans
 
 

@@ -1,5 +1,6 @@
 """Tiled stylization with instance-norm statistics shared across tiles (stylexport/tiles.py)."""
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -9,7 +10,7 @@ from stylexport.errors import StylexportError
 from stylexport.image import read_image, sample_paths
 from stylexport.tiles import stylize_tiled
 
-from .conftest import smooth_image
+from .conftest import random_net, smooth_image
 
 runner = CliRunner()
 
@@ -27,6 +28,25 @@ def test_tiled_stylization_matches_untiled(random_model, tile, margin):
     assert tiled.shape == whole.shape
     # Stated tolerance: 0.01 levels at every pixel (float32 summation order), with seams included.
     assert float((tiled - whole).abs().max()) < 0.01
+
+
+def test_a_sliver_of_a_tile_at_the_end_runs_with_context_from_before_it():
+    """36x52 in tiles of 16 leaves 4 px cores at the bottom and right: with --tile-margin 0 those tiles
+    were 4 px, narrower than the network's 9x9 reflection pad (a RuntimeError and a traceback). They now
+    reach back to 16 px of the image before them for context."""
+    model = random_net(bias=0.3, head_gain=20.0)  # a visible output range
+    x = photo(36, 52)
+    with torch.no_grad():
+        whole = model(x[None])
+    tiled = stylize_tiled(model, x, tile=16, margin=0)
+    assert tiled.shape == whole.shape == (1, 3, 36, 52)
+    # Margin 0 leaves seams everywhere (each core sees its tile's border); the slivers, which see 12 px of
+    # real image before them, are no further from the untiled output than the full 16 px tiles are.
+    def error(region):
+        return float((tiled[region] - whole[region]).abs().mean())
+
+    full = error(np.s_[..., :32, :48])
+    assert error(np.s_[..., 32:, :]) <= 1.2 * full and error(np.s_[..., :, 48:]) <= 1.2 * full
 
 
 def test_per_tile_statistics_would_show_seams(random_model):
