@@ -21,12 +21,13 @@ import torch
 
 from stylexport import __version__
 from stylexport.contract import ARCHITECTURE
-from stylexport.errors import StylexportError
+from stylexport.errors import StylexportError, missing_model
 from stylexport.fileio import atomic_path, sha256_file
 from stylexport.model import TransformerNet
 
 METADATA_KEY = "stylexport"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".model")
+MODEL_FILE = "model.safetensors"  # where a training run keeps the weights it has reached (train.py)
 MAX_EDGE_PAD = 256  # far past any useful pad (the band is gone by 32 px); a larger value is a damaged file
 
 
@@ -165,11 +166,18 @@ def _weights_of(saved: Any, path: Path) -> dict:
                           "the model's state_dict()")
 
 
+def model_file(path: str | os.PathLike) -> Path:
+    """``path``; for a training run's folder, the model it has trained so far (RUN/model.safetensors), so
+    ``stylexport stylize -m runs/starry_night`` runs the run's latest weights."""
+    path = Path(path)
+    return path / MODEL_FILE if path.is_dir() and (path / MODEL_FILE).is_file() else path
+
+
 def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     """Load one of our checkpoints or a pytorch/examples model; clear errors for anything else."""
-    path = Path(path)
+    path = model_file(path)
     if not path.is_file():
-        raise StylexportError(f"model not found: {path}; pass a .safetensors/.pth checkpoint")
+        raise missing_model(path, "pass a .safetensors/.pth checkpoint")
     suffix = path.suffix.lower()
     metadata: dict[str, Any] = {}
     try:

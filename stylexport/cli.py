@@ -376,7 +376,19 @@ def _model_path(model: Path | None, style: str | None) -> Path:
     path, default = resolve_model(model, style)
     if default is not None:
         typer.echo(f"style {default} (no --model or --style given; stylexport styles lists the others)", err=True)
+    _say_run_model(model, path)
     return path
+
+
+def _say_run_model(given: Path | None, path: Path) -> None:
+    """Say which file a training run's folder stood for, and the step its weights reached (stderr)."""
+    if given is None or path == given:
+        return
+    from stylexport.checkpoint import read_metadata
+
+    step = read_metadata(path).get("step")
+    typer.echo(f"model {path}: the weights training run {given} has reached"
+               + (f" (step {step})" if step is not None else ""), err=True)
 
 
 def _checkpoint_or_style(path: Path | None, style: str | None, argument: str) -> Path:
@@ -388,7 +400,9 @@ def _checkpoint_or_style(path: Path | None, style: str | None, argument: str) ->
         raise typer.BadParameter(f"pass either {argument} ({path}) or --style {style}, not both", param_hint=argument)
     from stylexport.stylize import resolve_model
 
-    return resolve_model(path, style)[0]
+    resolved = resolve_model(path, style)[0]
+    _say_run_model(path, resolved)
+    return resolved
 
 
 @app.command()

@@ -24,6 +24,7 @@ def _export_entry(path: Path) -> dict[str, Any] | None:
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:
     """A JSON-able description of the model file ``path``; one-line StylexportError when it is not one."""
+    from stylexport.checkpoint import MODEL_FILE, model_file
     from stylexport.devices import pick_device
     from stylexport.formats import engines_for, format_of, resolve, unavailable
 
@@ -32,8 +33,10 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         raise StylexportError(f"model not found: {path}; check the path")
     if path.is_dir() and (path / "index.html").is_file():
         path = path / "index.html"  # an exported web app's folder
+    path = model_file(path)  # a training run's folder: the weights it has reached
     if not path.is_file():
-        raise StylexportError(f"{path} is a folder, not a model file (nor a web app's folder: no index.html)")
+        raise StylexportError(f"{path} is a folder, not a model file (nor a web app's folder, no index.html, nor a "
+                              f"training run's, no {MODEL_FILE})")
     fmt = format_of(path)
     files = [f for f in fmt.files(path) if f.exists()]
     try:

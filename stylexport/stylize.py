@@ -42,12 +42,13 @@ def auto_candidates(device: torch.device) -> list:
 def resolve_model(model: str | os.PathLike | None, style: str | None) -> tuple[Path, str | None]:
     """The model file to run: ``model``, else the installed style named ``style``, else the default shipped
     style. The second item names that default style when it was chosen for the caller (who should say so)."""
+    from stylexport.checkpoint import model_file
     from stylexport.styles import default_style, find_style, styles_dir
 
     if model is not None and style is not None:
         raise StylexportError(f"pass either --model {model} or --style {style}, not both")
     if model is not None:
-        return Path(model), None
+        return model_file(model), None  # a training run's folder: the weights it has reached
     if style is not None:
         return find_style(style).model, None
     chosen = default_style()

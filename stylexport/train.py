@@ -28,7 +28,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from stylexport import __version__
-from stylexport.checkpoint import MAX_EDGE_PAD, LoadedModel, load_checkpoint, save_checkpoint, valid_edge_pad
+from stylexport.checkpoint import (
+    MAX_EDGE_PAD,
+    MODEL_FILE,
+    LoadedModel,
+    load_checkpoint,
+    model_file,
+    save_checkpoint,
+    valid_edge_pad,
+)
 from stylexport.contract import ARCHITECTURE
 from stylexport.data import EpochSampler, PhotoCrops, collate, list_photos
 from stylexport.errors import StylexportError
@@ -44,7 +52,6 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
-MODEL_FILE = "model.safetensors"
 HISTORY_FILE = "history.jsonl"
 DATA_FILE = "data.tsv"  # the photos a run trains on: relative path and size, one per line
 HELD_OUT_FILE = "held_out.txt"  # photos kept out of training (previews, evaluation): relative paths
@@ -379,7 +386,7 @@ def _with_init(config: TrainConfig, resume: bool) -> tuple[TrainConfig, LoadedMo
     if config.init is not None and not resume:
         from stylexport.styles import find_style
 
-        path = Path(config.init)
+        path = model_file(config.init)  # a run's folder: the weights it has reached
         if not path.exists() and os.sep not in config.init and "." not in config.init:
             try:
                 path = find_style(config.init).model  # a shipped style's name

@@ -85,6 +85,39 @@ def test_stylize_bad_inputs(tmp_path, make_image, ckpt):
     assert not out.exists()
 
 
+def test_a_training_run_folder_stands_for_the_weights_it_has_reached(tmp_path, make_image, random_model):
+    """`stylexport train -o runs/x` says its model is runs/x/model.safetensors; `-m runs/x` runs that file
+    (said on stderr with its step) in stylize, export and info, and `train --init runs/x` starts from it.
+    A folder that is not a run (or a web app) is called a folder, not 'model not found'."""
+    from stylexport.image import read_image
+
+    run_dir = tmp_path / "runs" / "waves"
+    run_dir.mkdir(parents=True)
+    save_checkpoint(run_dir / "model.safetensors", random_model, {"style_name": "waves", "step": 7})
+    photo = make_image("a.png", 37, 53)
+    by_folder, by_file = tmp_path / "by_folder.png", tmp_path / "by_file.png"
+    result = run("stylize", photo, "-m", run_dir, "-b", "torch-fp32", "-o", by_folder)
+    assert result.exit_code == 0, result.output
+    assert f"model {run_dir / 'model.safetensors'}: the weights training run {run_dir} has reached (step 7)" \
+        in result.stderr
+    assert run("stylize", photo, "-m", run_dir / "model.safetensors", "-b", "torch-fp32", "-o", by_file).exit_code == 0
+    assert bool((read_image(by_folder) == read_image(by_file)).all())
+
+    result = run("info", run_dir, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["path"] == str(run_dir / "model.safetensors")
+
+    result = run("export", run_dir, "--onnx", "-o", tmp_path / "exported")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "exported" / "waves.onnx").is_file()
+
+    (tmp_path / "photos").mkdir()
+    one_line_error(run("stylize", photo, "-m", tmp_path / "photos", "-o", tmp_path / "o.png"),
+                   "photos is a folder, not a model file", "no model.safetensors")
+    one_line_error(run("export", tmp_path / "photos", "--onnx", "-o", tmp_path / "e"), "photos is a folder")
+    one_line_error(run("info", tmp_path / "photos"), "photos is a folder")
+
+
 def test_stylize_unknown_architecture(tmp_path, make_image, random_model):
     from safetensors.torch import save_file
 

@@ -786,6 +786,10 @@ def test_init_fine_tunes_a_checkpoint_and_its_edge_pad_comes_along(tmp_path, vgg
     assert load_checkpoint(tmp_path / "plain" / "model.safetensors").model.edge_pad == 0
     train(cfg(style_path, data_dir, steps=2, checkpoint_every=2, edge_pad=12), tmp_path / "padded")
     assert load_checkpoint(tmp_path / "padded" / "model.safetensors").model.edge_pad == 12
+    # a run's folder stands for the weights it has reached, and the file is what the new run records
+    train(cfg(style_path, data_dir, steps=2, checkpoint_every=2, init=str(tmp_path / "padded")), tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert again["init"] == str(tmp_path / "padded" / "model.safetensors") and again["edge_pad"] == 12
     with pytest.raises(StylexportError, match="cannot resume .*edge_pad was 12, now 4"):
         train(cfg(style_path, data_dir, steps=4, edge_pad=4), tmp_path / "padded", resume=True)
 

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
+from stylexport.checkpoint import model_file
 from stylexport.contract import INPUT_NAME, OUTPUT_NAME
 from stylexport.devices import pick_device
-from stylexport.errors import StylexportError
+from stylexport.errors import StylexportError, missing_model
 from stylexport.formats import choose_engine, engines_for, format_of, get_engine, kinds, open_engine
 from stylexport.runtime.base import InputSpec, Runner, check_batch
 from stylexport.runtime.torch_backend import TorchRunner
@@ -22,9 +22,9 @@ __all__ = ["INPUT_NAME", "OUTPUT_NAME", "InputSpec", "Runner", "TorchRunner", "c
 def open_runner(path: str | os.PathLike, *, device: str | torch.device = "auto", engine: str | None = None) -> Runner:
     """Load any artifact stylexport reads, on ``engine`` (a name from stylexport.formats.ENGINES) or, when
     None, the preferred engine for the file's format that runs on ``device`` here."""
-    path = Path(path)
+    path = model_file(path)
     if not path.is_file():
-        raise StylexportError(f"model not found: {path}; pass one of: {kinds()}")
+        raise missing_model(path, f"pass one of: {kinds()}")
     fmt = format_of(path)
     dev = device if isinstance(device, torch.device) else pick_device(device)
     if engine is None:
