@@ -234,3 +234,21 @@ def as_batch(images: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
     if isinstance(images, torch.Tensor):
         return images.unsqueeze(0) if images.dim() == 3 else images
     return torch.stack(list(images))
+
+
+def reflect_pad_to(batch: torch.Tensor, side: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``batch`` reflect-padded (evenly on both sides of each) so that H and W are at least ``side``, and where
+    the original now starts (top, left). A reflection can add at most the side less one, so a very small image
+    is padded in rounds (a side of one pixel, which has no reflection, is repeated once first)."""
+    top = left = 0
+    if min(batch.shape[-2:]) == 1:
+        batch = torch.nn.functional.pad(batch, (0, int(batch.shape[-1] == 1), 0, int(batch.shape[-2] == 1)),
+                                        mode="replicate")
+    while min(batch.shape[-2:]) < side:
+        h, w = batch.shape[-2:]
+        grow_h, grow_w = (min(max(side - n, 0), 2 * (n - 1)) for n in (h, w))
+        t, ll = grow_h // 2, grow_w // 2
+        batch = torch.nn.functional.pad(batch, (ll, grow_w - ll, t, grow_h - t), mode="reflect")
+        top, left = top + t, left + ll
+    return batch, (top, left)
+

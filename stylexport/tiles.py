@@ -31,6 +31,7 @@ from torch import nn
 
 from stylexport.contract import MIN_SIDE, SIZE_MULTIPLE
 from stylexport.errors import StylexportError
+from stylexport.image import reflect_pad_to
 from stylexport.model import TransformerNet, swap_instance_norms
 
 DEFAULT_MARGIN = 64  # > the network's receptive-field radius (about 61 px at full resolution)
@@ -120,9 +121,12 @@ def stylize_tiled(model: TransformerNet, image: torch.Tensor, *, tile: int = 512
     x = image[None] if image.dim() == 3 else image
     if x.shape[0] != 1:
         raise StylexportError(f"tiled stylization takes one image at a time, got a batch of {x.shape[0]}")
+    if min(x.shape[-2:]) < model.min_side:  # as the untiled policy does (runtime/base.py, infer_any_size)
+        h, w = x.shape[-2:]
+        padded, (top, left) = reflect_pad_to(x.float(), model.min_side)
+        out = stylize_tiled(model, padded, tile=tile, margin=margin, device=device, progress=progress)
+        return out[..., top:top + h, left:left + w]
     h, w = x.shape[-2:]
-    if min(h, w) < model.min_side:
-        raise StylexportError(f"image {h}x{w}: this network takes sides of at least {model.min_side} px")
     e = model.edge_pad  # padded once here, as the network pads itself (model.py); the tiles run unpadded
     pad_h, pad_w = (-(h + 2 * e)) % SIZE_MULTIPLE, (-(w + 2 * e)) % SIZE_MULTIPLE
     padded = F.pad(x.float(), (e, e + pad_w, e, e + pad_h), mode="reflect") if e or pad_h or pad_w else x.float()

@@ -120,6 +120,38 @@ def test_stylize_and_video_give_the_same_pixels(tmp_path, model_and_ckpt, kind):
     assert np.abs(a.astype(int) - b.astype(int)).max() == 0
 
 
+def test_an_image_smaller_than_an_edge_padded_network_takes_is_padded_up_to_it(tmp_path, make_image, caplog):
+    """An edge-padded network (the shipped styles pad by 32) takes sides of at least pad + 4 = 36 px; a 20x30
+    photo or a video of 24x18 frames ended in "expected H and W >= 36". The size policy now reflect-pads such
+    an input to 36 (evenly: 8 px above and below, 3 left and right) and crops the result: on every engine."""
+    from stylexport.checkpoint import save_checkpoint
+    from stylexport.errors import StylexportError
+    from stylexport.export import export
+
+    from .conftest import random_net
+
+    model = random_net(bias=0.3, head_gain=20.0, edge_pad=32)
+    ckpt = save_checkpoint(tmp_path / "padded.safetensors", model, {"style_name": "padded"})
+    onnx_path = export(ckpt, ["onnx"], tmp_path / "out")[0].path
+    x = torch.rand(1, 3, 20, 30) * 255
+    with open_runner(ckpt, engine="torch-fp32") as by_torch, open_runner(onnx_path, engine="ort-cpu") as by_ort:
+        for r in (by_torch, by_ort):
+            assert r.spec.min_side == 36
+            with pytest.raises(StylexportError, match="got 20x30, expected H and W >= 36"):
+                r.infer(x)  # the engine call itself stays strict; the policy is infer_any_size's
+        y = by_torch.infer_any_size(x)
+        assert y.shape == (1, 3, 20, 30)
+        padded = torch.nn.functional.pad(x, (3, 3, 8, 8), mode="reflect")
+        torch.testing.assert_close(y, by_torch.infer(padded)[..., 8:28, 3:33])
+        assert float((by_ort.infer_any_size(x) - y).abs().max()) < 1.0  # the same on ONNX Runtime
+        by_torch.infer_any_size(x)
+    assert caplog.text.count("takes sides of at least 36 px; reflect-padding a 20x30 input") == 2  # once a runner
+    photo = make_image("small.png", 20, 30)
+    result = runner.invoke(app, ["stylize", str(photo), "-m", str(ckpt), "-o", str(tmp_path / "s.png")])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "s.png").size == (30, 20)
+
+
 def test_onnx_contract_is_checked_when_the_model_carries_one(tmp_path):
     from stylexport.contract import CONTRACT, PREFIX
     from stylexport.errors import StylexportError

@@ -120,11 +120,14 @@ class Runner:
         stated once, for stylize, video and bench's end-to-end timing):
 
         - a fixed-size model gets the batch resized to its size and the result resized back (warned once);
+        - an input with a side below the model's smallest (an edge-padded network's is its pad + 4: 36 px for
+          the shipped styles) is reflect-padded up to it and the result cropped back (warned once): the
+          network sees more of the mirrored border it pads with anyway, and the photo is not resampled;
         - a dynamic model that returns another size (a third-party net whose strides need a multiple of 4)
           gets the batch reflect-padded to a multiple of 4 and its result cropped; if that still does not
           give the padded size back, the result is resized to the input's size (warned once).
         """
-        from stylexport.image import resize
+        from stylexport.image import reflect_pad_to, resize
 
         h, w = batch.shape[-2:]
         fixed = self.spec.fixed_hw
@@ -133,6 +136,11 @@ class Runner:
                             *fixed, h, w)
             out = self.infer(resize(batch, fixed))
             return resize(out.float().cpu(), (h, w))
+        if fixed is None and min(h, w) < self.spec.min_side:
+            self._warn_once("small", "%s takes sides of at least %d px; reflect-padding a %dx%d input to it and "
+                            "cropping the result", self.name, self.spec.min_side, h, w)
+            padded, (top, left) = reflect_pad_to(batch, self.spec.min_side)
+            return self.infer_any_size(padded)[..., top:top + h, left:left + w]
         ph, pw = -h % SIZE_MULTIPLE, -w % SIZE_MULTIPLE
         can_pad = (ph or pw) and min(h, w) > max(ph, pw)
         if can_pad and self.__dict__.get("_pads"):  # learnt on an earlier call: one model run, not two
@@ -164,3 +172,4 @@ class Runner:
         if key not in warned:
             warned.add(key)
             log.warning(message, *args)
+
