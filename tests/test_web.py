@@ -118,6 +118,16 @@ def test_the_page_matches_onnx_runtime_in_python(served_app, tmp_path, query, op
     assert (tmp_path / "screenshot.png").stat().st_size > 10_000
 
 
+def test_a_strip_below_the_models_smallest_side_is_enlarged_with_its_aspect_kept(served_app, tmp_path):
+    """A 400x20 strip at the size select's 256 px would be 256x13, under the model's 16 px: the app enlarged
+    the short side alone (256x16, the picture squashed); now both, to 320x16."""
+    _, url = served_app
+    page = _drive(f"{url}?ep=wasm&size=256", _photo(tmp_path, 400, 20), tmp_path)
+    assert page["state"] == "done", page
+    assert "320x16" in page["status"], page["status"]
+    assert Image.open(tmp_path / "result.png").size == (320, 16)
+
+
 def test_the_page_runs_on_webgpu_when_the_browser_has_it(served_app, tmp_path):
     """Chromium's software WebGPU (SwiftShader) stands in for a GPU: slow, so a small photo."""
     app_dir, url = served_app

@@ -76,10 +76,11 @@ function toImageData(planes, width, height) {
   return new ImageData(rgba, width, height);
 }
 
-function fit(width, height) {  // the size select: longer side to N px (0: original), never below the model's minimum
-  const limit = Number($("size").value);
-  const scale = limit > 0 ? Math.min(1, limit / Math.max(width, height)) : 1;
+function fit(width, height) {  // the size select: longer side to N px (0: original); the shorter never below the
+  const limit = Number($("size").value);  // model's minimum, enlarged to it with the aspect kept
   const min = Number(state.contract.min_side);
+  let scale = limit > 0 ? Math.min(1, limit / Math.max(width, height)) : 1;
+  scale = Math.max(scale, min / Math.min(width, height));
   return [Math.max(min, Math.round(width * scale)), Math.max(min, Math.round(height * scale))];
 }
 
