@@ -227,3 +227,23 @@ def test_a_foreign_fixed_size_model_is_timed_at_its_size_and_never_against_the_p
     assert data["notes"] == ["m.onnx only takes 64x48 images: timed at that size instead of 32x32, 64x64"]
     assert "only takes 64x48 images" in result.output
     assert "its FLOP per pixel are unknown" in (tmp_path / "b.md").read_text()
+
+
+def test_sizes_under_an_edge_padded_networks_smallest_side_are_refused_in_one_line(tmp_path):
+    """The shipped styles pad their edges by 32 px and take sides of at least 36: `bench --sizes 20x30` ended in
+    a traceback from the reference network's reflection pad. Bench times the engines themselves, so it refuses
+    the size, naming the smallest it can time, and writes nothing."""
+    from stylexport.checkpoint import save_checkpoint
+    from tests.conftest import one_line_error, random_net
+
+    ckpt = save_checkpoint(tmp_path / "padded.safetensors", random_net(edge_pad=32), {"style_name": "padded"})
+    out = tmp_path / "b.json"
+    one_line_error(runner.invoke(app, ["bench", str(ckpt), "--backends", "torch-fp32", "--sizes", "20x30,64,36x40",
+                                       "--repeats", "1", "--warmup", "0", "-o", str(out)]),
+                   "--sizes 20x30: padded.safetensors takes sides of at least 36 px (it pads its edges inside itself)",
+                   "time sizes of at least 36x36")
+    assert not out.exists()
+    result = runner.invoke(app, ["bench", str(ckpt), "--backends", "torch-fp32", "--sizes", "36x40", "--repeats", "1",
+                                 "--warmup", "0", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [(r["height"], r["width"]) for r in json.loads(out.read_text())["results"]] == [(36, 40)]

@@ -244,9 +244,9 @@ def run(model_path: str | Path | None, config: BenchConfig,
     flop_per_pixel = None if foreign else 2 * conv_macs_per_pixel(model if model is not None else TransformerNet())
     reference = "torch-fp32 of the checkpoint" if is_checkpoint else f"{next(iter(runners))} (first engine)"
     peaks = {p: peak_tflops(device, p) for p in sorted(set(precisions.values()))}
-    sizes, batches, notes = _shapes_it_takes(runners, source, config)
     results = []
     try:
+        sizes, batches, notes = _shapes_it_takes(runners, source, config)
         for (h, w) in sizes:
             for batch in batches:
                 results += _bench_shape(runners, model, h, w, batch, device, config, flop_per_pixel, peaks,
@@ -273,8 +273,14 @@ def run(model_path: str | Path | None, config: BenchConfig,
 
 def _shapes_it_takes(runners, source: Path, config: BenchConfig):
     """The sizes and batches to time: those asked for, or, for a model that takes one size (or batch) only, that
-    one, said in a note (every row would fail otherwise)."""
+    one, said in a note (every row would fail otherwise). A size under the network's smallest side (an
+    edge-padded network's is its pad + 4) is refused: bench times the engines themselves, which take no less."""
     sizes, batches, notes = list(config.sizes), list(config.batches), []
+    least = max(r.spec.min_side for r in runners.values())
+    if small := [f"{h}x{w}" for h, w in sizes if min(h, w) < least]:
+        raise StylexportError(f"--sizes {','.join(small)}: {source.name} takes sides of at least {least} px"
+                              + (" (it pads its edges inside itself)" if least > MIN_SIDE else "")
+                              + f"; time sizes of at least {least}x{least}")
     fixed_hw = {r.spec.fixed_hw for r in runners.values()}
     fixed_batch = {r.spec.fixed_batch for r in runners.values()}
     if len(fixed_hw) == 1 and None not in fixed_hw and (hw := fixed_hw.pop()) not in sizes:
