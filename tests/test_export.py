@@ -7,6 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from stylexport.checkpoint import save_checkpoint
 from stylexport.cli import app
 from stylexport.errors import StylexportError
 from stylexport.export import export
@@ -17,7 +18,7 @@ from stylexport.runtime import InputSpec, TorchRunner, check_batch, open_runner
 from stylexport.runtime.onnx_reference import OnnxReferenceRunner
 from stylexport.runtime.onnxruntime_backend import OrtRunner
 
-from .conftest import one_line_error, smooth_image
+from .conftest import one_line_error, random_net, smooth_image
 
 runner = CliRunner()
 
@@ -199,6 +200,15 @@ def test_bad_export_requests(model_and_ckpt, tmp_path):
             TorchRunner(model_and_ckpt[0], precision="fp16")
     result = runner.invoke(app, ["export", str(ckpt), "--trt", "--min", "10x10"])  # before TensorRT is looked for
     assert result.exit_code == 2 and "at least 16" in result.output
+    # a network that pads its edges by 32 px takes no side under 36: a profile from 32x32 is refused, also
+    # before TensorRT is looked for (a CPU says that TensorRT cannot be built here only for a good profile)
+    padded = save_checkpoint(tmp_path / "padded.safetensors", random_net(edge_pad=32), {"style_name": "padded"})
+    one_line_error(runner.invoke(app, ["export", str(padded), "--trt", "--min", "32x48", "-o", str(tmp_path / "p")]),
+                   "--min 32x48: padded.safetensors takes sides of at least 36 px (it pads its edges by 32 px",
+                   "give --min 36x36 or more")
+    assert not (tmp_path / "p").exists()
+    result = runner.invoke(app, ["export", str(padded), "--trt", "--min", "36x36", "-o", str(tmp_path / "p")])
+    assert result.exit_code == 2 and "--min" not in result.stderr, result.stderr  # the profile passes
 
 
 def test_failed_parity_removes_the_artifact(model_and_ckpt, tmp_path, monkeypatch):

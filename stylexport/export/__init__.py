@@ -164,8 +164,14 @@ def export(checkpoint: str | Path, formats: list[str], out_dir: str | Path, *, p
         if fmt.build is None:
             raise StylexportError(f"{fmt.name} is not an export format; choose from "
                                   f"{', '.join(f.name for f in FORMATS.values() if f.build)}")
-        check_available(fmt)
     loaded = load_checkpoint(checkpoint)
+    least = loaded.model.min_side
+    if FORMATS["tensorrt-fp16"] in chosen and min(profile.min[2:]) < least:  # before TensorRT is looked for
+        raise StylexportError(f"--min {profile.min[2]}x{profile.min[3]}: {Path(checkpoint).name} takes sides of at "
+                              f"least {least} px (it pads its edges by {loaded.model.edge_pad} px inside itself); "
+                              f"give --min {least}x{least} or more")
+    for fmt in chosen:
+        check_available(fmt)
     out_dir = Path(out_dir)
     check_writable(out_dir, folder=True)  # not after minutes of building
     if calibration_dir is not None:  # a missing or empty folder: now, not when the INT8 build reaches it
