@@ -300,6 +300,31 @@ def test_recipes_use_only_train_options():
         assert not unknown, f"{recipe.name}: {unknown} are not options of stylexport train"
 
 
+def test_a_length_given_to_the_recipe_script_replaces_the_recipes(tmp_path):
+    """The recipes fix steps (20,000) and the README's `train_style.py RECIPE RUN --data COCO --epochs 2` meant two
+    passes over COCO, but the recipe's --steps came along and overrode --epochs: 20,000 steps, about one pass.
+    --epochs or --steps given after the run folder now replaces both; other options leave them."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "training" / "train_style.py"
+    spec = importlib.util.spec_from_file_location("train_style", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"lr": 0.001, "epochs": 2, "steps": 20000}))
+
+    def options(*extra):
+        args = script.command_args(recipe, "RUN", list(extra))
+        return [(a, b) for a, b in zip(args, args[1:], strict=False) if a.startswith("-")]
+
+    assert options("--epochs", "2") == [("--lr", "0.001"), ("-o", "RUN"), ("--epochs", "2")]
+    assert options("--steps=400") == [("--lr", "0.001"), ("-o", "RUN")] and "--steps=400" in \
+        script.command_args(recipe, "RUN", ["--steps=400"])
+    assert options("--lr", "2e-4") == [("--lr", "0.001"), ("--epochs", "2"), ("--steps", "20000"), ("-o", "RUN"),
+                                       ("--lr", "2e-4")]
+
+
 def test_sweep_writes_one_tile_per_setting(tmp_path, vgg, make_image):
     out = tmp_path / "sheet.png"
     result = runner.invoke(app, ["sweep", str(make_image("c.png", 32, 32)), str(make_image("s.png", 32, 32, seed=4)),
