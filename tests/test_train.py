@@ -479,6 +479,8 @@ def test_hold_out_keeps_named_photos_out_of_training(tmp_path, vgg, style_path):
 
     result = runner.invoke(app, cli_train(style_path, data, tmp_path / "run2", 1, "--hold-out", "23"))
     one_line_error(result, "--hold-out 23 leaves 1 of 24 photos to train on", "fewer than a batch (2)")
+    result = runner.invoke(app, cli_train(style_path, data, tmp_path / "run3", 1, "--hold-out", "30"))
+    one_line_error(result, "--hold-out 30: the data has only 24 photos", "hold out fewer than 23")  # not "-6 of 24"
 
 
 def test_chunks_under_a_time_limit_resume_to_the_straight_run(tmp_path, vgg, style_path, data_dir, monkeypatch):
