@@ -300,7 +300,10 @@ class Stylizer:
     - a PIL image of any mode (EXIF orientation applied, alpha composited on white): an RGB PIL image;
     - a uint8 numpy array, (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA: a (H, W, 3) uint8 RGB array;
     - a float torch tensor, (3, H, W) or (N, 3, H, W), RGB in [0, 255]: float32 on the CPU, same rank, clamped
-      to [0, 255] (not rounded).
+      to [0, 255] (not rounded);
+    - a uint8 torch tensor, what ``torchvision.io.decode_image``/``read_image`` give: (C, H, W) with C 1 (grey),
+      3 (RGB) or 4 (RGBA, composited on white), or (N, 3, H, W): uint8 on the CPU, (3, H, W) or (N, 3, H, W),
+      rounded as files are written.
 
     One Stylizer can serve several threads (a web service's workers): their network calls take turns.
     """
@@ -360,11 +363,23 @@ def _from_image(image) -> tuple[torch.Tensor, Callable[[torch.Tensor], object]]:
                                   "(H, W, 3) RGB or (H, W, 4) RGBA; for floats in [0, 255] pass a torch tensor "
                                   "(3, H, W)")
         return pil_to_tensor(Image.fromarray(np.ascontiguousarray(image))), tensor_to_uint8
+    if isinstance(image, torch.Tensor) and image.dtype == torch.uint8:
+        def to_uint8(t: torch.Tensor) -> torch.Tensor:
+            return t.clamp(0, 255).round().to(torch.uint8)
+
+        if image.dim() == 3 and image.shape[0] in (1, 3, 4):  # one image, any of torchvision's read modes
+            from torchvision.transforms.v2.functional import to_pil_image
+
+            return pil_to_tensor(to_pil_image(image.detach().cpu())), lambda t: to_uint8(t[0])
+        if image.dim() == 4 and image.shape[1] == 3:
+            return image.detach().cpu().float(), to_uint8
+        raise StylexportError(f"tensor image of shape {tuple(image.shape)} and dtype torch.uint8: expected (C, H, W) "
+                              "with C 1, 3 or 4 (as torchvision.io.decode_image gives) or (N, 3, H, W)")
     if isinstance(image, torch.Tensor):
         if not image.is_floating_point() or image.dim() not in (3, 4) or image.shape[-3] != 3:
             raise StylexportError(f"tensor image of shape {tuple(image.shape)} and dtype {image.dtype}: expected a "
-                                  "float (3, H, W) or (N, 3, H, W) RGB tensor in [0, 255]")
+                                  "float (3, H, W) or (N, 3, H, W) RGB tensor in [0, 255], or uint8")
         single = image.dim() == 3
         return image.detach().float().cpu(), (lambda t: t[0]) if single else (lambda t: t)
     raise StylexportError(f"cannot stylize a {type(image).__module__}.{type(image).__name__}: pass a PIL image, a "
-                          "uint8 numpy array (H, W, 3) or a float torch tensor (3, H, W) in [0, 255]")
+                          "uint8 numpy array (H, W, 3), a float torch tensor (3, H, W) in [0, 255] or a uint8 one")

@@ -40,6 +40,36 @@ def test_pil_numpy_and_tensor_give_the_pixels_the_cli_writes(tmp_path, make_imag
     assert cli.std() > 5  # a visible output, not a flat one that any path would match
 
 
+def test_torchvisions_uint8_images_give_the_pixels_the_cli_writes(tmp_path, make_image, model_and_ckpt):
+    """torchvision.io.decode_image gives uint8 (C, H, W), C 1, 3 or 4 as the file has them: refused before
+    ("expected a float tensor"), now stylized into a uint8 (3, H, W) of the pixels the CLI writes, grey and
+    RGBA converted as files are. (The same tensors made here from PIL: torchvision 0.29 deprecates its decoders.)"""
+    def decode_image(path):
+        array = np.array(Image.open(path))
+        return torch.from_numpy(array[..., None] if array.ndim == 2 else array).permute(2, 0, 1).contiguous()
+
+    _, ckpt = model_and_ckpt
+    photo, out = make_image(h=40, w=52), tmp_path / "cli.png"
+    assert runner.invoke(app, ["stylize", str(photo), "-m", str(ckpt), "-o", str(out), "--backend",
+                               "torch-fp32"]).exit_code == 0
+    cli = torch.from_numpy(np.array(Image.open(out))).permute(2, 0, 1)
+    grey = make_image("grey.png", 40, 48, seed=4, mode="L")
+    rgba = tmp_path / "clear.png"
+    Image.fromarray(np.dstack([smooth_image(40, 48, seed=5), np.zeros((40, 48), np.uint8)])).save(rgba)
+    with Stylizer(ckpt, engine="torch-fp32") as stylizer:
+        picture = stylizer(decode_image(str(photo)))
+        assert picture.dtype == torch.uint8 and picture.shape == (3, 40, 52)
+        assert torch.equal(picture, cli) and float(cli.float().std()) > 5
+        batch = stylizer(torch.stack([decode_image(str(photo))] * 2))
+        assert batch.dtype == torch.uint8 and batch.shape == (2, 3, 40, 52) and torch.equal(batch[1], cli)
+        one = decode_image(str(grey))
+        assert one.shape == (1, 40, 48)
+        assert torch.equal(stylizer(one), stylizer(one.expand(3, -1, -1).contiguous()))
+        four = decode_image(str(rgba))
+        assert four.shape == (4, 40, 48)
+        assert torch.equal(stylizer(four), stylizer(torch.full((3, 40, 48), 255, dtype=torch.uint8)))
+
+
 def test_a_batch_is_the_images_one_by_one(model_and_ckpt):
     _, ckpt = model_and_ckpt
     images = torch.stack([torch.from_numpy(smooth_image(36, 44, seed)).permute(2, 0, 1).float() for seed in (1, 2)])
@@ -83,7 +113,8 @@ def test_modes_are_converted_as_files_are(model_and_ckpt):
 @pytest.mark.parametrize(("image", "message"), [
     (np.zeros((32, 32, 3), np.float64), r"numpy image of shape \(32, 32, 3\) and dtype float64: expected uint8"),
     (np.zeros((32, 32, 2), np.uint8), r"numpy image of shape \(32, 32, 2\)"),
-    (torch.zeros(3, 32, 32, dtype=torch.uint8), r"tensor image of shape \(3, 32, 32\) and dtype torch.uint8"),
+    (torch.zeros(2, 32, 32, dtype=torch.uint8), r"tensor image of shape \(2, 32, 32\) and dtype torch.uint8: "
+                                                r"expected \(C, H, W\) with C 1, 3 or 4"),
     (torch.zeros(4, 32, 32), r"tensor image of shape \(4, 32, 32\)"),
     ([[0, 1], [2, 3]], r"cannot stylize a builtins.list: pass a PIL image"),
     (np.zeros((8, 40, 3), np.uint8), r"is 40x8; each side must be at least 16 px"),
