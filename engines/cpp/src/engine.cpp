@@ -1,4 +1,6 @@
-// open_engine: dispatch on the engine file's suffix to the backends compiled into this build.
+// open_engine: dispatch on the engine file's suffix to the backends compiled into this build; run_any_size: the
+// size policy for images smaller than an engine takes.
+#include <algorithm>
 #include <filesystem>
 #include <string>
 
@@ -6,6 +8,59 @@
 #include "stylexport/engine.hpp"
 
 namespace stylexport {
+namespace {
+
+// `image` padded by (top, bottom, left, right) px: by reflection (the edge pixel not repeated, as torch's
+// "reflect"), each pad at most the side less one; or, with `replicate`, by repeating the edge pixel.
+Image pad(const Image& image, int top, int bottom, int left, int right, bool replicate = false) {
+  auto source = [replicate](int i, int n) {
+    if (replicate) return std::clamp(i, 0, n - 1);
+    return i < 0 ? -i : (i >= n ? 2 * (n - 1) - i : i);
+  };
+  Image out;
+  out.height = image.height + top + bottom;
+  out.width = image.width + left + right;
+  out.pixels.resize(static_cast<size_t>(out.height) * out.width * 3);
+  for (int y = 0; y < out.height; ++y) {
+    const int sy = source(y - top, image.height);
+    for (int x = 0; x < out.width; ++x) {
+      const int sx = source(x - left, image.width);
+      std::copy_n(&image.pixels[(static_cast<size_t>(sy) * image.width + sx) * 3], 3,
+                  &out.pixels[(static_cast<size_t>(y) * out.width + x) * 3]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Image run_any_size(Engine& engine, const Image& input) {
+  const int least = engine.metadata().min_side();
+  if (input.height >= least && input.width >= least) return engine.run(input);
+  // the rounds of stylexport/image.py's reflect_pad_to, so that both pipelines feed the engine the same pixels
+  Image padded = input;
+  int top = 0, left = 0;
+  if (padded.height == 1 || padded.width == 1) {  // one pixel has no reflection: repeat it once first
+    padded = pad(padded, 0, padded.height == 1 ? 1 : 0, 0, padded.width == 1 ? 1 : 0, true);
+  }
+  while (std::min(padded.height, padded.width) < least) {
+    const int grow_h = std::min(std::max(least - padded.height, 0), 2 * (padded.height - 1));
+    const int grow_w = std::min(std::max(least - padded.width, 0), 2 * (padded.width - 1));
+    padded = pad(padded, grow_h / 2, grow_h - grow_h / 2, grow_w / 2, grow_w - grow_w / 2);
+    top += grow_h / 2;
+    left += grow_w / 2;
+  }
+  const Image result = engine.run(padded);
+  Image out;
+  out.height = input.height;
+  out.width = input.width;
+  out.pixels.resize(static_cast<size_t>(out.height) * out.width * 3);
+  for (int y = 0; y < out.height; ++y) {
+    std::copy_n(&result.pixels[(static_cast<size_t>(y + top) * result.width + left) * 3],
+                static_cast<size_t>(out.width) * 3, &out.pixels[static_cast<size_t>(y) * out.width * 3]);
+  }
+  return out;
+}
 
 std::vector<std::string> backends() {
   std::vector<std::string> names;

@@ -65,6 +65,12 @@ class Engine {
   Metadata meta_;
 };
 
+// Any image size, as stylexport's Python pipeline runs one (stylexport/runtime/base.py, infer_any_size): an
+// image with a side below the engine's min_side (an edge-padded network's is its pad + 4: 36 px for the shipped
+// styles) is reflect-padded up to it, evenly, and the result cropped back; any other image is engine.run's.
+// Engine::run itself refuses such an image.
+Image run_any_size(Engine& engine, const Image& input);
+
 struct EngineOptions {
   std::string device = "auto";  // "auto" (what the engine was built for), "cpu" or "cuda"; a mismatch is an Error
   bool cuda_graph = false;       // TensorRT: replay convert -> engine -> convert as one CUDA graph per shape
