@@ -118,14 +118,23 @@ def test_the_page_matches_onnx_runtime_in_python(served_app, tmp_path, query, op
     assert (tmp_path / "screenshot.png").stat().st_size > 10_000
 
 
-def test_a_strip_below_the_models_smallest_side_is_enlarged_with_its_aspect_kept(served_app, tmp_path):
-    """A 400x20 strip at the size select's 256 px would be 256x13, under the model's 16 px: the app enlarged
-    the short side alone (256x16, the picture squashed); now both, to 320x16."""
-    _, url = served_app
-    page = _drive(f"{url}?ep=wasm&size=256", _photo(tmp_path, 400, 20), tmp_path)
+def test_a_strip_below_the_models_smallest_side_is_padded_as_python_pads_it(served_app, tmp_path):
+    """A side under the model's smallest (16 px here; 36 for a shipped style) was enlarged on its own: a strip
+    ran squashed. The page now reflect-pads it as the Python pipeline and the C++ host do, and crops: a 120x10
+    strip comes back 120x10, Python's pixels (ONNX Runtime on the same model.onnx, its size policy)."""
+    app_dir, url = served_app
+    photo = _photo(tmp_path, 120, 10)
+    page = _drive(f"{url}?ep=wasm&size=0", photo, tmp_path)
     assert page["state"] == "done", page
-    assert "320x16" in page["status"], page["status"]
-    assert Image.open(tmp_path / "result.png").size == (320, 16)
+    assert "120x10" in page["status"], page["status"]
+    got = np.asarray(Image.open(tmp_path / "result.png").convert("RGB"))
+    from stylexport.runtime import open_runner
+
+    with open_runner(app_dir / "model.onnx", engine="ort-cpu") as python:
+        x = torch.from_numpy(np.array(Image.open(photo).convert("RGB"))).permute(2, 0, 1).float()[None]
+        expected = python.infer_any_size(x)[0].clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    assert got.shape == expected.shape == (10, 120, 3)
+    assert _psnr(got, expected) >= 40.0 and expected.std() > 5
 
 
 def test_the_page_runs_on_webgpu_when_the_browser_has_it(served_app, tmp_path):

@@ -65,6 +65,46 @@ function toPlanes(imageData) {
   return planes;
 }
 
+// An image with a side under the model's smallest (36 px for a network that pads its edges by 32) is
+// reflect-padded up to it, in the rounds of stylexport/image.py's reflect_pad_to (so the Python pipeline, the
+// C++ host and this page feed the model the same pixels), and the result cropped back.
+function padPlane(grid, top, bottom, left, right, replicate) {
+  const w = grid.w + left + right, h = grid.h + top + bottom, data = new Float32Array(3 * w * h);
+  const source = (i, n) => (replicate ? Math.min(Math.max(i, 0), n - 1) : i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i);
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < h; y++) {
+      const row = (c * grid.h + source(y - top, grid.h)) * grid.w;
+      for (let x = 0; x < w; x++) data[(c * h + y) * w + x] = grid.data[row + source(x - left, grid.w)];
+    }
+  }
+  return { data, w, h };
+}
+
+function reflectPadTo(planes, width, height, least) {
+  let grid = { data: planes, w: width, h: height }, top = 0, left = 0;
+  if (width === 1 || height === 1) grid = padPlane(grid, 0, height === 1 ? 1 : 0, 0, width === 1 ? 1 : 0, true);
+  while (Math.min(grid.w, grid.h) < least) {
+    const growH = Math.min(Math.max(least - grid.h, 0), 2 * (grid.h - 1));
+    const growW = Math.min(Math.max(least - grid.w, 0), 2 * (grid.w - 1));
+    const t = Math.floor(growH / 2), l = Math.floor(growW / 2);
+    grid = padPlane(grid, t, growH - t, l, growW - l, false);
+    top += t;
+    left += l;
+  }
+  return { ...grid, top, left };
+}
+
+function cropPlanes(planes, w, h, top, left, width, height) {
+  const out = new Float32Array(3 * width * height);
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < height; y++) {
+      const from = (c * h + top + y) * w + left;
+      out.set(planes.subarray(from, from + width), (c * height + y) * width);
+    }
+  }
+  return out;
+}
+
 function toImageData(planes, width, height) {
   const n = width * height, rgba = new Uint8ClampedArray(4 * n);
   for (let p = 0; p < n; p++) {  // clamp, then round half up (Python rounds half to even: a tie is 1 level off)
@@ -76,12 +116,10 @@ function toImageData(planes, width, height) {
   return new ImageData(rgba, width, height);
 }
 
-function fit(width, height) {  // the size select: longer side to N px (0: original); the shorter never below the
-  const limit = Number($("size").value);  // model's minimum, enlarged to it with the aspect kept
-  const min = Number(state.contract.min_side);
-  let scale = limit > 0 ? Math.min(1, limit / Math.max(width, height)) : 1;
-  scale = Math.max(scale, min / Math.min(width, height));
-  return [Math.max(min, Math.round(width * scale)), Math.max(min, Math.round(height * scale))];
+function fit(width, height) {  // the size select: longer side to N px (0: original), never shrunk below 1 px
+  const limit = Number($("size").value);
+  const scale = limit > 0 ? Math.min(1, limit / Math.max(width, height)) : 1;
+  return [Math.max(1, Math.round(width * scale)), Math.max(1, Math.round(height * scale))];
 }
 
 function draw(canvas, source, width, height) {
@@ -116,12 +154,16 @@ async function createSession(contract) {
 
 async function stylize(imageData) {
   const { width, height } = imageData, content = toPlanes(imageData);
-  const input = new ort.Tensor("float32", content, [1, 3, height, width]);
+  const least = Number(state.contract.min_side);
+  const fed = Math.min(width, height) < least ? reflectPadTo(content, width, height, least)
+    : { data: content, w: width, h: height, top: 0, left: 0 };
+  const input = new ort.Tensor("float32", fed.data, [1, 3, fed.h, fed.w]);
   const start = performance.now();
   const results = await state.session.run({ [state.contract.input_name]: input });
   const output = results[state.contract.output_name];
-  const stylized = output.data instanceof Float32Array ? output.data : await output.getData();
+  let stylized = output.data instanceof Float32Array ? output.data : await output.getData();
   const modelMs = performance.now() - start;
+  if (fed.data !== content) stylized = cropPlanes(stylized, fed.w, fed.h, fed.top, fed.left, width, height);
   return { content, stylized, width, height, modelMs };
 }
 
