@@ -741,7 +741,7 @@ def export(
 
 @app.command()
 def serve(
-    folder: Annotated[Path, typer.Argument(help="A folder stylexport export --web wrote.")],
+    folder: Annotated[Path, typer.Argument(help="A folder stylexport export --web wrote (or its index.html).")],
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 takes any free one.")] = 8000,
     host: Annotated[str, typer.Option(help="Address to listen on. 127.0.0.1: this machine only. Other machines "
                                       "get WebGPU and threads only over HTTPS (browsers' secure-context rule).")]
@@ -756,8 +756,9 @@ def serve(
     """
     import time
 
-    from stylexport.web.server import start_server
+    from stylexport.web.server import app_folder, start_server
 
+    folder = app_folder(folder)  # its page (index.html) stands for it
     server, url = start_server(folder, host=host, port=port, isolated=isolated)
     threads = "cross-origin isolated: WebAssembly threads" if isolated else "not isolated: one WebAssembly thread"
     typer.echo(f"serving {folder} at {url} ({threads}); Ctrl-C stops")

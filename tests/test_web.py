@@ -181,7 +181,9 @@ def test_serve_sends_isolation_headers_and_module_types_and_stops_on_ctrl_c(tmp_
     import urllib.request
 
     folder = _fake_app(tmp_path / "app")
-    cmd = [sys.executable, "-m", "stylexport", "serve", str(folder), "--port", "0"]
+    # the app's page given for its folder serves the folder (only the isolated run: one process is enough)
+    given = folder / "index.html" if isolated else folder
+    cmd = [sys.executable, "-m", "stylexport", "serve", str(given), "--port", "0"]
     proc = subprocess.Popen(cmd + ([] if isolated else ["--no-isolated"]), stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -206,6 +208,10 @@ def test_serve_refuses_a_folder_that_is_not_an_app_and_a_busy_port(tmp_path):
 
     result = runner.invoke(app, ["serve", str(tmp_path)])
     one_line_error(result, f"{tmp_path} has no index.html or model.json", "export CHECKPOINT --web")
+    model = tmp_path / "waves.onnx"
+    model.write_bytes(b"onnx")  # a model file where its app's folder was meant: not "-o waves.onnx" as the fix
+    one_line_error(runner.invoke(app, ["serve", str(model)]), "waves.onnx is a file, not a web app's folder",
+                   "export CHECKPOINT --web -o APP_FOLDER, then stylexport serve APP_FOLDER")
     folder = _fake_app(tmp_path / "app")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

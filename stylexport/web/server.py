@@ -42,7 +42,19 @@ class AppHandler(http.server.SimpleHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
+def app_folder(path: str | Path) -> Path:
+    """The web app at ``path``: its folder, or the folder of its page (index.html); one-line error otherwise."""
+    folder = Path(path)
+    if folder.name == "index.html" and folder.is_file():
+        folder = folder.parent
+    check_app_folder(folder)
+    return folder
+
+
 def check_app_folder(folder: Path) -> None:
+    if folder.is_file():  # a model file (an .onnx, a checkpoint) given where its app's folder was meant
+        raise StylexportError(f"{folder} is a file, not a web app's folder; make an app with stylexport export "
+                              f"CHECKPOINT --web -o APP_FOLDER, then stylexport serve APP_FOLDER")
     missing = [name for name in APP_FILES if not (folder / name).is_file()]
     if not folder.is_dir() or missing:
         what = "is not a folder" if not folder.is_dir() else f"has no {' or '.join(missing)}"
@@ -54,8 +66,7 @@ def start_server(folder: str | Path, *, host: str = "127.0.0.1", port: int = 0,
                  isolated: bool = True) -> tuple[http.server.ThreadingHTTPServer, str]:
     """Serve ``folder`` on a background thread; return the server (``shutdown()`` stops it) and the app's URL.
     Port 0 takes any free port."""
-    folder = Path(folder)
-    check_app_folder(folder)
+    folder = app_folder(folder)
     handler = type("Handler", (AppHandler,), {"isolated": isolated})
     try:
         server = http.server.ThreadingHTTPServer((host, port), functools.partial(handler, directory=str(folder)))
