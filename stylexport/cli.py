@@ -708,6 +708,13 @@ def export(
     if not all(a <= b <= c for a, b, c in zip(*shapes, strict=True)):
         raise typer.BadParameter(f"need min <= opt <= max, got {shapes[0]} / {shapes[1]} / {shapes[2]}",
                                  param_hint="--min/--opt/--max")
+    from stylexport.formats import FORMATS
+
+    suffixes = {s for f in FORMATS.values() for s in f.suffixes if s.startswith(".")}
+    if not output.is_dir() and any(output.name.lower().endswith(s) for s in suffixes):
+        raise typer.BadParameter(f"{output} names a model file, but export writes a folder (the artifacts, named after "
+                                 f"the style, and export.json); give a folder, e.g. -o {output.parent / 'exported'}",
+                                 param_hint="-o")
     import torch  # after the options are checked: its import alone takes seconds
     from rich.table import Table
 

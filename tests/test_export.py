@@ -200,6 +200,11 @@ def test_bad_export_requests(model_and_ckpt, tmp_path):
             TorchRunner(model_and_ckpt[0], precision="fp16")
     result = runner.invoke(app, ["export", str(ckpt), "--trt", "--min", "10x10"])  # before TensorRT is looked for
     assert result.exit_code == 2 and "at least 16" in result.output
+    # -o is a folder: a model file's name there made a folder called model.onnx with waves.onnx inside
+    for name in ("model.onnx", "phone.int8.pte", "engine.plan"):
+        one_line_error(runner.invoke(app, ["export", str(ckpt), "--onnx", "-o", str(tmp_path / name)]),
+                       f"{name} names a model file, but export writes a folder", f"-o {tmp_path / 'exported'}")
+        assert not (tmp_path / name).exists()
     # a network that pads its edges by 32 px takes no side under 36: a profile from 32x32 is refused, also
     # before TensorRT is looked for (a CPU says that TensorRT cannot be built here only for a good profile)
     padded = save_checkpoint(tmp_path / "padded.safetensors", random_net(edge_pad=32), {"style_name": "padded"})
