@@ -190,7 +190,8 @@ def open_cached(checkpoint: Path, engine, device: torch.device, folder: Path | N
 
 
 def plan_outputs(files: Sequence[Path], output: Path) -> list[Path]:
-    """Where each input goes. One input and an image suffix: ``output`` is the file. Otherwise ``output`` is a
+    """Where each input goes. One input and an image suffix: ``output`` is the file (another suffix is refused,
+    unless the folder exists: a typo like ``out.jgp`` made a folder). Otherwise ``output`` is a
     folder and each image keeps its path relative to the inputs' common folder (``a/x.jpg`` and ``b/x.jpg`` go
     to ``OUT/a/x.jpg`` and ``OUT/b/x.jpg``), with a suffix we cannot write replaced by ``.png``. Two inputs
     that would land on one file, an output that is an input, and an output that cannot be written are refused
@@ -199,6 +200,10 @@ def plan_outputs(files: Sequence[Path], output: Path) -> list[Path]:
         check_writable(output)
         check_not_an_input([output], files)
         return [output]
+    if len(files) == 1 and output.suffix and not output.is_dir():  # a typo or an image type we cannot write
+        raise StylexportError(f"output {output}: '{output.suffix}' is not an image type stylexport writes "
+                              f"({', '.join(SAVE_FORMATS)}); for a folder, give a name without a suffix or an "
+                              "existing folder")
     if output.suffix.lower() in SAVE_FORMATS and not output.is_dir():
         raise StylexportError(f"{len(files)} inputs but output {output} is one image; pass a folder for -o")
     check_writable(output, folder=True)

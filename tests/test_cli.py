@@ -84,6 +84,14 @@ def test_stylize_bad_inputs(tmp_path, make_image, ckpt):
     one_line_error(run("stylize", photo, "-m", ckpt, "-o", blocker / "out.jpg"), "afile")
     assert not out.exists()
 
+    # one photo, -o with a suffix that is no image type: a typo made a folder called out.jgp (photo inside)
+    one_line_error(run("stylize", photo, "-m", ckpt, "-o", tmp_path / "out.jgp"), "out.jgp: '.jgp' is not an image "
+                   "type stylexport writes (.jpg, .jpeg, .png", "give a name without a suffix or an existing folder")
+    assert not (tmp_path / "out.jgp").exists()
+    (tmp_path / "results.v2").mkdir()  # an existing folder with a dot in its name is still a folder
+    assert run("stylize", photo, "-m", ckpt, "-o", tmp_path / "results.v2").exit_code == 0
+    assert (tmp_path / "results.v2" / "ok.png").is_file()
+
 
 def test_a_training_run_folder_stands_for_the_weights_it_has_reached(tmp_path, make_image, random_model):
     """`stylexport train -o runs/x` says its model is runs/x/model.safetensors; `-m runs/x` runs that file
