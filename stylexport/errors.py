@@ -1,5 +1,7 @@
 """One exception type for user mistakes: the CLI prints its message on one line and exits with 2."""
 
+from pathlib import Path
+
 
 class StylexportError(Exception):
     """A problem the user can fix (bad input file, wrong option, missing weights).
@@ -8,7 +10,7 @@ class StylexportError(Exception):
     """
 
 
-def missing_model(path, fix: str) -> StylexportError:
+def missing_model(path: Path, fix: str) -> StylexportError:
     """The error for a model path that is not a file: not there at all, or a folder (of the wrong kind)."""
     if path.is_dir():
         return StylexportError(f"model {path} is a folder, not a model file (nor a training run's folder: no "

@@ -251,4 +251,3 @@ def reflect_pad_to(batch: torch.Tensor, side: int) -> tuple[torch.Tensor, tuple[
         batch = torch.nn.functional.pad(batch, (ll, grow_w - ll, t, grow_h - t), mode="reflect")
         top, left = top + t, left + ll
     return batch, (top, left)
-

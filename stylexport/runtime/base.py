@@ -172,4 +172,3 @@ class Runner:
         if key not in warned:
             warned.add(key)
             log.warning(message, *args)
-
