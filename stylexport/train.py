@@ -262,15 +262,13 @@ def _held_out_photos(files: list[Path], previews: int, hold_out: int,
     list, are kept out of training; with none asked for, a few are held for previews when the data set is big
     enough (else previews use the bundled photo). Previews are the first held-out photos."""
     count = hold_out or (previews if len(files) >= 20 else 0)
-    if hold_out >= len(files):
-        raise StylexportError(f"--hold-out {hold_out}: the data has only {len(files)} photos, so none would be left "
-                              f"to train on; hold out fewer than {len(files) - batch_size + 1} or add photos"
-                              if len(files) >= batch_size else
-                              f"--hold-out {hold_out}: the data has only {len(files)} photos, fewer than a batch "
-                              f"({batch_size}) before any is held out; add photos")
     if hold_out and len(files) - hold_out < batch_size:
-        raise StylexportError(f"--hold-out {hold_out} leaves {len(files) - hold_out} of {len(files)} photos to train "
-                              f"on, fewer than a batch ({batch_size}); hold out fewer photos or add photos")
+        if hold_out < len(files):
+            raise StylexportError(f"--hold-out {hold_out} leaves {len(files) - hold_out} of {len(files)} photos to "
+                                  f"train on, fewer than a batch ({batch_size}); hold out fewer photos or add photos")
+        why = (f"so none would be left to train on; hold out fewer than {len(files) - batch_size + 1} or add photos"
+               if len(files) >= batch_size else f"fewer than a batch ({batch_size}) before any is held out; add photos")
+        raise StylexportError(f"--hold-out {hold_out}: the data has only {len(files)} photos, {why}")
     if count > 0:
         step = len(files) // count
         held = [files[i * step] for i in range(count)]
