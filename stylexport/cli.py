@@ -451,11 +451,11 @@ def styles(
 
 
 def _preview_styles(photo: Path, output: Path, found: list, *, size: int, device: str) -> None:
-    from stylexport.image import check_image_output, read_image, save_image
-    from stylexport.stylize import styles_sheet
+    from stylexport.image import check_image_output, save_image
+    from stylexport.stylize import read_photo, styles_sheet
 
     check_image_output(output, [photo])  # before the work: its suffix, its folder, not the photo itself
-    image = read_image(photo)
+    image = read_photo(photo)
     with _progress() as bar:
         task = bar.add_task("styles", total=len(found), info="")
         sheet = styles_sheet(image, found, size=size, device=device,
@@ -542,20 +542,24 @@ def stylize(
     loaded; load them only from sources you trust. Checkpoints (.safetensors, weights-only .pth) and .onnx
     models are data: stylexport never unpickles code from them.
     """
-    from stylexport.image import find_images, read_image, sample_paths
-    from stylexport.stylize import plan_outputs, stylize_files
+    from stylexport.image import find_images, sample_paths
+    from stylexport.stylize import plan_outputs, read_photo, stylize_files
 
     _only_with("--tile-margin", tile_margin, tile is not None, needs="applies with --tile", add="--tile SIZE")
+    if tile is not None:
+        from stylexport.tiles import DEFAULT_MARGIN, check_tiling
+
+        check_tiling(tile, DEFAULT_MARGIN if tile_margin is None else tile_margin)
     model = _model_path(model, style)
     if not inputs:
         inputs = [sample_paths()[0]]
         typer.echo(f"photo {inputs[0]} (the bundled sample; no INPUT given)", err=True)
     files = find_images(inputs)
     targets = plan_outputs(files, output)
-    read = read_image
+    read = read_photo
     if len(files) == 1:  # a photo that cannot be read: its one line before an engine is opened (perhaps exported)
-        first = read_image(files[0])  # read once: decoded once, its warnings (animation, colour profile) said once
-        read = lambda path: first if path == files[0] else read_image(path)  # noqa: E731
+        first = read_photo(files[0])  # read once: decoded once, its warnings (animation, colour profile) said once
+        read = lambda path: first if path == files[0] else read_photo(path)  # noqa: E731
     runner = _open_model(model, device=device, backend=backend, tiled=tile is not None)
     with _progress() as bar:
         task = bar.add_task("stylize", total=len(files), info=runner.name)
@@ -584,8 +588,8 @@ def stylize(
     for path, reason in report.failed:
         typer.echo(f"failed: {path}: {reason}", err=True)
     if report.failed:
-        raise StylexportError(f"{len(report.failed)} of {len(files)} images failed (each is listed above); the "
-                              "others were written")
+        raise StylexportError(f"{len(report.failed)} of {len(files)} images failed (each is listed above); "
+                              + ("the others were written" if report.written else "none was written"))
 
 
 @app.command()

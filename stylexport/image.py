@@ -124,6 +124,8 @@ def read_image(path: str | os.PathLike, *, min_size: int = MIN_SIZE) -> torch.Te
 
 def _rgb_tensor(rgb: Image.Image, what: str, min_size: int) -> torch.Tensor:
     w, h = rgb.size
+    if w * h == 0:
+        raise StylexportError(f"{what} is {w}x{h}: it has no pixels to stylize")
     if min(w, h) < min_size:
         raise StylexportError(f"{what} is {w}x{h}; each side must be at least {min_size} px")
     return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float().contiguous()
@@ -195,6 +197,13 @@ def max_side_size(width: int, height: int, max_side: int | None, *, even: bool =
     if even:
         return 2 * max(1, round(width * scale / 2)), 2 * max(1, round(height * scale / 2))
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def check_size(size: int | None, option: str = "--size") -> None:
+    """Refuse a longer side the pipeline will not resize to (below MIN_SIDE, or not a whole number of pixels)."""
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIDE):
+        raise StylexportError(f"{option} {size!r}: the longer side must be a whole number of pixels, at least "
+                              f"{MIN_SIDE}; use {MIN_SIDE} or more (or leave it out for the input's size)")
 
 
 def resize_max_side(image: torch.Tensor, max_side: int | None) -> torch.Tensor:

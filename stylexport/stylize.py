@@ -18,7 +18,7 @@ import torch
 from stylexport.controls import apply_controls
 from stylexport.errors import StylexportError
 from stylexport.fileio import check_not_an_input, check_writable
-from stylexport.image import SAVE_FORMATS, read_image, resize_max_side, save_image
+from stylexport.image import SAVE_FORMATS, check_size, read_image, resize_max_side, save_image
 
 log = logging.getLogger(__name__)
 AUTO_MIN_PSNR_DB = 45.0  # an engine chosen for the user must be this close to torch FP32 (INT8 is opt-in)
@@ -223,6 +223,12 @@ def plan_outputs(files: Sequence[Path], output: Path) -> list[Path]:
     return plan
 
 
+def read_photo(path: str | os.PathLike) -> torch.Tensor:
+    """``read_image`` for the pipeline, which runs an image of any size (the size policy pads one smaller than the
+    network's smallest side: ``Runner.infer_any_size``), so an icon or a thin strip is no error."""
+    return read_image(path, min_size=1)
+
+
 def stylize_tensor(runner, image: torch.Tensor, *, size: int | None = None, strength: float = 1.0,
                    colors: bool = False, infer: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """The pipeline on one (3, H, W) image or an (N, 3, H, W) batch, RGB float in [0, 255]: resize the longer
@@ -269,9 +275,9 @@ def stylize_files(runner, files: Sequence[Path], targets: Sequence[Path], *, siz
                   strength: float = 1.0, colors: bool = False,
                   infer: Callable[[torch.Tensor, Path], torch.Tensor] | None = None,
                   progress: Callable[[Path], None] | None = None,
-                  read: Callable[[Path], torch.Tensor] = read_image) -> StylizeReport:
+                  read: Callable[[Path], torch.Tensor] = read_photo) -> StylizeReport:
     """Stylize each file into its target. ``infer`` replaces the runner call (tiling); ``read`` replaces
-    read_image (a caller that has read a file already); a file that cannot be read, run or written is recorded
+    read_photo (a caller that has read a file already); a file that cannot be read, run or written is recorded
     with its reason and the rest go on."""
     report = StylizeReport([], [])
     for path, target in zip(files, targets, strict=True):
@@ -315,6 +321,10 @@ class Stylizer:
 
     def __init__(self, model: str | os.PathLike | None = None, *, style: str | None = None, engine: str | None = None,
                  device: str = "auto", tile: int | None = None, tile_margin: int = 64):
+        if tile is not None:
+            from stylexport.tiles import check_tiling
+
+            check_tiling(tile, tile_margin)
         path, default = resolve_model(model, style)
         if default is not None:
             log.info("style %s (no model or style given)", default)
@@ -328,6 +338,7 @@ class Stylizer:
         return self.runner.engine or self.runner.name
 
     def __call__(self, image, *, size: int | None = None, strength: float = 1.0, preserve_colors: bool = False):
+        check_size(size, "size")
         tensor, back = _from_image(image)
         infer = None
         if self.tile is not None:
@@ -360,14 +371,16 @@ def _from_image(image) -> tuple[torch.Tensor, Callable[[torch.Tensor], object]]:
     from stylexport.image import pil_to_tensor, tensor_to_pil, tensor_to_uint8
 
     if isinstance(image, Image.Image):
-        return pil_to_tensor(image), tensor_to_pil
+        return pil_to_tensor(image, min_size=1), tensor_to_pil
     if isinstance(image, np.ndarray):
         shape = image.shape
         if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and shape[2] in (3, 4))):
             raise StylexportError(f"numpy image of shape {shape} and dtype {image.dtype}: expected uint8 (H, W), "
                                   "(H, W, 3) RGB or (H, W, 4) RGBA; for floats in [0, 255] pass a torch tensor "
                                   "(3, H, W)")
-        return pil_to_tensor(Image.fromarray(np.ascontiguousarray(image))), tensor_to_uint8
+        return pil_to_tensor(Image.fromarray(np.ascontiguousarray(image)), min_size=1), tensor_to_uint8
+    if isinstance(image, torch.Tensor) and image.numel() == 0:
+        raise StylexportError(f"tensor image of shape {tuple(image.shape)} is empty: it has no pixels to stylize")
     if isinstance(image, torch.Tensor) and image.dtype == torch.uint8:
         def to_uint8(t: torch.Tensor) -> torch.Tensor:
             return t.clamp(0, 255).round().to(torch.uint8)
@@ -375,7 +388,7 @@ def _from_image(image) -> tuple[torch.Tensor, Callable[[torch.Tensor], object]]:
         if image.dim() == 3 and image.shape[0] in (1, 3, 4):  # one image, any of torchvision's read modes
             from torchvision.transforms.v2.functional import to_pil_image
 
-            return pil_to_tensor(to_pil_image(image.detach().cpu())), lambda t: to_uint8(t[0])
+            return pil_to_tensor(to_pil_image(image.detach().cpu()), min_size=1), lambda t: to_uint8(t[0])
         if image.dim() == 4 and image.shape[1] == 3:
             return image.detach().cpu().float(), to_uint8
         raise StylexportError(f"tensor image of shape {tuple(image.shape)} and dtype torch.uint8: expected (C, H, W) "
@@ -384,7 +397,17 @@ def _from_image(image) -> tuple[torch.Tensor, Callable[[torch.Tensor], object]]:
         if not image.is_floating_point() or image.dim() not in (3, 4) or image.shape[-3] != 3:
             raise StylexportError(f"tensor image of shape {tuple(image.shape)} and dtype {image.dtype}: expected a "
                                   "float (3, H, W) or (N, 3, H, W) RGB tensor in [0, 255], or uint8")
-        single = image.dim() == 3
-        return image.detach().float().cpu(), (lambda t: t[0]) if single else (lambda t: t)
+        tensor = image.detach().float().cpu()
+        if not torch.isfinite(tensor).all():
+            raise StylexportError(f"tensor image of shape {tuple(image.shape)} holds NaN or infinite values; pass "
+                                  "RGB in [0, 255]")
+        if tensor.numel() and 0 < float(tensor.max()) <= 1:
+            log.warning("the float tensor's values lie in [0, 1], but Stylizer takes RGB in [0, 255] (as decoded "
+                        "files hold): multiply it by 255 (torchvision's to_tensor and to_dtype(scale=True) give "
+                        "[0, 1]); stylizing it as an almost black image")
+        return tensor, (lambda t: t[0]) if image.dim() == 3 else (lambda t: t)
+    hint = "; for a file, pass Image.open(path) (or run `stylexport stylize FILE -o OUT`)" \
+        if isinstance(image, str | os.PathLike) else ""
     raise StylexportError(f"cannot stylize a {type(image).__module__}.{type(image).__name__}: pass a PIL image, a "
-                          "uint8 numpy array (H, W, 3), a float torch tensor (3, H, W) in [0, 255] or a uint8 one")
+                          "uint8 numpy array (H, W, 3), a float torch tensor (3, H, W) in [0, 255] or a uint8 "
+                          f"one{hint}")

@@ -107,6 +107,19 @@ def _spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int
     return spans
 
 
+def check_tiling(tile: int, margin: int = DEFAULT_MARGIN) -> None:
+    """Refuse a tile or margin the network cannot run, naming the option and the nearest value that runs: before
+    a model opens, not once per image."""
+    if tile < MIN_SIDE or tile % SIZE_MULTIPLE:
+        nearest = max(MIN_SIDE, -(-tile // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        raise StylexportError(f"--tile {tile}: a tile must be a multiple of {SIZE_MULTIPLE} px and at least "
+                              f"{MIN_SIDE}; try --tile {nearest} (or 512)")
+    if margin < 0 or margin % SIZE_MULTIPLE:
+        nearest = max(0, -(-margin // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        raise StylexportError(f"--tile-margin {margin}: the margin must be a multiple of {SIZE_MULTIPLE} px, 0 or "
+                              f"more; try --tile-margin {nearest}")
+
+
 @torch.no_grad()
 def stylize_tiled(model: TransformerNet, image: torch.Tensor, *, tile: int = 512, margin: int = DEFAULT_MARGIN,
                   device: torch.device | str = "cpu", progress: Callable[[int, int], None] | None = None
@@ -115,9 +128,7 @@ def stylize_tiled(model: TransformerNet, image: torch.Tensor, *, tile: int = 512
 
     Returns (1, 3, H, W) float32 on the CPU, clamped to [0, 255].
     """
-    if tile < MIN_SIDE or tile % SIZE_MULTIPLE or margin % SIZE_MULTIPLE or margin < 0:
-        raise StylexportError(f"--tile {tile} / margin {margin}: the tile must be a multiple of {SIZE_MULTIPLE} "
-                              f"and >= {MIN_SIDE}, the margin a multiple of {SIZE_MULTIPLE}; try --tile 512")
+    check_tiling(tile, margin)
     x = image[None] if image.dim() == 3 else image
     if x.shape[0] != 1:
         raise StylexportError(f"tiled stylization takes one image at a time, got a batch of {x.shape[0]}")

@@ -30,7 +30,7 @@ import torch
 from stylexport.controls import Stabilizer, apply_controls, check_strength, flicker
 from stylexport.errors import StylexportError
 from stylexport.fileio import atomic_path, check_not_an_input, check_writable, ensure_parent
-from stylexport.image import max_side_size, resize
+from stylexport.image import check_size, max_side_size, resize
 
 log = logging.getLogger(__name__)
 
@@ -333,8 +333,7 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, runner, *, bat
     check_strength(strength)
     if batch < 1:
         raise StylexportError(f"--batch {batch}: use 1 or more")
-    if size is not None and size < 16:
-        raise StylexportError(f"--size {size}: the network needs at least 16 px a side; use 16 or more")
+    check_size(size)
     src, dst = Path(src), Path(dst)
     info = checked if checked is not None else check_paths(src, dst, fps=fps, crf=crf, size=size)
     frames_in = _folder_frames(info["paths"]) if src.is_dir() else None  # the folder listed once, by the checks
@@ -357,7 +356,7 @@ def _folder_info(folder: Path, fps: float | None) -> dict:
     from stylexport.image import find_images, read_image
 
     paths = find_images([folder], recursive=False)
-    first = read_image(paths[0])
+    first = read_image(paths[0], min_size=1)
     return {"count": len(paths), "width": first.shape[2], "height": first.shape[1], "fps": fps or 25.0,
             "paths": paths}
 
@@ -367,7 +366,7 @@ def _folder_frames(paths: list[Path]) -> Callable[[], Iterator[tuple[Path, np.nd
 
     def frames():
         for p in paths:
-            yield p, read_image(p).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            yield p, read_image(p, min_size=1).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
     return frames
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from stylexport import StylexportError, Stylizer
 from stylexport.cli import app
 from stylexport.styles import DEFAULT_STYLE, STYLES_ENV, ship_style
-from tests.conftest import smooth_image
+from tests.conftest import random_net, smooth_image
 
 runner = CliRunner()
 
@@ -117,12 +117,58 @@ def test_modes_are_converted_as_files_are(model_and_ckpt):
                                                 r"expected \(C, H, W\) with C 1, 3 or 4"),
     (torch.zeros(4, 32, 32), r"tensor image of shape \(4, 32, 32\)"),
     ([[0, 1], [2, 3]], r"cannot stylize a builtins.list: pass a PIL image"),
-    (np.zeros((8, 40, 3), np.uint8), r"is 40x8; each side must be at least 16 px"),
+    (np.zeros((0, 40, 3), np.uint8), r"is 40x0: it has no pixels to stylize"),
+    (torch.zeros(1, 3, 0, 8), r"tensor image of shape \(1, 3, 0, 8\) is empty"),
+    (torch.zeros(0, 3, 8, 8, dtype=torch.uint8), r"tensor image of shape \(0, 3, 8, 8\) is empty"),
+    (torch.full((3, 20, 20), float("nan")), r"tensor image of shape \(3, 20, 20\) holds NaN or infinite values"),
+    ("photo.jpg", r"cannot stylize a builtins.str: .* for a file, pass Image.open\(path\)"),
 ])
 def test_bad_images_are_refused_with_what_was_given_and_what_is_expected(model_and_ckpt, image, message):
     _, ckpt = model_and_ckpt
     with Stylizer(ckpt, engine="torch-fp32") as stylizer, pytest.raises(StylexportError, match=message):
         stylizer(image)
+
+
+def test_calls_and_options_a_stylizer_cannot_run_are_refused_in_one_line(model_and_ckpt, caplog):
+    _, ckpt = model_and_ckpt
+    with pytest.raises(StylexportError, match=r"--tile 18: a tile must be a multiple of 4 px and at least 16; try "
+                                              r"--tile 20"):
+        Stylizer(ckpt, tile=18)
+    with pytest.raises(StylexportError, match=r"--tile-margin 6: .*; try --tile-margin 8"):
+        Stylizer(ckpt, tile=32, tile_margin=6)
+    stylizer = Stylizer(ckpt, engine="torch-fp32")
+    photo = smooth_image(24, 30)
+    for size in (10, 0, 100.5):
+        with pytest.raises(StylexportError, match=f"size {size}: the longer side must be a whole number of pixels, "
+                                                  "at least 16"):
+            stylizer(photo, size=size)
+    assert stylizer(photo, size=16).shape == (13, 16, 3)
+    with caplog.at_level("WARNING"):
+        dark = stylizer(torch.from_numpy(photo).permute(2, 0, 1).float() / 255)
+    assert dark.shape == (3, 24, 30)
+    assert "values lie in [0, 1], but Stylizer takes RGB in [0, 255]" in caplog.text and "multiply it by 255" in \
+        caplog.text
+    stylizer.close()
+    with pytest.raises(StylexportError, match=r"torch-fp32 was closed \(close\(\), or the end of its `with` block\)"):
+        stylizer(photo)
+
+
+def test_images_smaller_than_the_network_takes_are_padded_not_refused(tmp_path, make_image):
+    """The size policy (Runner.infer_any_size) runs any image of a pixel or more: an icon, a thin strip, a single
+    pixel (files under 16 px were refused). Python apps and the CLI give the same pixels, at the input's size."""
+    from stylexport.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "padded.safetensors", random_net(head_gain=20.0, edge_pad=20))  # sides >= 24
+    with Stylizer(ckpt, engine="torch-fp32") as stylizer:
+        for h, w in ((1, 1), (3, 40), (10, 10)):
+            photo = make_image(f"p{h}x{w}.png", h=h, w=w)
+            out = tmp_path / f"out{h}x{w}.png"
+            result = runner.invoke(app, ["stylize", str(photo), "-m", str(ckpt), "-o", str(out), "--backend",
+                                         "torch-fp32"])
+            assert result.exit_code == 0, result.output
+            picture = stylizer(Image.open(photo))
+            assert picture.size == (w, h) == Image.open(out).size
+            np.testing.assert_array_equal(np.asarray(picture), np.asarray(Image.open(out)))
 
 
 def test_tiles_match_the_whole_image_and_need_a_checkpoint_on_torch(tmp_path, model_and_ckpt):

@@ -261,6 +261,23 @@ def test_options_that_would_change_nothing_are_refused(tmp_path, make_image, mod
     assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "b.json").exists()
 
 
+def test_a_tile_the_network_cannot_run_is_refused_once_before_the_model(tmp_path, make_image, model_and_ckpt,
+                                                                          monkeypatch):
+    """`stylize FOLDER --tile 18` opened the model, then failed every image with the same line ("2 of 2 images
+    failed ... the others were written", none was): now one line naming the option and a tile that runs."""
+    _, ckpt = model_and_ckpt
+    monkeypatch.setattr("stylexport.cli._open_model", _never)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        make_image(name).rename(folder / name)
+    one_line_error(run("stylize", folder, "-m", ckpt, "--tile", "18", "-o", tmp_path / "out"),
+                   "--tile 18: a tile must be a multiple of 4 px and at least 16; try --tile 20")
+    one_line_error(run("stylize", folder, "-m", ckpt, "--tile", "64", "--tile-margin", "30", "-o", tmp_path / "out"),
+                   "--tile-margin 30: the margin must be a multiple of 4 px, 0 or more; try --tile-margin 32")
+    assert not (tmp_path / "out").exists()
+
+
 def test_options_with_shown_defaults_are_refused_only_when_given(tmp_path, make_image, model_and_ckpt, monkeypatch):
     """TensorRT's profile options without --trt and `video --crf` for frames or an .avi changed nothing and were
     accepted silently (their defaults are shown in --help, so a value alone cannot say whether the user gave it):

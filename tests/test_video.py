@@ -290,7 +290,8 @@ def test_size_resizes_frames_before_the_model_in_every_output(tmp_path, random_m
     report = stylize_video(clip, tmp_path / "small.gif", TorchRunner(random_model), size=40)
     with Image.open(tmp_path / "small.gif") as gif:
         assert gif.size == (40, 30) == (report.width, report.height) and gif.n_frames == 4
-    with pytest.raises(StylexportError, match="--size 8: the network needs at least 16 px a side"):
+    with pytest.raises(StylexportError, match="--size 8: the longer side must be a whole number of pixels, at "
+                                              "least 16"):
         stylize_video(clip, tmp_path / "tiny.mp4", TorchRunner(random_model), size=8)
 
 

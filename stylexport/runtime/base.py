@@ -86,6 +86,9 @@ class Runner:
         """Run one batch. Calls from several threads take turns: an engine session (an OpenVINO infer request, a
         TensorRT execution context, an ExecuTorch method) runs one inference at a time, and a web service shares
         one runner between its worker threads."""
+        if self.__dict__.get("_closed"):
+            raise StylexportError(f"{self.engine or self.name} was closed (close(), or the end of its `with` block), "
+                                  "which released its engine; open the model again to run it")
         check_batch(batch, self.spec)
         with self.__dict__.get("_turns") or self.__dict__.setdefault("_turns", threading.Lock()):
             out = self._run(batch)
@@ -103,6 +106,7 @@ class Runner:
         """Release what the backend holds (sessions, engines, compiled code, GPU memory). Idempotent."""
         for attr in self.held:
             self.__dict__.pop(attr, None)
+        self.__dict__["_closed"] = True
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
