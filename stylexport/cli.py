@@ -983,7 +983,9 @@ def train(
         typer.echo(f"stopped at the {config.max_minutes:g}-minute limit after step {result.steps} of "
                    f"{result.total_steps}; continue with: stylexport train --resume {run_dir}")
     if result.skipped_files:
-        typer.echo(f"skipped {len(result.skipped_files)} unreadable files, e.g. {result.skipped_files[0]}")
+        count = len(result.skipped_files)
+        typer.echo(f"skipped {count} unreadable file{'s' if count > 1 else ''} ({result.skipped_files[0]}"
+                   f"{' and others' if count > 1 else ''}): each with why, in {run_dir / 'skipped.tsv'}")
     if result.stopped_by is not None:  # Ctrl-C or SIGTERM: the loop finished its step and saved it
         import signal
 

@@ -42,13 +42,14 @@ class PhotoCrops(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor | None, str]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor | None, str, str]:
+        """A random crop of one photo, its path and "" (a file that cannot be read: None, its path and why)."""
         epoch, index = key
         path = self.files[index]
         try:
             image = read_image(path, min_size=1)
-        except StylexportError:
-            return None, str(path)
+        except StylexportError as exc:
+            return None, str(path), str(exc)
         # Upscale small photos so a crop of `size` always exists.
         h, w = image.shape[-2:]
         if min(h, w) < self.size:
@@ -56,13 +57,14 @@ class PhotoCrops(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hash((self.seed, epoch, index)) & 0x7FFFFFFF)
             crop = self.transform(image)
-        return crop.clamp(0, 255), str(path)
+        return crop.clamp(0, 255), str(path), ""
 
 
-def collate(items: list[tuple[torch.Tensor | None, str]]) -> tuple[torch.Tensor | None, list[str]]:
-    """Stack the readable crops; return the paths of the unreadable ones."""
-    good = [t for t, _ in items if t is not None]
-    bad = [p for t, p in items if t is None]
+def collate(items: list[tuple[torch.Tensor | None, str, str]]
+            ) -> tuple[torch.Tensor | None, list[tuple[str, str]]]:
+    """Stack the readable crops; return the unreadable ones' paths, each with why it could not be read."""
+    good = [t for t, _, _ in items if t is not None]
+    bad = [(path, why) for t, path, why in items if t is None]
     return (torch.stack(good) if good else None), bad
 
 

@@ -54,10 +54,11 @@ STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.jsonl"
 DATA_FILE = "data.tsv"  # the photos a run trains on: relative path and size, one per line
+SKIPPED_FILE = "skipped.tsv"  # training photos that could not be read: path, tab, why; one per line
 HELD_OUT_FILE = "held_out.txt"  # photos kept out of training (previews, evaluation): relative paths
 # What a run writes before its first checkpoint: a folder holding only these (and no state.pt) is a run that
 # died before it saved anything, and a new run may take the folder over.
-RUN_FILES = (CONFIG_FILE, HISTORY_FILE, DATA_FILE, HELD_OUT_FILE, "loss.png", "previews")
+RUN_FILES = (CONFIG_FILE, HISTORY_FILE, DATA_FILE, HELD_OUT_FILE, SKIPPED_FILE, "loss.png", "previews")
 # Changing these would make a resumed run different from the one it continues.
 RESUME_MUST_MATCH = ("style_sha256", "image_size", "style_size", "batch_size", "lr", "seed", "loss", "architecture",
                      "edge_pad", "data_count", "data_sha256")
@@ -296,6 +297,13 @@ def _save_previews(model: TransformerNet, photos: list[torch.Tensor], path: Path
         log.warning("could not write preview %s: %s", path, exc)
     finally:
         model.train(was_training)
+
+
+def _read_skipped(path: Path) -> dict[str, str]:
+    """A run's list of unreadable training photos (path -> why), as an earlier call of it wrote them."""
+    if not path.is_file():
+        return {}
+    return dict(line.split("\t", 1) for line in path.read_text().splitlines() if "\t" in line)
 
 
 def read_history(path: Path, up_to: int) -> list[dict[str, Any]]:
@@ -587,7 +595,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         plot_history(history, run_dir / "loss.png")
         last_saved = step
 
-    skipped: set[str] = set()
+    skipped = _read_skipped(run_dir / SKIPPED_FILE) if main else {}  # a resumed run's, kept
     start_time = time.perf_counter()
     deadline = start_time + config.max_minutes * 60 if config.max_minutes else math.inf
     out_of_time = False
@@ -597,7 +605,10 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     stopped = False
     with _StopRequests() as stops:
         for batch, bad in loader:
-            skipped.update(bad)
+            if main and not set(dict(bad)) <= set(skipped):
+                skipped.update(bad)
+                write_text_atomic(run_dir / SKIPPED_FILE, "".join(f"{path}\t{why}\n"
+                                                                  for path, why in sorted(skipped.items())))
             if batch is None:
                 continue
             x = batch.to(device, non_blocking=True)

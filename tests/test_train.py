@@ -55,6 +55,8 @@ def test_training_lowers_the_loss_and_skips_unreadable(tmp_path, vgg, style_path
     last = sum(h["total"] for h in history[-3:]) / 3
     assert last < first
     assert result.skipped_files == [str(data_dir / "broken.jpg")]
+    (path, why), = (line.split("\t") for line in (tmp_path / "run" / "skipped.tsv").read_text().splitlines())
+    assert path == str(data_dir / "broken.jpg") and why.startswith(f"cannot read image {path}: ")
     for name in ("model.safetensors", "state.pt", "config.json", "loss.png"):
         assert (tmp_path / "run" / name).is_file()
     assert sorted(p.name for p in (tmp_path / "run" / "previews").iterdir()) == ["step_0000004.jpg",
@@ -246,7 +248,8 @@ def test_cli_train_then_stylize_with_its_checkpoint(tmp_path, vgg, style_path, d
     args = cli_train(style_path, data_dir, run, 2, "--checkpoint-every", "2")
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "skipped 1 unreadable files" in result.output
+    assert f"skipped 1 unreadable file ({data_dir / 'broken.jpg'}): each with why, in {run / 'skipped.tsv'}" in \
+        result.output
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "already exists" in result.stderr
     result = runner.invoke(app, ["train", "--resume", str(run), "--steps", "3"])
