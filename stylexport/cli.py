@@ -320,7 +320,7 @@ def gatys(
     from stylexport.devices import cpu_flags, cpu_name
     from stylexport.fileio import write_text_atomic
     from stylexport.gatys import GatysConfig, stylize_gatys
-    from stylexport.image import check_image_output, read_image, resize_max_side, sample_paths, save_image
+    from stylexport.image import check_image_output, read_for_loss, sample_paths, save_image
     from stylexport.runtime import pick_device
     from stylexport.vgg import load_vgg
 
@@ -337,8 +337,9 @@ def gatys(
                           seed=seed, loss=loss)
     except ValueError as exc:
         raise StylexportError(str(exc)) from None
-    content_img = resize_max_side(read_image(content), size)[None].to(dev)
-    style_img = resize_max_side(read_image(style), style_size or size)[None].to(dev)
+    content_img = read_for_loss(content, size, what="content image", option="--size")[None].to(dev)
+    style_img = read_for_loss(style, style_size or size, what="style image",
+                              option="--style-size" if style_size else "--size")[None].to(dev)
     vgg = load_vgg(vgg_weights, dev)
     start = time.perf_counter()
     with _progress() as bar:
@@ -1025,7 +1026,7 @@ def sweep(
     from stylexport.fileio import write_text_atomic
     from stylexport.gatys import GatysConfig
     from stylexport.gatys import sweep as run_sweep
-    from stylexport.image import check_image_output, read_image, resize_max_side, sample_paths, save_image
+    from stylexport.image import check_image_output, read_for_loss, sample_paths, save_image
     from stylexport.runtime import pick_device
     from stylexport.vgg import load_vgg
 
@@ -1038,8 +1039,9 @@ def sweep(
     content, style = content or default_content, style or default_style
     check_image_output(output, (content, style))  # not after minutes of optimisation
     dev = pick_device(device)
-    content_img = resize_max_side(read_image(content), size)[None].to(dev)
-    style_img = resize_max_side(read_image(style), style_size or size)[None].to(dev)
+    content_img = read_for_loss(content, size, what="content image", option="--size")[None].to(dev)
+    style_img = read_for_loss(style, style_size or size, what="style image",
+                              option="--style-size" if style_size else "--size")[None].to(dev)
     vgg = load_vgg(vgg_weights, dev)
     base = GatysConfig(iterations=iterations, seed=seed, loss=_loss_config(content_weight, 1.0, 0.0, 2.0))
     with _progress() as bar:

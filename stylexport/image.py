@@ -214,6 +214,21 @@ def resize_max_side(image: torch.Tensor, max_side: int | None) -> torch.Tensor:
     return resize(image, (h, w))
 
 
+def read_for_loss(path: str | os.PathLike, max_side: int | None, *, what: str, option: str) -> torch.Tensor:
+    """An image the VGG16 loss reads (Gatys' content and painting, a training run's painting): read, its longer
+    side scaled to ``max_side``, and refused in one line where a side is then under MIN_SIDE (a strip: VGG16's
+    pooling would leave nothing of it), naming the ``option`` value that would run it."""
+    original = read_image(path)
+    image = resize_max_side(original, max_side)
+    h, w = image.shape[-2:]
+    if min(h, w) < MIN_SIDE:
+        needed = -(-MIN_SIDE * max(original.shape[-2:]) // min(original.shape[-2:]))  # keeps the short side 16
+        at = f"at {option} {max_side}" if max_side is not None else "as it is"
+        raise StylexportError(f"{what} {path} is {w}x{h} {at}: the VGG16 loss needs at least {MIN_SIDE} px a side; "
+                              f"use {option} {needed} or more, or crop it to a less narrow shape")
+    return image
+
+
 def find_images(inputs: Iterable[str | os.PathLike], *, recursive: bool = True) -> list[Path]:
     """Expand files and folders into a sorted list of image files; folders with none are an error."""
     found: list[Path] = []

@@ -43,7 +43,7 @@ from stylexport.errors import StylexportError
 from stylexport.figures import plot_history
 from stylexport.fileio import atomic_path, check_writable, sha256_file, write_text_atomic
 from stylexport.gatys import style_targets
-from stylexport.image import read_image, resize_max_side, sample_paths, save_image
+from stylexport.image import read_for_loss, read_image, sample_paths, save_image
 from stylexport.losses import LossConfig, perceptual_loss
 from stylexport.model import TransformerNet
 from stylexport.vgg import load_vgg
@@ -480,8 +480,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         torch.distributed.barrier()
 
     config, init = _with_init(config, resume)
-    style_image = read_image(config.style)
-    style_image = resize_max_side(style_image, config.style_size)
+    style_image = read_for_loss(config.style, config.style_size, what="style image", option="--style-size")
     files = list_photos(config.data)
     train_files, held_files, preview_files = _held_out_photos(files, config.previews, config.hold_out,
                                                               config.batch_size)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from stylexport.cli import app
 from stylexport.errors import StylexportError
 
-from .conftest import one_line_error
+from .conftest import VGG_SPEC, one_line_error
 
 runner = CliRunner()
 
@@ -38,6 +38,29 @@ def test_decompression_bomb_in_stylize_gatys_and_train(tmp_path, make_image, mod
     assert not (tmp_path / "o.png").exists() and not (tmp_path / "g.png").exists()
     # raised on purpose, the same image is read
     result = run("stylize", big, "-m", ckpt, "-o", tmp_path / "o.png", env={"STYLEXPORT_MAX_PIXELS": "3072"})
+    assert result.exit_code == 0, result.output
+
+
+def test_a_strip_too_narrow_for_the_vgg16_loss_is_refused_with_the_size_that_runs(tmp_path, make_image, vgg,
+                                                                                    monkeypatch):
+    """A 400x16 photo at gatys' --size 64 is 64x3: VGG16's third pooling ended gatys, sweep and train in a torch
+    traceback ("Output size is too small"); now one line naming the image, its size there and the --size that runs
+    it, before the VGG loads."""
+    monkeypatch.setattr("stylexport.vgg.load_vgg", _never)
+    strip, photo = make_image("strip.png", 16, 400), make_image("photo.png", 48, 64)
+    one_line_error(run("gatys", strip, photo, "-o", tmp_path / "g.png", "--size", "64"),
+                   f"content image {strip} is 64x3 at --size 64: the VGG16 loss needs at least 16 px a side; use "
+                   "--size 400 or more")
+    one_line_error(run("gatys", photo, strip, "-o", tmp_path / "g.png", "--size", "64", "--style-size", "100"),
+                   f"style image {strip} is 100x4 at --style-size 100", "use --style-size 400 or more")
+    one_line_error(run("sweep", photo, strip, "-o", tmp_path / "s.png", "--size", "64"),
+                   f"style image {strip} is 64x3 at --size 64")
+    one_line_error(run("train", "--style", strip, "--data", tmp_path, "-o", tmp_path / "run", "--steps", "1",
+                       "--style-size", "64"), f"style image {strip} is 64x3 at --style-size 64")
+    assert not any((tmp_path / name).exists() for name in ("g.png", "s.png", "run"))
+    monkeypatch.undo()
+    result = run("gatys", strip, photo, "-o", tmp_path / "g.png", "--size", "400", "--iterations", "1",
+                 "--scales", "1", "--vgg-weights", VGG_SPEC)  # the size it names runs
     assert result.exit_code == 0, result.output
 
 
