@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import queue
+import re
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -98,8 +99,9 @@ def _open_input(av, path: Path):
     try:
         container = av.open(str(path))
     except Exception as exc:  # noqa: BLE001 - FFmpeg's own errors, shown in one line
-        raise StylexportError(f"cannot read {path} as a video ({str(exc).splitlines()[0][:120]}); pass a video file "
-                              "FFmpeg can decode, or a folder of frames") from None
+        reason = re.sub(r"^\[Errno -?\d+\] ", "", str(exc).splitlines()[0])  # FFmpeg's reason whole, not cut mid-word
+        raise StylexportError(f"cannot read {path} as a video ({reason}); pass a video file FFmpeg can decode, or a "
+                              "folder of frames") from None
     if not container.streams.video:
         container.close()
         raise StylexportError(f"{path} has no video stream; pass a video file or a folder of frames")
