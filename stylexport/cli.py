@@ -406,6 +406,20 @@ def _checkpoint_or_style(path: Path | None, style: str | None, argument: str) ->
     return resolved
 
 
+def _refuse_an_exported_model(path: Path) -> None:
+    """export builds from weights: an artifact given instead (an .onnx, an IR) was called an "unknown suffix"."""
+    from stylexport.formats import format_of
+
+    try:
+        fmt = format_of(path)
+    except StylexportError:
+        return  # not a model kind at all: load_checkpoint says which suffixes it reads
+    if fmt.name != "checkpoint":
+        raise StylexportError(f"{path} is an exported model ({fmt.name}: {fmt.description}), and export builds its "
+                              "artifacts from a checkpoint's weights: pass the .safetensors/.pth it came from; "
+                              "stylize, video, bench and info run this file as it is")
+
+
 @app.command()
 def styles(
     ctx: typer.Context,
@@ -696,6 +710,7 @@ def export(
     With no format flag: --onnx and --fp16.
     """
     checkpoint = _checkpoint_or_style(checkpoint, style, "CHECKPOINT")
+    _refuse_an_exported_model(checkpoint)
     flags = [name for name, on in (("onnx", onnx), ("fp16", fp16), ("trt", trt), ("aoti", aoti),
                                    ("openvino", openvino), ("int8", int8), ("executorch", executorch),
                                    ("web", web)) if on]

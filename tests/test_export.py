@@ -214,6 +214,13 @@ def test_bad_export_requests(model_and_ckpt, tmp_path):
     assert not (tmp_path / "p").exists()
     result = runner.invoke(app, ["export", str(padded), "--trt", "--min", "36x36", "-o", str(tmp_path / "p")])
     assert result.exit_code == 2 and "--min" not in result.stderr, result.stderr  # the profile passes
+    # an exported model given where its checkpoint was meant was called an "unknown suffix '.onnx'"
+    onnx_model = tmp_path / "waves.onnx"
+    onnx_model.write_bytes(b"not read: refused by its kind")
+    one_line_error(runner.invoke(app, ["export", str(onnx_model), "--openvino", "-o", str(tmp_path / "x")]),
+                   f"{onnx_model} is an exported model (onnx: ONNX, FP32", "pass the .safetensors/.pth it came from",
+                   "stylize, video, bench and info run this file as it is")
+    assert not (tmp_path / "x").exists()
 
 
 def test_failed_parity_removes_the_artifact(model_and_ckpt, tmp_path, monkeypatch):
