@@ -1176,7 +1176,7 @@ def _info_rows(d: dict) -> list[tuple[str, str]]:
     for key, value in meta.items():
         if key in ("format", "precision") and value == d[key]:
             continue  # said in the first row
-        rows.append((key, json.dumps(value, separators=(", ", ": ")) if isinstance(value, dict | list) else str(value)))
+        rows.append((key, _readable(value)))
     entry = d.get("export")
     if entry:
         parity = entry.get("parity") or {}
@@ -1189,6 +1189,23 @@ def _info_rows(d: dict) -> list[tuple[str, str]]:
     if not d["engines"]:
         rows.append(("engines", "none in stylexport: it runs where its format says (above)"))
     return rows
+
+
+def _readable(value, depth: int = 0) -> str:
+    """A metadata value for a person (``info --json`` keeps it whole): a dict as "key: value" lines, nested ones
+    indented; a list of plain values on one line, a list of dicts as "- " items; floats to 4 significant figures."""
+    def nested(v) -> bool:
+        return isinstance(v, dict) and bool(v) or isinstance(v, list) and any(isinstance(x, dict | list) for x in v)
+
+    pad = "  " * depth
+    if isinstance(value, dict) and value:
+        return "\n".join(f"{pad}{key}:" + (f"\n{_readable(v, depth + 1)}" if nested(v) else f" {_readable(v)}")
+                         for key, v in value.items())
+    if nested(value):
+        return "\n".join(f"{pad}- " + _readable(x, depth + 1).lstrip() for x in value)
+    if isinstance(value, list | dict):
+        return ", ".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in value) or "none"
+    return "none" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _stdout() -> Console:

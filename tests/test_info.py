@@ -37,6 +37,32 @@ def test_a_checkpoint_says_its_size_sha_training_metadata_and_engines(model_and_
     assert "as_run" not in d  # ours: the contract says how it runs
 
 
+def test_nested_metadata_is_shown_as_indented_lines_not_json(tmp_path, random_model):
+    """A shipped style's metadata nests (its training calls, the quality of the network it was fine-tuned from):
+    `info` printed each as one JSON line that wrapped over the table. Now "key: value" lines, nested ones indented,
+    lists of dicts as "- " items, floats to 4 significant figures; --json keeps the values whole."""
+    from stylexport.checkpoint import save_checkpoint
+
+    meta = {"style_name": "waves", "final_losses": {"total": 8.209589290618897, "style": 4.373006772994995},
+            "calls": [{"device": "cpu", "cpu_flags": ["avx2", "amx_bf16"]}, {"device": "cuda"}],
+            "fine_tuned_from": {"quality": {"summary": {"gatys100_mean_total": 7.58609660466512}}}}
+    ckpt = save_checkpoint(tmp_path / "waves.safetensors", random_model, meta)
+    result = runner.invoke(app, ["info", str(ckpt)])
+    assert result.exit_code == 0, result.output
+    cells = [line.split("│")[1:3] for line in result.stdout.splitlines() if line.count("│") == 3]
+    rows: dict[str, list[str]] = {}
+    name = ""
+    for key, value in cells:
+        name = key.strip() or name
+        rows.setdefault(name, []).append(value.rstrip()[1:])  # a cell's text, its indent kept
+    assert rows["final_losses"] == ["style: 4.373", "total: 8.21"]  # keys as stored (sorted)
+    assert rows["calls"] == ["- cpu_flags: avx2, amx_bf16", "  device: cpu", "- device: cuda"]
+    assert rows["fine_tuned_from"] == ["quality:", "  summary:", "    gatys100_mean_total: 7.586"]
+    assert "{" not in result.stdout
+    described = json.loads(runner.invoke(app, ["info", str(ckpt), "--json"]).stdout)[0]
+    assert described["metadata"]["final_losses"]["total"] == 8.209589290618897
+
+
 def test_an_export_says_its_contract_signature_and_the_parity_its_gate_measured(model_and_ckpt, tmp_path):
     _, ckpt = model_and_ckpt
     (report,) = export(ckpt, ["onnx"], tmp_path)
