@@ -243,6 +243,29 @@ def test_cpp_host_runs_openvino_irs_like_python(cpp_host, openvino_irs, tmp_path
     assert cpp.std() > 5  # a real picture, not a flat one
 
 
+def test_cpp_host_reads_phone_and_print_jpegs_as_python_does(cpp_host, openvino_irs, tmp_path):
+    """A phone stores a portrait photo on its side with an EXIF orientation, which Python's reader applies: the
+    host stylized it on its side and wrote it so (a 640x427 picture for a 427x640 one). A CMYK JPEG (print) was
+    refused ("Unsupported color conversion request"). Both now read as PIL reads them: the same pixels out."""
+    pixels = smooth_image(40, 56, seed=5)  # not square: a turn that is missed changes the shape
+    cases = {f"orientation-{n}.jpg": n for n in range(1, 9)}
+    for name, orientation in cases.items():
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(pixels).save(tmp_path / name, quality=95, exif=exif.tobytes())
+    Image.fromarray(pixels).convert("CMYK").save(tmp_path / "print.jpg", quality=95)
+    with open_runner(openvino_irs / "waves.xml") as python_runner:
+        for name in [*cases, "print.jpg"]:
+            out = tmp_path / f"{name}.png"
+            result = run_host(cpp_host, openvino_irs / "waves.xml", tmp_path / name, out)
+            assert result.returncode == 0, f"{name}: {result.stderr}"
+            python = to_u8(python_runner.infer(read_image(tmp_path / name)[None]))  # EXIF applied, CMYK to RGB
+            cpp = np.asarray(Image.open(out).convert("RGB"))
+            assert cpp.shape == python.shape, name
+            assert np.abs(cpp.astype(np.int16) - python.astype(np.int16)).max() <= 1, name
+    assert Image.open(tmp_path / "orientation-6.jpg.png").size == (40, 56)  # turned upright: 56 high
+
+
 def edited_ir(openvino_irs, tmp_path, name, **rt_info):
     import openvino as ov
 

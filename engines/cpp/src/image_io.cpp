@@ -9,9 +9,11 @@
 #include <algorithm>
 #include <cctype>
 #include <csetjmp>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "stylexport/engine.hpp"
 
@@ -63,6 +65,67 @@ Image read_png(const std::string& path) {
   return image;
 }
 
+// The EXIF orientation (tag 0x0112) in a JPEG's APP1 segment: 1 (upright, also when absent or unreadable) to 8.
+// Phones store a portrait photo on its side with this tag; Python's reader (PIL's exif_transpose) applies it, so
+// this host does too. A 40-line reader of the TIFF header and IFD0, where libexif would be one more dependency.
+int exif_orientation(const jpeg_decompress_struct& cinfo) {
+  for (jpeg_saved_marker_ptr m = cinfo.marker_list; m != nullptr; m = m->next) {
+    const unsigned char* d = m->data;
+    const size_t n = m->data_length;
+    if (m->marker != JPEG_APP0 + 1 || n < 14 || std::memcmp(d, "Exif\0\0", 6) != 0) continue;
+    const unsigned char* tiff = d + 6;
+    const size_t size = n - 6;
+    const bool little = tiff[0] == 'I' && tiff[1] == 'I';
+    if (!little && !(tiff[0] == 'M' && tiff[1] == 'M')) return 1;
+    auto u16 = [&](size_t at) -> unsigned { return little ? tiff[at] | tiff[at + 1] << 8 : tiff[at] << 8 | tiff[at + 1]; };
+    auto u32 = [&](size_t at) -> size_t {
+      return little ? size_t{tiff[at]} | size_t{tiff[at + 1]} << 8 | size_t{tiff[at + 2]} << 16 | size_t{tiff[at + 3]} << 24
+                    : size_t{tiff[at]} << 24 | size_t{tiff[at + 1]} << 16 | size_t{tiff[at + 2]} << 8 | size_t{tiff[at + 3]};
+    };
+    const size_t ifd = u32(4);
+    if (ifd + 2 > size) return 1;
+    const unsigned entries = u16(ifd);
+    for (unsigned i = 0; i < entries; ++i) {
+      const size_t at = ifd + 2 + size_t{i} * 12;
+      if (at + 12 > size) return 1;
+      if (u16(at) == 0x0112 && u16(at + 2) == 3) {  // Orientation, a SHORT stored in the entry itself
+        const unsigned value = u16(at + 8);
+        return value >= 1 && value <= 8 ? static_cast<int>(value) : 1;
+      }
+    }
+    return 1;
+  }
+  return 1;
+}
+
+// The picture as it is meant to be seen: orientation 2-8 flips and/or turns it, as PIL's exif_transpose does.
+Image orient(const Image& in, int orientation) {
+  if (orientation == 1) return in;
+  const int h = in.height, w = in.width;
+  const bool swap = orientation >= 5;  // 5-8 turn a quarter: the sides swap
+  Image out;
+  out.height = swap ? w : h;
+  out.width = swap ? h : w;
+  out.pixels.resize(in.pixels.size());
+  for (int y = 0; y < out.height; ++y) {
+    for (int x = 0; x < out.width; ++x) {
+      int sy = y, sx = x;  // where out(y, x) comes from in the stored picture
+      switch (orientation) {
+        case 2: sx = w - 1 - x; break;                      // mirrored
+        case 3: sy = h - 1 - y; sx = w - 1 - x; break;      // half a turn
+        case 4: sy = h - 1 - y; break;                      // upside down, mirrored
+        case 5: sy = x; sx = y; break;                      // transposed
+        case 6: sy = h - 1 - x; sx = y; break;              // a quarter turn clockwise
+        case 7: sy = h - 1 - x; sx = w - 1 - y; break;      // transversed
+        case 8: sy = x; sx = w - 1 - y; break;              // a quarter turn anticlockwise
+      }
+      std::memcpy(&out.pixels[(static_cast<size_t>(y) * out.width + x) * 3],
+                  &in.pixels[(static_cast<size_t>(sy) * w + sx) * 3], 3);
+    }
+  }
+  return out;
+}
+
 Image read_jpeg(const std::string& path) {
   FILE* file = std::fopen(path.c_str(), "rb");
   if (!file) throw Error("cannot open image " + path + "; check the path");
@@ -78,20 +141,36 @@ Image read_jpeg(const std::string& path) {
   }
   jpeg_create_decompress(&cinfo);
   jpeg_stdio_src(&cinfo, file);
+  jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);  // EXIF, for the orientation
   jpeg_read_header(&cinfo, TRUE);
-  cinfo.out_color_space = JCS_RGB;  // grey and CMYK/YCCK are converted by libjpeg
+  // Grey and YCbCr come out as RGB from libjpeg; CMYK and YCCK (print files) do not: they come out as CMYK and
+  // are converted here as PIL converts them (Adobe's inverted storage; no colour profile).
+  const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
   jpeg_start_decompress(&cinfo);
   image.height = static_cast<int>(cinfo.output_height);
   image.width = static_cast<int>(cinfo.output_width);
   image.pixels.resize(static_cast<size_t>(image.height) * image.width * 3);
+  std::vector<unsigned char> four(cmyk ? static_cast<size_t>(image.width) * 4 : 0);
   while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row = image.pixels.data() + static_cast<size_t>(cinfo.output_scanline) * image.width * 3;
+    unsigned char* rgb = image.pixels.data() + static_cast<size_t>(cinfo.output_scanline) * image.width * 3;
+    JSAMPROW row = cmyk ? four.data() : rgb;
     jpeg_read_scanlines(&cinfo, &row, 1);
+    for (int x = 0; cmyk && x < image.width; ++x) {
+      const unsigned char* p = &four[static_cast<size_t>(x) * 4];
+      const int k = p[3];  // stored inverted (Adobe's convention, which PIL assumes for every CMYK JPEG): 255 - K
+      for (int c = 0; c < 3; ++c) {
+        const int ink = 255 - p[c];
+        const int t = ink * k + 128;  // PIL's MULDIV255: ink * k / 255, rounded
+        rgb[x * 3 + c] = static_cast<unsigned char>(std::clamp(k - (((t >> 8) + t) >> 8), 0, 255));
+      }
+    }
   }
+  const int orientation = exif_orientation(cinfo);
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
   std::fclose(file);
-  return image;
+  return orient(image, orientation);
 }
 
 void write_png(const Image& image, const std::string& path) {
