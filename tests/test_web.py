@@ -137,6 +137,24 @@ def test_a_strip_below_the_models_smallest_side_is_padded_as_python_pads_it(serv
     assert _psnr(got, expected) >= 40.0 and expected.std() > 5
 
 
+def test_a_phone_photo_stored_on_its_side_is_stylized_upright(served_app, tmp_path):
+    """A JPEG with EXIF orientation 6 (a phone's portrait photo): the page stylizes it upright, at the size and
+    with the pixels Python writes (a JPEG: the browser's decoder and PIL's may differ by a level here and there)."""
+    app_dir, url = served_app
+    stored = Image.open(_photo(tmp_path, 96, 64))  # stored 96 wide, 64 high; seen 64 wide, 96 high
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "portrait.jpg"
+    stored.save(photo, quality=95, exif=exif.tobytes())
+    page = _drive(f"{url}?ep=wasm&size=0", photo, tmp_path)
+    assert page["state"] == "done", page
+    assert "64x96" in page["status"], page["status"]
+    got = np.asarray(Image.open(tmp_path / "result.png").convert("RGB"))
+    expected = _python_reference(app_dir, photo, tmp_path / "python.png")
+    assert got.shape == expected.shape == (96, 64, 3)
+    assert _psnr(got, expected) >= 35.0
+
+
 def test_the_page_runs_on_webgpu_when_the_browser_has_it(served_app, tmp_path):
     """Chromium's software WebGPU (SwiftShader) stands in for a GPU: slow, so a small photo."""
     app_dir, url = served_app

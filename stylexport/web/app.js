@@ -210,7 +210,10 @@ async function openFile(file) {
     return;
   }
   try {
-    const bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+    // imageOrientation: a phone's portrait photo, stored on its side with an EXIF orientation, stands upright, as
+    // Python and the C++ host read it
+    const bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none",
+                                                   imageOrientation: "from-image" });
     await stylizePhoto(bitmap);
   } catch (error) {
     setState("error", `error: cannot read ${file.name} (${error.message || error}); try another photo`);
