@@ -266,6 +266,49 @@ def test_cpp_host_reads_phone_and_print_jpegs_as_python_does(cpp_host, openvino_
     assert Image.open(tmp_path / "orientation-6.jpg.png").size == (40, 56)  # turned upright: 56 high
 
 
+def _png16(path, pixels: np.ndarray, color_type: int):
+    """A 16-bit PNG written by hand (PIL writes 16-bit grey only): ``pixels`` uint16 (H, W, C)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w = pixels.shape[:2]
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pixels)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)) +
+                     chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_cpp_host_reads_every_kind_of_png_as_python_does(cpp_host, openvino_irs, tmp_path):
+    """libpng's simplified API, which the host used, blends transparency and converts 16-bit samples in linear
+    light: a half-transparent pixel or a 16-bit grey photo came out up to 44 and 32 levels off the picture Python
+    reads (PIL: 16-bit grey scaled and rounded, other 16-bit images by their high byte, alpha blended on white in
+    8-bit sRGB). Each kind now gives Python's pixels."""
+    rgb = smooth_image(40, 56, seed=7)
+    rgba = np.dstack([rgb, np.tile(np.linspace(0, 255, 56).astype(np.uint8), (40, 1))])  # 0 to opaque
+    wide = rgb.astype(np.uint16) * 256 + 200  # 16-bit: scaling and taking the high byte give other values
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    Image.fromarray(rgba).convert("LA").save(tmp_path / "la.png")
+    Image.fromarray(wide[..., 0]).save(tmp_path / "grey16.png")  # PIL writes it (and reads it as I;16)
+    palette = Image.fromarray(rgb).convert("P")
+    palette.save(tmp_path / "palette-transparent.png", transparency=5)
+    Image.fromarray(rgb).convert("1").save(tmp_path / "bilevel.png")
+    _png16(tmp_path / "rgb16.png", wide, 2)
+    _png16(tmp_path / "rgba16.png", np.dstack([wide, wide[..., :1]]), 6)
+    names = ["rgba.png", "la.png", "grey16.png", "palette-transparent.png", "bilevel.png", "rgb16.png", "rgba16.png"]
+    with open_runner(openvino_irs / "waves.xml") as python_runner:
+        for name in names:
+            out = tmp_path / f"out-{name}"
+            result = run_host(cpp_host, openvino_irs / "waves.xml", tmp_path / name, out)
+            assert result.returncode == 0, f"{name}: {result.stderr}"
+            python = to_u8(python_runner.infer(read_image(tmp_path / name)[None]))
+            cpp = np.asarray(Image.open(out).convert("RGB"))
+            assert cpp.shape == python.shape == (40, 56, 3), name
+            assert np.abs(cpp.astype(np.int16) - python.astype(np.int16)).max() <= 1, name
+
+
 def edited_ir(openvino_irs, tmp_path, name, **rt_info):
     import openvino as ov
 

@@ -45,22 +45,83 @@ void jpeg_error_exit(j_common_ptr cinfo) {
   std::longjmp(err->jump, 1);
 }
 
-Image read_png(const std::string& path) {
-  png_image png{};
-  png.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_file(&png, path.c_str())) {
-    throw Error("cannot read image " + path + ": " + png.message + "; pass a valid PNG or JPEG file");
+// libpng's errors end in png_longjmp; the message is kept for the user's one line. Its warnings (an unknown
+// chunk, a bad CRC in an ancillary one it skips) are not the user's concern.
+struct PngReader {
+  std::string message;
+};
+
+void png_fail(png_structp png, png_const_charp message) {
+  static_cast<PngReader*>(png_get_error_ptr(png))->message = message;
+  png_longjmp(png, 1);
+}
+
+void png_quiet(png_structp, png_const_charp) {}
+
+// Decodes ``file`` into 8-bit RGBA as PIL reads a PNG (and stylexport's Python reader then converts it): a
+// palette to RGB, its transparency as alpha; grey below 8 bits scaled to 8; 16-bit grey scaled to 8 bits,
+// rounded (Python's rule for PIL's I;16); any other 16-bit image by its high byte (PIL's); a grey or RGB image's
+// single transparent colour (tRNS) ignored, as PIL's conversion to RGB ignores it; gAMA and colour profiles not
+// applied. No C++ object lives in this frame: libpng's errors longjmp out of it.
+bool decode_png(FILE* file, PngReader* reader, Image* image, std::vector<unsigned char>* rgba,
+                std::vector<png_bytep>* rows) {
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, reader, png_fail, png_quiet);
+  if (png == nullptr) return false;
+  png_infop info = png_create_info_struct(png);
+  if (info == nullptr || setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    return false;
   }
-  png.format = PNG_FORMAT_RGB;  // libpng converts grey, palette, 16-bit; alpha is composited on the background
+  png_init_io(png, file);
+  png_read_info(png, info);
+  const png_byte color = png_get_color_type(png, info);
+  const png_byte depth = png_get_bit_depth(png, info);
+  const bool palette_alpha = color == PNG_COLOR_TYPE_PALETTE && png_get_valid(png, info, PNG_INFO_tRNS);
+  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (palette_alpha) png_set_tRNS_to_alpha(png);
+  if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+  if (depth == 16 && color == PNG_COLOR_TYPE_GRAY) png_set_scale_16(png);
+  if (depth == 16 && color != PNG_COLOR_TYPE_GRAY) png_set_strip_16(png);
+  if (!(color & PNG_COLOR_MASK_COLOR)) png_set_gray_to_rgb(png);
+  if (!(color & PNG_COLOR_MASK_ALPHA) && !palette_alpha) png_set_add_alpha(png, 0xFF, PNG_FILLER_AFTER);
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  const png_uint_32 width = png_get_image_width(png, info);
+  const png_uint_32 height = png_get_image_height(png, info);
+  if (png_get_rowbytes(png, info) != static_cast<size_t>(width) * 4) png_error(png, "unexpected row layout");
+  image->width = static_cast<int>(width);
+  image->height = static_cast<int>(height);
+  rgba->resize(static_cast<size_t>(width) * height * 4);
+  rows->resize(height);
+  for (png_uint_32 y = 0; y < height; ++y) (*rows)[y] = rgba->data() + static_cast<size_t>(y) * width * 4;
+  png_read_image(png, rows->data());
+  png_read_end(png, nullptr);
+  png_destroy_read_struct(&png, &info, nullptr);
+  return true;
+}
+
+Image read_png(const std::string& path) {
+  FILE* file = std::fopen(path.c_str(), "rb");
+  if (!file) throw Error("cannot open image " + path + "; check the path");
+  PngReader reader;
   Image image;
-  image.height = static_cast<int>(png.height);
-  image.width = static_cast<int>(png.width);
-  image.pixels.resize(PNG_IMAGE_SIZE(png));
-  png_color white{255, 255, 255};  // transparent pixels become white, as in the Python reader
-  if (!png_image_finish_read(&png, &white, image.pixels.data(), 0, nullptr)) {
-    std::string message = png.message;
-    png_image_free(&png);
-    throw Error("cannot decode image " + path + ": " + message + "; the file may be truncated");
+  std::vector<unsigned char> rgba;
+  std::vector<png_bytep> rows;
+  const bool ok = decode_png(file, &reader, &image, &rgba, &rows);
+  std::fclose(file);
+  if (!ok) {
+    throw Error("cannot decode image " + path + ": " + (reader.message.empty() ? "out of memory" : reader.message) +
+                "; the file may be truncated");
+  }
+  // Alpha composited on white with PIL's integer arithmetic (alpha_composite over an opaque white image, as the
+  // Python reader does), so a semi-transparent pixel gets Python's value, not a blend in linear light.
+  image.pixels.resize(static_cast<size_t>(image.width) * image.height * 3);
+  for (size_t i = 0, n = static_cast<size_t>(image.width) * image.height; i < n; ++i) {
+    const unsigned a = rgba[i * 4 + 3];
+    for (int c = 0; c < 3; ++c) {
+      const unsigned blend = rgba[i * 4 + c] * (a << 7) + 255u * ((255u - a) << 7) + (0x80u << 7);
+      image.pixels[i * 3 + c] = static_cast<unsigned char>((((blend >> 8) + blend) >> 8) >> 7);
+    }
   }
   return image;
 }
