@@ -155,6 +155,23 @@ def test_a_phone_photo_stored_on_its_side_is_stylized_upright(served_app, tmp_pa
     assert _psnr(got, expected) >= 35.0
 
 
+def test_a_transparent_png_is_stylized_on_white_as_python_reads_it(served_app, tmp_path):
+    """A logo or a sticker: its transparent pixels were fed to the model as whatever colour they store (black
+    here), where Python and the C++ host blend them on white."""
+    app_dir, url = served_app
+    rgba = np.array(Image.open(_photo(tmp_path, 80, 60)).convert("RGBA"))
+    rgba[..., 3] = np.tile(np.linspace(0, 255, 80).astype(np.uint8), (60, 1))  # transparent to opaque
+    rgba[:, :20, :3] = 0  # the colour stored under the most transparent pixels
+    photo = tmp_path / "sticker.png"
+    Image.fromarray(rgba).save(photo)
+    page = _drive(f"{url}?ep=wasm&size=0", photo, tmp_path)
+    assert page["state"] == "done", page
+    got = np.asarray(Image.open(tmp_path / "result.png").convert("RGB"))
+    expected = _python_reference(app_dir, photo, tmp_path / "python.png")
+    assert got.shape == expected.shape == (60, 80, 3)
+    assert _psnr(got, expected) >= 40.0
+
+
 def test_the_page_runs_on_webgpu_when_the_browser_has_it(served_app, tmp_path):
     """Chromium's software WebGPU (SwiftShader) stands in for a GPU: slow, so a small photo."""
     app_dir, url = served_app

@@ -127,6 +127,8 @@ function draw(canvas, source, width, height) {
   canvas.height = height;
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   ctx.imageSmoothingQuality = "high";
+  ctx.fillStyle = "#fff";  // transparency on white, as Python and the C++ host read a PNG with alpha
+  ctx.fillRect(0, 0, width, height);
   ctx.drawImage(source, 0, 0, width, height);
   return ctx.getImageData(0, 0, width, height);
 }
