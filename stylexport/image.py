@@ -22,7 +22,10 @@ from stylexport.fileio import atomic_path, check_not_an_input, check_writable
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".heic", ".heif",
+                  ".avif")
+# HEIF's HEVC brands (an iPhone's photos): Pillow reads them with the pillow-heif plugin (the `heic` extra)
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
 MIN_SIZE = MIN_SIDE  # the transformer needs at least this many pixels on each side
 MAX_PIXELS_ENV = "STYLEXPORT_MAX_PIXELS"
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's decompression-bomb error threshold (2 x MAX_IMAGE_PIXELS)
@@ -84,13 +87,36 @@ def _to_rgb(img: Image.Image, what: str = "the image") -> Image.Image:
 
 
 def _open_unchecked(path: Path) -> Image.Image:
-    """Image.open without Pillow's global bomb check, which cannot say the image's size."""
+    """Image.open without Pillow's global bomb check, which cannot say the image's size. A HEIC/HEIF photo (an
+    iPhone's, whatever its name) is opened through pillow-heif, registered with Pillow the first time one comes."""
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
-        return Image.open(path)
+        try:
+            return Image.open(path)
+        except UnidentifiedImageError:
+            if not _is_heif(path):
+                raise
+            _register_heif(path)
+            return Image.open(path)
     finally:
         Image.MAX_IMAGE_PIXELS = saved
+
+
+def _is_heif(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(12)
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
+
+
+def _register_heif(path: Path) -> None:
+    try:
+        import pillow_heif
+    except ImportError:
+        raise StylexportError(f"{path} is a HEIC/HEIF photo (an iPhone's default format); reading it needs "
+                              "pillow-heif: pip install 'stylexport[heic]' (its binary wheels are GPLv2), or "
+                              "convert it to JPEG") from None
+    pillow_heif.register_heif_opener()
 
 
 def read_image(path: str | os.PathLike, *, min_size: int = MIN_SIZE) -> torch.Tensor:

@@ -166,3 +166,36 @@ def test_the_stylize_path_imports_torchvision_only_to_resize(tmp_path):
             "print('torchvision' in sys.modules, tuple(small.shape), round(float(small.mean()), 3))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[:2] == ["False", "True (3, 15, 20) 100.0"]
+
+
+def test_heic_photos_are_read_and_a_missing_plugin_is_one_line(tmp_path, monkeypatch):
+    """An iPhone's photos are HEIC: a folder of them was "no images in folder", one of them "cannot read image".
+    With pillow-heif (the `heic` extra) they are read, also under a wrong name; without it, one line says what to
+    install."""
+    import sys
+
+    from tests.conftest import smooth_image
+
+    pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif is not installed: pip install "
+                                                            "'stylexport[heic]'")
+    pixels = smooth_image(48, 64)
+    (tmp_path / "phone").mkdir()
+    photo = tmp_path / "phone" / "IMG_0001.HEIC"
+    pillow_heif.from_pillow(Image.fromarray(pixels)).save(photo, quality=95)
+    misnamed = tmp_path / "sent-as.jpg"
+    misnamed.write_bytes(photo.read_bytes())
+
+    monkeypatch.setattr(Image, "ID", [kind for kind in Image.ID if kind != "HEIF"])  # as before any was opened
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # not installed
+    with pytest.raises(StylexportError, match=r"IMG_0001.HEIC is a HEIC/HEIF photo .* pip install "
+                                              r"'stylexport\[heic\]'") as err:
+        read_image(photo)
+    assert "\n" not in str(err.value)
+    monkeypatch.undo()
+
+    assert find_images([tmp_path / "phone"]) == [photo]
+    for path in (photo, misnamed):
+        image = read_image(path)
+        assert image.shape == (3, 48, 64)
+        error = image - torch.from_numpy(pixels).permute(2, 0, 1).float()
+        assert 10 * torch.log10(255 ** 2 / error.pow(2).mean()) > 30  # lossy, but the same picture
