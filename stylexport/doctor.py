@@ -116,6 +116,23 @@ def _video() -> list[Check]:
     return [Check("video", "PyAV", OK if "libx264" in found else MISSING, detail)]
 
 
+def _photos() -> list[Check]:
+    """The photo formats Pillow reads here: HEIC (an iPhone's) through the optional pillow-heif, AVIF as built."""
+    import PIL
+    from PIL import features
+
+    from stylexport.devices import has_module
+
+    avif = "AVIF" if features.check("avif") else "no AVIF (a Pillow built without libavif)"
+    detail = f"Pillow {PIL.__version__}: JPEG, PNG, WebP, TIFF, BMP, GIF, {avif}"
+    if not has_module("pillow_heif"):
+        return [Check("photos", "HEIC", MISSING, f"{detail}; HEIC (an iPhone's photos) needs pillow-heif: pip install "
+                                                 "'stylexport[heic]' (GPLv2 wheels)")]
+    from importlib.metadata import version
+
+    return [Check("photos", "HEIC", OK, f"{detail}; HEIC through pillow-heif {version('pillow-heif')}")]
+
+
 def _cpp_host() -> list[Check]:
     checks = []
     cmake = shutil.which("cmake")
@@ -256,7 +273,7 @@ def _exports() -> list[Check]:
 
 
 PROBES: tuple[Callable[[], list[Check]], ...] = (_platform, _torch, _onnxruntime, _tensorrt, _compiler, _video,
-                                                 _cpp_host, _vgg, _styles, _cache, _backends,
+                                                 _photos, _cpp_host, _vgg, _styles, _cache, _backends,
                                                  _default_engine, _exports)
 
 

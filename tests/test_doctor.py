@@ -109,3 +109,16 @@ def test_default_engine_row_names_what_stylize_picks_and_what_runs_only_by_name(
     assert "torch-bf16" in named and not set(named) & set(order)
     if formats.has_module("openvino") and device.type == "cpu":
         assert "openvino-bf16" in named and "openvino-int8" in named
+
+
+def test_photos_row_says_whether_heic_photos_can_be_read(monkeypatch):
+    from stylexport import devices
+
+    real = devices.has_module
+    rows = {c["name"]: c for c in _doctor_json()}
+    expected = "ok" if real("pillow_heif") else "missing"
+    assert rows["HEIC"]["status"] == expected and rows["HEIC"]["detail"].startswith("Pillow ")
+    monkeypatch.setattr(devices, "has_module", lambda module: module != "pillow_heif" and real(module))
+    rows = {c["name"]: c for c in _doctor_json()}
+    assert rows["HEIC"]["status"] == "missing"
+    assert "needs pillow-heif: pip install 'stylexport[heic]'" in rows["HEIC"]["detail"]
