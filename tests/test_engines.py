@@ -285,7 +285,7 @@ def test_cpp_host_reads_every_kind_of_png_as_python_does(cpp_host, openvino_irs,
     """libpng's simplified API, which the host used, blends transparency and converts 16-bit samples in linear
     light: a half-transparent pixel or a 16-bit grey photo came out up to 44 and 32 levels off the picture Python
     reads (PIL: 16-bit grey scaled and rounded, other 16-bit images by their high byte, alpha blended on white in
-    8-bit sRGB). Each kind now gives Python's pixels."""
+    8-bit sRGB), and a PNG's EXIF orientation was not applied. Each kind now gives Python's pixels."""
     rgb = smooth_image(40, 56, seed=7)
     rgba = np.dstack([rgb, np.tile(np.linspace(0, 255, 56).astype(np.uint8), (40, 1))])  # 0 to opaque
     wide = rgb.astype(np.uint16) * 256 + 200  # 16-bit: scaling and taking the high byte give other values
@@ -297,7 +297,11 @@ def test_cpp_host_reads_every_kind_of_png_as_python_does(cpp_host, openvino_irs,
     Image.fromarray(rgb).convert("1").save(tmp_path / "bilevel.png")
     _png16(tmp_path / "rgb16.png", wide, 2)
     _png16(tmp_path / "rgba16.png", np.dstack([wide, wide[..., :1]]), 6)
-    names = ["rgba.png", "la.png", "grey16.png", "palette-transparent.png", "bilevel.png", "rgb16.png", "rgba16.png"]
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored on its side (a quarter turn anticlockwise to see it): PIL's exif_transpose turns it
+    Image.fromarray(np.ascontiguousarray(np.rot90(rgb, k=-1))).save(tmp_path / "turned.png", exif=exif.tobytes())
+    names = ["rgba.png", "la.png", "grey16.png", "palette-transparent.png", "bilevel.png", "rgb16.png", "rgba16.png",
+             "turned.png"]
     with open_runner(openvino_irs / "waves.xml") as python_runner:
         for name in names:
             out = tmp_path / f"out-{name}"

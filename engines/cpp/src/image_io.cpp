@@ -1,4 +1,4 @@
-// Image IO through libpng (its simplified png_image API) and libjpeg(-turbo).
+// Image IO through libpng and libjpeg(-turbo), reading files as stylexport's Python reader (Pillow) does.
 #include <cstdio>  // jpeglib.h needs FILE and size_t declared before it
 // clang-format off
 #include <jpeglib.h>
@@ -45,116 +45,39 @@ void jpeg_error_exit(j_common_ptr cinfo) {
   std::longjmp(err->jump, 1);
 }
 
-// libpng's errors end in png_longjmp; the message is kept for the user's one line. Its warnings (an unknown
-// chunk, a bad CRC in an ancillary one it skips) are not the user's concern.
-struct PngReader {
-  std::string message;
-};
-
-void png_fail(png_structp png, png_const_charp message) {
-  static_cast<PngReader*>(png_get_error_ptr(png))->message = message;
-  png_longjmp(png, 1);
-}
-
-void png_quiet(png_structp, png_const_charp) {}
-
-// Decodes ``file`` into 8-bit RGBA as PIL reads a PNG (and stylexport's Python reader then converts it): a
-// palette to RGB, its transparency as alpha; grey below 8 bits scaled to 8; 16-bit grey scaled to 8 bits,
-// rounded (Python's rule for PIL's I;16); any other 16-bit image by its high byte (PIL's); a grey or RGB image's
-// single transparent colour (tRNS) ignored, as PIL's conversion to RGB ignores it; gAMA and colour profiles not
-// applied. No C++ object lives in this frame: libpng's errors longjmp out of it.
-bool decode_png(FILE* file, PngReader* reader, Image* image, std::vector<unsigned char>* rgba,
-                std::vector<png_bytep>* rows) {
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, reader, png_fail, png_quiet);
-  if (png == nullptr) return false;
-  png_infop info = png_create_info_struct(png);
-  if (info == nullptr || setjmp(png_jmpbuf(png))) {
-    png_destroy_read_struct(&png, &info, nullptr);
-    return false;
-  }
-  png_init_io(png, file);
-  png_read_info(png, info);
-  const png_byte color = png_get_color_type(png, info);
-  const png_byte depth = png_get_bit_depth(png, info);
-  const bool palette_alpha = color == PNG_COLOR_TYPE_PALETTE && png_get_valid(png, info, PNG_INFO_tRNS);
-  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
-  if (palette_alpha) png_set_tRNS_to_alpha(png);
-  if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-  if (depth == 16 && color == PNG_COLOR_TYPE_GRAY) png_set_scale_16(png);
-  if (depth == 16 && color != PNG_COLOR_TYPE_GRAY) png_set_strip_16(png);
-  if (!(color & PNG_COLOR_MASK_COLOR)) png_set_gray_to_rgb(png);
-  if (!(color & PNG_COLOR_MASK_ALPHA) && !palette_alpha) png_set_add_alpha(png, 0xFF, PNG_FILLER_AFTER);
-  png_set_interlace_handling(png);
-  png_read_update_info(png, info);
-  const png_uint_32 width = png_get_image_width(png, info);
-  const png_uint_32 height = png_get_image_height(png, info);
-  if (png_get_rowbytes(png, info) != static_cast<size_t>(width) * 4) png_error(png, "unexpected row layout");
-  image->width = static_cast<int>(width);
-  image->height = static_cast<int>(height);
-  rgba->resize(static_cast<size_t>(width) * height * 4);
-  rows->resize(height);
-  for (png_uint_32 y = 0; y < height; ++y) (*rows)[y] = rgba->data() + static_cast<size_t>(y) * width * 4;
-  png_read_image(png, rows->data());
-  png_read_end(png, nullptr);
-  png_destroy_read_struct(&png, &info, nullptr);
-  return true;
-}
-
-Image read_png(const std::string& path) {
-  FILE* file = std::fopen(path.c_str(), "rb");
-  if (!file) throw Error("cannot open image " + path + "; check the path");
-  PngReader reader;
-  Image image;
-  std::vector<unsigned char> rgba;
-  std::vector<png_bytep> rows;
-  const bool ok = decode_png(file, &reader, &image, &rgba, &rows);
-  std::fclose(file);
-  if (!ok) {
-    throw Error("cannot decode image " + path + ": " + (reader.message.empty() ? "out of memory" : reader.message) +
-                "; the file may be truncated");
-  }
-  // Alpha composited on white with PIL's integer arithmetic (alpha_composite over an opaque white image, as the
-  // Python reader does), so a semi-transparent pixel gets Python's value, not a blend in linear light.
-  image.pixels.resize(static_cast<size_t>(image.width) * image.height * 3);
-  for (size_t i = 0, n = static_cast<size_t>(image.width) * image.height; i < n; ++i) {
-    const unsigned a = rgba[i * 4 + 3];
-    for (int c = 0; c < 3; ++c) {
-      const unsigned blend = rgba[i * 4 + c] * (a << 7) + 255u * ((255u - a) << 7) + (0x80u << 7);
-      image.pixels[i * 3 + c] = static_cast<unsigned char>((((blend >> 8) + blend) >> 8) >> 7);
+// The EXIF orientation (tag 0x0112) in a TIFF-structured EXIF block: 1 (upright, also when absent or unreadable)
+// to 8. Phones store a portrait photo on its side with this tag; Python's reader (PIL's exif_transpose) applies
+// it, so this host does too. A small reader of the TIFF header and IFD0, where libexif would be one more
+// dependency.
+int tiff_orientation(const unsigned char* tiff, size_t size) {
+  if (size < 8) return 1;
+  const bool little = tiff[0] == 'I' && tiff[1] == 'I';
+  if (!little && !(tiff[0] == 'M' && tiff[1] == 'M')) return 1;
+  auto u16 = [&](size_t at) -> unsigned { return little ? tiff[at] | tiff[at + 1] << 8 : tiff[at] << 8 | tiff[at + 1]; };
+  auto u32 = [&](size_t at) -> size_t {
+    return little ? size_t{tiff[at]} | size_t{tiff[at + 1]} << 8 | size_t{tiff[at + 2]} << 16 | size_t{tiff[at + 3]} << 24
+                  : size_t{tiff[at]} << 24 | size_t{tiff[at + 1]} << 16 | size_t{tiff[at + 2]} << 8 | size_t{tiff[at + 3]};
+  };
+  const size_t ifd = u32(4);
+  if (ifd + 2 > size) return 1;
+  const unsigned entries = u16(ifd);
+  for (unsigned i = 0; i < entries; ++i) {
+    const size_t at = ifd + 2 + size_t{i} * 12;
+    if (at + 12 > size) return 1;
+    if (u16(at) == 0x0112 && u16(at + 2) == 3) {  // Orientation, a SHORT stored in the entry itself
+      const unsigned value = u16(at + 8);
+      return value >= 1 && value <= 8 ? static_cast<int>(value) : 1;
     }
   }
-  return image;
+  return 1;
 }
 
-// The EXIF orientation (tag 0x0112) in a JPEG's APP1 segment: 1 (upright, also when absent or unreadable) to 8.
-// Phones store a portrait photo on its side with this tag; Python's reader (PIL's exif_transpose) applies it, so
-// this host does too. A 40-line reader of the TIFF header and IFD0, where libexif would be one more dependency.
+// A JPEG's orientation: the EXIF block of its APP1 segment ("Exif\0\0" then TIFF).
 int exif_orientation(const jpeg_decompress_struct& cinfo) {
   for (jpeg_saved_marker_ptr m = cinfo.marker_list; m != nullptr; m = m->next) {
-    const unsigned char* d = m->data;
-    const size_t n = m->data_length;
-    if (m->marker != JPEG_APP0 + 1 || n < 14 || std::memcmp(d, "Exif\0\0", 6) != 0) continue;
-    const unsigned char* tiff = d + 6;
-    const size_t size = n - 6;
-    const bool little = tiff[0] == 'I' && tiff[1] == 'I';
-    if (!little && !(tiff[0] == 'M' && tiff[1] == 'M')) return 1;
-    auto u16 = [&](size_t at) -> unsigned { return little ? tiff[at] | tiff[at + 1] << 8 : tiff[at] << 8 | tiff[at + 1]; };
-    auto u32 = [&](size_t at) -> size_t {
-      return little ? size_t{tiff[at]} | size_t{tiff[at + 1]} << 8 | size_t{tiff[at + 2]} << 16 | size_t{tiff[at + 3]} << 24
-                    : size_t{tiff[at]} << 24 | size_t{tiff[at + 1]} << 16 | size_t{tiff[at + 2]} << 8 | size_t{tiff[at + 3]};
-    };
-    const size_t ifd = u32(4);
-    if (ifd + 2 > size) return 1;
-    const unsigned entries = u16(ifd);
-    for (unsigned i = 0; i < entries; ++i) {
-      const size_t at = ifd + 2 + size_t{i} * 12;
-      if (at + 12 > size) return 1;
-      if (u16(at) == 0x0112 && u16(at + 2) == 3) {  // Orientation, a SHORT stored in the entry itself
-        const unsigned value = u16(at + 8);
-        return value >= 1 && value <= 8 ? static_cast<int>(value) : 1;
-      }
+    if (m->marker == JPEG_APP0 + 1 && m->data_length >= 14 && std::memcmp(m->data, "Exif\0\0", 6) == 0) {
+      return tiff_orientation(m->data + 6, m->data_length - 6);
     }
-    return 1;
   }
   return 1;
 }
@@ -185,6 +108,91 @@ Image orient(const Image& in, int orientation) {
     }
   }
   return out;
+}
+
+// libpng's errors end in png_longjmp; the message is kept for the user's one line. Its warnings (an unknown
+// chunk, a bad CRC in an ancillary one it skips) are not the user's concern.
+struct PngReader {
+  std::string message;
+};
+
+void png_fail(png_structp png, png_const_charp message) {
+  static_cast<PngReader*>(png_get_error_ptr(png))->message = message;
+  png_longjmp(png, 1);
+}
+
+void png_quiet(png_structp, png_const_charp) {}
+
+// Decodes ``file`` into 8-bit RGBA as PIL reads a PNG (and stylexport's Python reader then converts it): a
+// palette to RGB, its transparency as alpha; grey below 8 bits scaled to 8; 16-bit grey scaled to 8 bits,
+// rounded (Python's rule for PIL's I;16); any other 16-bit image by its high byte (PIL's); a grey or RGB image's
+// single transparent colour (tRNS) ignored, as PIL's conversion to RGB ignores it; gAMA and colour profiles not
+// applied. No C++ object lives in this frame: libpng's errors longjmp out of it.
+bool decode_png(FILE* file, PngReader* reader, Image* image, std::vector<unsigned char>* rgba,
+                std::vector<png_bytep>* rows, int* orientation) {
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, reader, png_fail, png_quiet);
+  if (png == nullptr) return false;
+  png_infop info = png_create_info_struct(png);
+  if (info == nullptr || setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    return false;
+  }
+  png_init_io(png, file);
+  png_read_info(png, info);
+  const png_byte color = png_get_color_type(png, info);
+  const png_byte depth = png_get_bit_depth(png, info);
+  const bool palette_alpha = color == PNG_COLOR_TYPE_PALETTE && png_get_valid(png, info, PNG_INFO_tRNS);
+  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (palette_alpha) png_set_tRNS_to_alpha(png);
+  if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+  if (depth == 16 && color == PNG_COLOR_TYPE_GRAY) png_set_scale_16(png);
+  if (depth == 16 && color != PNG_COLOR_TYPE_GRAY) png_set_strip_16(png);
+  if (!(color & PNG_COLOR_MASK_COLOR)) png_set_gray_to_rgb(png);
+  if (!(color & PNG_COLOR_MASK_ALPHA) && !palette_alpha) png_set_add_alpha(png, 0xFF, PNG_FILLER_AFTER);
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  const png_uint_32 width = png_get_image_width(png, info);
+  const png_uint_32 height = png_get_image_height(png, info);
+  if (png_get_rowbytes(png, info) != static_cast<size_t>(width) * 4) png_error(png, "unexpected row layout");
+  image->width = static_cast<int>(width);
+  image->height = static_cast<int>(height);
+  rgba->resize(static_cast<size_t>(width) * height * 4);
+  rows->resize(height);
+  for (png_uint_32 y = 0; y < height; ++y) (*rows)[y] = rgba->data() + static_cast<size_t>(y) * width * 4;
+  png_read_image(png, rows->data());
+  png_read_end(png, info);  // an eXIf chunk may come after the image data
+  png_uint_32 exif_size = 0;
+  png_bytep exif = nullptr;
+  if (png_get_eXIf_1(png, info, &exif_size, &exif) != 0 && exif != nullptr) *orientation = tiff_orientation(exif, exif_size);
+  png_destroy_read_struct(&png, &info, nullptr);
+  return true;
+}
+
+Image read_png(const std::string& path) {
+  FILE* file = std::fopen(path.c_str(), "rb");
+  if (!file) throw Error("cannot open image " + path + "; check the path");
+  PngReader reader;
+  Image image;
+  std::vector<unsigned char> rgba;
+  std::vector<png_bytep> rows;
+  int orientation = 1;
+  const bool ok = decode_png(file, &reader, &image, &rgba, &rows, &orientation);
+  std::fclose(file);
+  if (!ok) {
+    throw Error("cannot decode image " + path + ": " + (reader.message.empty() ? "out of memory" : reader.message) +
+                "; the file may be truncated");
+  }
+  // Alpha composited on white with PIL's integer arithmetic (alpha_composite over an opaque white image, as the
+  // Python reader does), so a semi-transparent pixel gets Python's value, not a blend in linear light.
+  image.pixels.resize(static_cast<size_t>(image.width) * image.height * 3);
+  for (size_t i = 0, n = static_cast<size_t>(image.width) * image.height; i < n; ++i) {
+    const unsigned a = rgba[i * 4 + 3];
+    for (int c = 0; c < 3; ++c) {
+      const unsigned blend = rgba[i * 4 + c] * (a << 7) + 255u * ((255u - a) << 7) + (0x80u << 7);
+      image.pixels[i * 3 + c] = static_cast<unsigned char>((((blend >> 8) + blend) >> 8) >> 7);
+    }
+  }
+  return orient(image, orientation);
 }
 
 Image read_jpeg(const std::string& path) {
