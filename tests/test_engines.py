@@ -172,7 +172,11 @@ def test_cpp_host_refuses_mismatched_metadata(cpp_host, aoti_package, tmp_path, 
 def test_cpp_host_bad_inputs_get_one_line(cpp_host, aoti_package, tmp_path, make_image):
     text = tmp_path / "notes.png"
     text.write_text("not an image")
+    cut = tmp_path / "cut.jpg"  # a JPEG cut short was stylized grey to its end, where Python refuses it
+    Image.fromarray(smooth_image(64, 64)).save(tmp_path / "whole.jpg", quality=95)
+    cut.write_bytes((tmp_path / "whole.jpg").read_bytes()[:1500])
     cases = [
+        ((aoti_package, cut, tmp_path / "o.png"), "cannot decode image " + str(cut) + ": Premature end of JPEG file"),
         ((aoti_package, text, tmp_path / "o.png"), "not a PNG or JPEG"),
         ((aoti_package, tmp_path / "missing.png", tmp_path / "o.png"), "image not found"),
         ((aoti_package, make_image(), tmp_path / "o.bmp"), "use .png or .jpg"),

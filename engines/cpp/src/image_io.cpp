@@ -2,6 +2,7 @@
 #include <cstdio>  // jpeglib.h needs FILE and size_t declared before it
 // clang-format off
 #include <jpeglib.h>
+#include <jerror.h>
 // clang-format on
 #include <png.h>
 #include <unistd.h>
@@ -43,6 +44,12 @@ void jpeg_error_exit(j_common_ptr cinfo) {
   auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
   (*cinfo->err->format_message)(cinfo, err->message);
   std::longjmp(err->jump, 1);
+}
+
+// libjpeg's warnings stay off stderr, but a file cut short (decoded as grey to its end) is an error, as Python's
+// reader (Pillow) makes it one: "image file is truncated".
+void jpeg_warning(j_common_ptr cinfo, int level) {
+  if (level == -1 && cinfo->err->msg_code == JWRN_JPEG_EOF) jpeg_error_exit(cinfo);
 }
 
 // The EXIF orientation (tag 0x0112) in a TIFF-structured EXIF block: 1 (upright, also when absent or unreadable)
@@ -202,7 +209,9 @@ Image read_jpeg(const std::string& path) {
   JpegErrorManager err{};
   cinfo.err = jpeg_std_error(&err.pub);
   err.pub.error_exit = jpeg_error_exit;
+  err.pub.emit_message = jpeg_warning;
   Image image;
+  std::vector<unsigned char> four;  // a CMYK row; declared before setjmp, as every object longjmp passes over
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&cinfo);
     std::fclose(file);
@@ -220,7 +229,7 @@ Image read_jpeg(const std::string& path) {
   image.height = static_cast<int>(cinfo.output_height);
   image.width = static_cast<int>(cinfo.output_width);
   image.pixels.resize(static_cast<size_t>(image.height) * image.width * 3);
-  std::vector<unsigned char> four(cmyk ? static_cast<size_t>(image.width) * 4 : 0);
+  four.resize(cmyk ? static_cast<size_t>(image.width) * 4 : 0);
   while (cinfo.output_scanline < cinfo.output_height) {
     unsigned char* rgb = image.pixels.data() + static_cast<size_t>(cinfo.output_scanline) * image.width * 3;
     JSAMPROW row = cmyk ? four.data() : rgb;
