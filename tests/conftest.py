@@ -118,3 +118,15 @@ def one_line_error(result, *fragments):
     assert "Traceback" not in result.output
     for f in fragments:
         assert f in err, err
+
+
+def swapped_srgb_profile() -> bytes:
+    """sRGB's own ICC profile with its red and green colorants swapped (the tag table's rXYZ and gXYZ entries
+    trade places): an image tagged with it means green where its red channel is lit."""
+    from PIL import ImageCms
+
+    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    entries = {bytes(icc[132 + 12 * i:136 + 12 * i]): 132 + 12 * i for i in range(int.from_bytes(icc[128:132]))}
+    r, g = entries[b"rXYZ"], entries[b"gXYZ"]
+    icc[r + 4:r + 12], icc[g + 4:g + 12] = icc[g + 4:g + 12], icc[r + 4:r + 12]
+    return bytes(icc)

@@ -5,6 +5,7 @@ from PIL import Image
 
 from stylexport.errors import StylexportError
 from stylexport.image import find_images, read_image, save_image
+from tests.conftest import swapped_srgb_profile
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -44,25 +45,13 @@ def test_modes_become_rgb(tmp_path):
     assert r > 240 and g < 15 and b < 15
 
 
-def _swapped_srgb_profile() -> bytes:
-    """sRGB's own ICC profile with its red and green colorants swapped (the tag table's rXYZ and gXYZ entries
-    trade places): an image tagged with it means green where its red channel is lit."""
-    from PIL import ImageCms
-
-    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
-    entries = {bytes(icc[132 + 12 * i:136 + 12 * i]): 132 + 12 * i for i in range(int.from_bytes(icc[128:132]))}
-    r, g = entries[b"rXYZ"], entries[b"gXYZ"]
-    icc[r + 4:r + 12], icc[g + 4:g + 12] = icc[g + 4:g + 12], icc[r + 4:r + 12]
-    return bytes(icc)
-
-
 def test_an_embedded_colour_profile_is_applied(tmp_path, caplog):
     """A photo tagged with a colour profile other than sRGB (a phone's Display P3, Adobe RGB) is converted to
     sRGB; a profile that cannot be used is ignored with a warning, never a failed read."""
     from PIL import ImageCms
 
     red = Image.new("RGB", (20, 20), (200, 0, 0))
-    red.save(tmp_path / "swapped.png", icc_profile=_swapped_srgb_profile())
+    red.save(tmp_path / "swapped.png", icc_profile=swapped_srgb_profile())
     r, g, b = read_image(tmp_path / "swapped.png")[:, 5, 5].tolist()
     assert g > 150 and r < 30 and b < 30, (r, g, b)  # the tagged red channel is green in sRGB
 
@@ -72,7 +61,7 @@ def test_an_embedded_colour_profile_is_applied(tmp_path, caplog):
     assert (read_image(tmp_path / "srgb.jpg") - read_image(tmp_path / "untagged.jpg")).abs().max() <= 1
 
     rgba = Image.new("RGBA", (20, 20), (200, 0, 0, 0))  # transparent: white whatever the profile says
-    rgba.save(tmp_path / "clear.png", icc_profile=_swapped_srgb_profile())
+    rgba.save(tmp_path / "clear.png", icc_profile=swapped_srgb_profile())
     assert read_image(tmp_path / "clear.png")[:, 5, 5].tolist() == [255, 255, 255]
 
     red.save(tmp_path / "broken.png", icc_profile=b"not a colour profile at all" * 8)

@@ -20,7 +20,7 @@ from stylexport.cli import app
 from stylexport.metrics import psnr
 from stylexport.web import RUNTIME_FILES, TEMPLATE, find_runtime
 from stylexport.web.server import start_server
-from tests.conftest import one_line_error
+from tests.conftest import one_line_error, swapped_srgb_profile
 
 runner = CliRunner()
 DRIVER = Path(__file__).parent / "web" / "drive.cjs"
@@ -170,6 +170,37 @@ def test_a_transparent_png_is_stylized_on_white_as_python_reads_it(served_app, t
     expected = _python_reference(app_dir, photo, tmp_path / "python.png")
     assert got.shape == expected.shape == (60, 80, 3)
     assert _psnr(got, expected) >= 40.0
+
+
+def test_a_photo_tagged_with_a_colour_profile_is_read_in_srgb_as_python_reads_it(served_app, tmp_path):
+    """A phone's Display P3 photo, an Adobe RGB scan: Python converts its pixels to sRGB through the embedded
+    profile; the page fed the stored numbers to the model untouched. Here the profile swaps red and green, so
+    reading it untouched paints a different picture."""
+    app_dir, url = served_app
+    photo = tmp_path / "tagged.png"
+    Image.open(_photo(tmp_path, 80, 60)).save(photo, icc_profile=swapped_srgb_profile())
+    page = _drive(f"{url}?ep=wasm&size=0", photo, tmp_path)
+    assert page["state"] == "done", page
+    got = np.asarray(Image.open(tmp_path / "result.png").convert("RGB"))
+    expected = _python_reference(app_dir, photo, tmp_path / "python.png")
+    untagged = _python_reference(app_dir, _photo(tmp_path, 80, 60), tmp_path / "untagged.png")
+    assert _psnr(expected, untagged) < 36.0  # the profile changes this picture (33 dB here)
+    assert got.shape == expected.shape == (60, 80, 3)
+    assert _psnr(got, expected) >= 40.0
+
+
+def test_a_photo_cut_short_is_refused_in_one_line_as_python_refuses_it(served_app, tmp_path):
+    """A download that stopped half way: Python refuses it ("image file is truncated"), and so does the C++
+    host; the page says it cannot read it, rather than stylizing a grey half."""
+    _, url = served_app
+    whole = tmp_path / "whole.jpg"
+    Image.open(_photo(tmp_path, 200, 136)).save(whole, quality=90)
+    photo = tmp_path / "cut.jpg"
+    photo.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    page = _drive(f"{url}?ep=wasm&size=0", photo, tmp_path)
+    assert page["state"] == "error", page
+    assert page["status"].startswith("error: cannot read cut.jpg (") and "try another photo" in page["status"]
+    assert not (tmp_path / "result.png").exists()
 
 
 def test_the_page_runs_on_webgpu_when_the_browser_has_it(served_app, tmp_path):

@@ -213,8 +213,10 @@ async function openFile(file) {
   }
   try {
     // imageOrientation: a phone's portrait photo, stored on its side with an EXIF orientation, stands upright, as
-    // Python and the C++ host read it
-    const bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none",
+    // Python and the C++ host read it; colorSpaceConversion "default": a photo's embedded colour profile (a
+    // phone's Display P3) is applied into the canvas's sRGB, as Python applies it (the stored numbers, untouched,
+    // are other colours)
+    const bitmap = await createImageBitmap(file, { colorSpaceConversion: "default", premultiplyAlpha: "none",
                                                    imageOrientation: "from-image" });
     await stylizePhoto(bitmap);
   } catch (error) {
