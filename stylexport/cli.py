@@ -1237,8 +1237,8 @@ def engines_build(
 ) -> None:
     """Configure and build the C++ `stylize` program and its library with CMake.
 
-    Needs cmake, a C++20 compiler, libpng, libjpeg and nlohmann/json (Debian: apt install cmake g++ libpng-dev
-    libjpeg-dev nlohmann-json3-dev).
+    Needs cmake, a C++20 compiler, libpng, libjpeg, LittleCMS and nlohmann/json (Debian: apt install cmake g++
+    libpng-dev libjpeg-dev liblcms2-dev nlohmann-json3-dev).
     """
     from stylexport.engines import build
 

@@ -138,6 +138,7 @@ def _cpp_host() -> list[Check]:
     cmake = shutil.which("cmake")
     checks.append(Check("engines build", "cmake", OK if cmake else MISSING, cmake or "apt install cmake"))
     for lib, header, package in (("libpng", "png.h", "libpng-dev"), ("libjpeg", "jpeglib.h", "libjpeg-dev"),
+                                 ("LittleCMS", "lcms2.h", "liblcms2-dev"),
                                  ("nlohmann/json", "nlohmann/json.hpp", "nlohmann-json3-dev")):
         found = next((p for p in (Path("/usr/include") / header, Path("/usr/local/include") / header) if p.is_file()),
                      None)

@@ -20,6 +20,7 @@ from stylexport.errors import StylexportError
 MISSING_HINTS = {
     "Could NOT find PNG": "libpng: apt install libpng-dev",
     "Could NOT find JPEG": "libjpeg: apt install libjpeg-dev",
+    "Could NOT find LittleCMS": "LittleCMS: apt install liblcms2-dev",
     'provided by "nlohmann_json"': "nlohmann/json: apt install nlohmann-json3-dev",
     "No CMAKE_CXX_COMPILER could be found": "a C++ compiler: apt install g++",
 }

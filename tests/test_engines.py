@@ -22,7 +22,7 @@ from stylexport.fileio import sha256_file
 from stylexport.image import read_image, resize_max_side, sample_paths
 from stylexport.runtime import open_runner
 
-from .conftest import smooth_image
+from .conftest import smooth_image, swapped_srgb_profile
 
 runner = CliRunner()
 
@@ -311,6 +311,40 @@ def test_cpp_host_reads_every_kind_of_png_as_python_does(cpp_host, openvino_irs,
             out = tmp_path / f"out-{name}"
             result = run_host(cpp_host, openvino_irs / "waves.xml", tmp_path / name, out)
             assert result.returncode == 0, f"{name}: {result.stderr}"
+            python = to_u8(python_runner.infer(read_image(tmp_path / name)[None]))
+            cpp = np.asarray(Image.open(out).convert("RGB"))
+            assert cpp.shape == python.shape == (40, 56, 3), name
+            assert np.abs(cpp.astype(np.int16) - python.astype(np.int16)).max() <= 1, name
+
+
+def test_cpp_host_applies_an_embedded_colour_profile_as_python_does(cpp_host, openvino_irs, tmp_path):
+    """A phone's Display P3 photo, an Adobe RGB scan: Python converts it to sRGB through its embedded profile
+    (LittleCMS), and the host fed the stored numbers to the engine. Here the profile swaps red and green, so the
+    two readings differ by a whole picture. A profile LittleCMS cannot use for the pixels (broken, or an RGB
+    profile on a CMYK JPEG) is ignored with a warning on both sides; a grey image's profile is not applied."""
+    from PIL import ImageCms
+
+    rgb = smooth_image(40, 56, seed=11)
+    swapped = swapped_srgb_profile()
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgba = np.dstack([rgb, np.tile(np.linspace(0, 255, 56).astype(np.uint8), (40, 1))])
+    Image.fromarray(rgb).save(tmp_path / "swapped.png", icc_profile=swapped)
+    Image.fromarray(rgba).save(tmp_path / "swapped-rgba.png", icc_profile=swapped)
+    Image.fromarray(rgb).save(tmp_path / "swapped.jpg", icc_profile=swapped, quality=95)
+    Image.fromarray(rgb).save(tmp_path / "srgb.jpg", icc_profile=srgb, quality=95)
+    Image.fromarray(rgb).convert("L").save(tmp_path / "grey.jpg", icc_profile=swapped, quality=95)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk-rgb-profile.jpg", icc_profile=swapped, quality=95)
+    Image.fromarray(rgb).save(tmp_path / "broken.png", icc_profile=b"not a colour profile at all" * 8)
+    Image.fromarray(rgb).save(tmp_path / "untagged.png")
+    assert (read_image(tmp_path / "swapped.png") - read_image(tmp_path / "untagged.png")).abs().max() > 100
+    warned = {"broken.png", "cmyk-rgb-profile.jpg"}
+    with open_runner(openvino_irs / "waves.xml") as python_runner:
+        for name in ("swapped.png", "swapped-rgba.png", "swapped.jpg", "srgb.jpg", "grey.jpg", "cmyk-rgb-profile.jpg",
+                     "broken.png"):
+            out = tmp_path / f"out-{name}.png"
+            result = run_host(cpp_host, openvino_irs / "waves.xml", tmp_path / name, out)
+            assert result.returncode == 0, f"{name}: {result.stderr}"
+            assert ("ignoring the embedded colour profile of" in result.stderr) == (name in warned), result.stderr
             python = to_u8(python_runner.infer(read_image(tmp_path / name)[None]))
             cpp = np.asarray(Image.open(out).convert("RGB"))
             assert cpp.shape == python.shape == (40, 56, 3), name

@@ -7,7 +7,7 @@
 #                                         as they are, with the 31 MB of tracked files, was over a call's
 #                                         64 MiB; training crops 256 px from 25-100 % of a photo's area, and
 #                                         evaluate_style.py scores at 256), and the recipe paintings
-#   .gpu/debs/                            libpng/libjpeg/zlib/nlohmann-json (Debian 12) for the C++ host
+#   .gpu/debs/                            libpng/libjpeg/lcms2/zlib/nlohmann-json (Debian 12) for the C++ host
 # Run from the repository root in the dev venv: bash benchmarks/gpu/prepare.sh
 set -euo pipefail
 top=$(git rev-parse --show-toplevel)
@@ -47,7 +47,7 @@ for recipe in training/styles/*.json; do
   cp "$shared/data/styles/$(basename "$recipe" .json).jpg" .gpu/styles/
 done
 (cd .gpu/debs && apt-get download -q libpng-dev libpng16-16 zlib1g-dev zlib1g libjpeg62-turbo-dev libjpeg62-turbo \
-  libjpeg-dev nlohmann-json3-dev >/dev/null)
+  libjpeg-dev liblcms2-dev liblcms2-2 nlohmann-json3-dev >/dev/null)
 du -sh .gpu .gpu/*
 total=$(( $(du -sb .gpu | cut -f1) + $(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1) ))
 echo "carried with the working tree: $((total / 1048576)) MiB of the 64 MiB a call may carry"

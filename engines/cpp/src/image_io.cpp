@@ -1,18 +1,21 @@
-// Image IO through libpng and libjpeg(-turbo), reading files as stylexport's Python reader (Pillow) does.
+// Image IO through libpng, libjpeg(-turbo) and LittleCMS, reading files as stylexport's Python reader (Pillow) does.
 #include <cstdio>  // jpeglib.h needs FILE and size_t declared before it
 // clang-format off
 #include <jpeglib.h>
 #include <jerror.h>
 // clang-format on
+#include <lcms2.h>
 #include <png.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <csetjmp>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -89,6 +92,28 @@ int exif_orientation(const jpeg_decompress_struct& cinfo) {
   return 1;
 }
 
+// A transform from an image's embedded colour profile (a phone's Display P3, Adobe RGB, a print CMYK) to sRGB,
+// as Python's reader makes it (Pillow's ImageCms.profileToProfile: LittleCMS, perceptual intent, no flags), or
+// nullptr where there is no profile or LittleCMS cannot use it for these pixels (a broken profile, a CMYK
+// profile on an RGB image): then, as in Python, the pixels are read as sRGB, with a warning. The caller frees
+// it with cmsDeleteTransform.
+cmsHTRANSFORM srgb_transform(const unsigned char* icc, size_t size, cmsUInt32Number in_format,
+                             cmsUInt32Number out_format, const std::string& path) {
+  if (icc == nullptr || size == 0) return nullptr;
+  cmsHPROFILE embedded = cmsOpenProfileFromMem(icc, static_cast<cmsUInt32Number>(size));
+  cmsHPROFILE srgb = cmsCreate_sRGBProfile();
+  cmsHTRANSFORM transform = embedded && srgb ? cmsCreateTransform(embedded, in_format, srgb, out_format,
+                                                                  INTENT_PERCEPTUAL, out_format == TYPE_RGBA_8 ?
+                                                                  cmsFLAGS_COPY_ALPHA : 0) : nullptr;
+  if (embedded) cmsCloseProfile(embedded);
+  if (srgb) cmsCloseProfile(srgb);
+  if (transform == nullptr) {
+    std::cerr << "warning: ignoring the embedded colour profile of " << path
+              << " (LittleCMS cannot use it for these pixels); its pixels are read as sRGB\n";
+  }
+  return transform;
+}
+
 // The picture as it is meant to be seen: orientation 2-8 flips and/or turns it, as PIL's exif_transpose does.
 Image orient(const Image& in, int orientation) {
   if (orientation == 1) return in;
@@ -118,9 +143,11 @@ Image orient(const Image& in, int orientation) {
 }
 
 // libpng's errors end in png_longjmp; the message is kept for the user's one line. Its warnings (an unknown
-// chunk, a bad CRC in an ancillary one it skips) are not the user's concern.
+// chunk, a bad CRC in an ancillary one it skips) are not the user's concern, but for a colour profile it drops:
+// Python warns that it ignores one, and so does the host.
 struct PngReader {
   std::string message;
+  std::string icc_warning;  // libpng drops a colour profile it finds broken, with a warning
 };
 
 void png_fail(png_structp png, png_const_charp message) {
@@ -128,7 +155,9 @@ void png_fail(png_structp png, png_const_charp message) {
   png_longjmp(png, 1);
 }
 
-void png_quiet(png_structp, png_const_charp) {}
+void png_warn(png_structp png, png_const_charp message) {
+  if (std::strncmp(message, "iCCP", 4) == 0) static_cast<PngReader*>(png_get_error_ptr(png))->icc_warning = message;
+}
 
 // Decodes ``file`` into 8-bit RGBA as PIL reads a PNG (and stylexport's Python reader then converts it): a
 // palette to RGB, its transparency as alpha; grey below 8 bits scaled to 8; 16-bit grey scaled to 8 bits,
@@ -136,8 +165,8 @@ void png_quiet(png_structp, png_const_charp) {}
 // single transparent colour (tRNS) ignored, as PIL's conversion to RGB ignores it; gAMA and colour profiles not
 // applied. No C++ object lives in this frame: libpng's errors longjmp out of it.
 bool decode_png(FILE* file, PngReader* reader, Image* image, std::vector<unsigned char>* rgba,
-                std::vector<png_bytep>* rows, int* orientation) {
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, reader, png_fail, png_quiet);
+                std::vector<png_bytep>* rows, int* orientation, std::vector<unsigned char>* icc) {
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, reader, png_fail, png_warn);
   if (png == nullptr) return false;
   png_infop info = png_create_info_struct(png);
   if (info == nullptr || setjmp(png_jmpbuf(png))) {
@@ -149,6 +178,15 @@ bool decode_png(FILE* file, PngReader* reader, Image* image, std::vector<unsigne
   const png_byte color = png_get_color_type(png, info);
   const png_byte depth = png_get_bit_depth(png, info);
   const bool palette_alpha = color == PNG_COLOR_TYPE_PALETTE && png_get_valid(png, info, PNG_INFO_tRNS);
+  png_charp icc_name = nullptr;
+  png_bytep icc_data = nullptr;
+  png_uint_32 icc_size = 0;
+  int icc_compression = 0;
+  // Python applies a profile to RGB and RGBA images only (not to grey or palette ones, as PIL opens them)
+  if ((color == PNG_COLOR_TYPE_RGB || color == PNG_COLOR_TYPE_RGB_ALPHA) &&
+      png_get_iCCP(png, info, &icc_name, &icc_compression, &icc_data, &icc_size) != 0 && icc_data != nullptr) {
+    icc->assign(icc_data, icc_data + icc_size);
+  }
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (palette_alpha) png_set_tRNS_to_alpha(png);
   if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
@@ -182,12 +220,25 @@ Image read_png(const std::string& path) {
   Image image;
   std::vector<unsigned char> rgba;
   std::vector<png_bytep> rows;
+  std::vector<unsigned char> icc;
   int orientation = 1;
-  const bool ok = decode_png(file, &reader, &image, &rgba, &rows, &orientation);
+  const bool ok = decode_png(file, &reader, &image, &rgba, &rows, &orientation, &icc);
   std::fclose(file);
   if (!ok) {
     throw Error("cannot decode image " + path + ": " + (reader.message.empty() ? "out of memory" : reader.message) +
                 "; the file may be truncated");
+  }
+  if (!reader.icc_warning.empty()) {
+    std::cerr << "warning: ignoring the embedded colour profile of " << path << " (libpng: " << reader.icc_warning
+              << "); its pixels are read as sRGB\n";
+  }
+  // The colour profile first, the alpha kept (Python converts RGB and puts the alpha back), then the blend.
+  if (cmsHTRANSFORM transform = srgb_transform(icc.data(), icc.size(), TYPE_RGBA_8, TYPE_RGBA_8, path)) {
+    std::vector<unsigned char> converted(rgba.size());
+    cmsDoTransform(transform, rgba.data(), converted.data(),
+                   static_cast<cmsUInt32Number>(static_cast<size_t>(image.width) * image.height));
+    cmsDeleteTransform(transform);
+    rgba.swap(converted);
   }
   // Alpha composited on white with PIL's integer arithmetic (alpha_composite over an opaque white image, as the
   // Python reader does), so a semi-transparent pixel gets Python's value, not a blend in linear light.
@@ -212,7 +263,10 @@ Image read_jpeg(const std::string& path) {
   err.pub.emit_message = jpeg_warning;
   Image image;
   std::vector<unsigned char> four;  // a CMYK row; declared before setjmp, as every object longjmp passes over
+  std::vector<unsigned char> ink;   // that row as PIL holds CMYK, for a print profile
+  cmsHTRANSFORM volatile transform = nullptr;  // volatile: set after setjmp, read after a longjmp
   if (setjmp(err.jump)) {
+    if (transform != nullptr) cmsDeleteTransform(transform);
     jpeg_destroy_decompress(&cinfo);
     std::fclose(file);
     throw Error("cannot decode image " + path + ": " + err.message + "; pass a valid PNG or JPEG file");
@@ -220,20 +274,40 @@ Image read_jpeg(const std::string& path) {
   jpeg_create_decompress(&cinfo);
   jpeg_stdio_src(&cinfo, file);
   jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);  // EXIF, for the orientation
+  jpeg_save_markers(&cinfo, JPEG_APP0 + 2, 0xFFFF);  // the colour profile (ICC_PROFILE, in one or more parts)
   jpeg_read_header(&cinfo, TRUE);
   // Grey and YCbCr come out as RGB from libjpeg; CMYK and YCCK (print files) do not: they come out as CMYK and
-  // are converted here as PIL converts them (Adobe's inverted storage; no colour profile).
+  // are converted here as PIL converts them (Adobe's inverted storage), through the colour profile where there
+  // is one (a grey JPEG's is not applied, as in Python).
   const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
   cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+  if (cinfo.jpeg_color_space != JCS_GRAYSCALE) {
+    JOCTET* icc = nullptr;
+    unsigned int icc_size = 0;
+    if (jpeg_read_icc_profile(&cinfo, &icc, &icc_size)) {
+      transform = srgb_transform(icc, icc_size, cmyk ? TYPE_CMYK_8 : TYPE_RGB_8, TYPE_RGB_8, path);
+      std::free(icc);
+    }
+  }
   jpeg_start_decompress(&cinfo);
   image.height = static_cast<int>(cinfo.output_height);
   image.width = static_cast<int>(cinfo.output_width);
   image.pixels.resize(static_cast<size_t>(image.height) * image.width * 3);
   four.resize(cmyk ? static_cast<size_t>(image.width) * 4 : 0);
+  ink.resize(cmyk && transform != nullptr ? four.size() : 0);
   while (cinfo.output_scanline < cinfo.output_height) {
     unsigned char* rgb = image.pixels.data() + static_cast<size_t>(cinfo.output_scanline) * image.width * 3;
     JSAMPROW row = cmyk ? four.data() : rgb;
     jpeg_read_scanlines(&cinfo, &row, 1);
+    if (transform != nullptr && cmyk) {  // PIL's CMYK is the stored values inverted; the profile maps it to sRGB
+      for (size_t i = 0; i < four.size(); ++i) ink[i] = static_cast<unsigned char>(255 - four[i]);
+      cmsDoTransform(transform, ink.data(), rgb, static_cast<cmsUInt32Number>(image.width));
+      continue;
+    }
+    if (transform != nullptr) {
+      cmsDoTransform(transform, rgb, rgb, static_cast<cmsUInt32Number>(image.width));  // same layout: in place
+      continue;
+    }
     for (int x = 0; cmyk && x < image.width; ++x) {
       const unsigned char* p = &four[static_cast<size_t>(x) * 4];
       const int k = p[3];  // stored inverted (Adobe's convention, which PIL assumes for every CMYK JPEG): 255 - K
@@ -245,6 +319,8 @@ Image read_jpeg(const std::string& path) {
     }
   }
   const int orientation = exif_orientation(cinfo);
+  if (transform != nullptr) cmsDeleteTransform(transform);
+  transform = nullptr;
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
   std::fclose(file);
