@@ -43,6 +43,8 @@ DEFAULT_CODECS = ("libx264", "h264", "libopenh264", "mpeg4")
 # Encoders whose quality --crf sets (constant quality; VP9 needs its bitrate cap off for it), with their options.
 CRF_ENCODERS = {"libx264": {"preset": "medium"}, "libvpx-vp9": {"b": "0"}}
 DEFAULT_CRF = 18
+# What every video written says about its colours (FFmpeg's codec options): sRGB frames, as BT.709 in TV range
+COLOUR_TAGS = {"colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709", "color_range": "tv"}
 _END = object()
 
 
@@ -589,8 +591,12 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None,
             ostream.width, ostream.height = width, height
             even = width % 2 == 0 and height % 2 == 0
             ostream.pix_fmt = "yuv420p" if even or codec not in ("libx264",) else "yuv444p"
-            if codec in CRF_ENCODERS:
-                ostream.options = {"crf": str(DEFAULT_CRF if crf is None else crf), **CRF_ENCODERS[codec]}
+            # The frames are sRGB; the stream says so (BT.709 matrix, primaries and transfer, limited range), and
+            # emit() converts with that matrix. Untagged, and converted with FFmpeg's default BT.601 matrix as it
+            # was, an HD video played off colour: players take an untagged HD stream for BT.709 (an orange
+            # 214,101,40 showed as 224,108,35).
+            ostream.options = {**COLOUR_TAGS, **({"crf": str(DEFAULT_CRF if crf is None else crf),
+                                                  **CRF_ENCODERS[codec]} if codec in CRF_ENCODERS else {})}
             if not even and codec != "libx264":
                 raise StylexportError(f"{codec} needs an even frame size and this video is {width}x{height}; write "
                                       ".mp4 (H.264 takes any size), pass --size (even sides), or write a folder")
@@ -639,7 +645,8 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None,
             def emit(key, array) -> None:
                 nonlocal written
                 pts, tb = key
-                frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+                frame = av.VideoFrame.from_ndarray(array, format="rgb24").reformat(
+                    format=ostream.pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG")
                 frame.pts, frame.time_base = pts, tb
                 mux(ostream.encode(frame))
                 while audio_pending:

@@ -123,6 +123,39 @@ def test_video_controls_strength_zero_returns_the_frames(tmp_path, model_runner)
     assert np.array_equal(got.astype(np.uint8), first)
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_a_video_written_says_its_colours_are_bt709_and_is_converted_so(tmp_path, model_runner, suffix):
+    """The frames went to the encoder through FFmpeg's default BT.601 matrix, in a stream that named no colour
+    space: a player takes an untagged HD stream for BT.709, so an orange (214, 101, 40) showed as (224, 108, 35).
+    Now the stream is tagged BT.709 (matrix, primaries, transfer; TV range) and converted with that matrix: read
+    as its tags say, or as a player reads HD, the colour comes back. The input is a phone's kind of video, BT.709
+    and tagged so: PyAV before 17 read every such video through BT.601 (the orange as 203, 92, 44), hence
+    av>=17."""
+    from stylexport.video import COLOUR_TAGS
+
+    orange = np.zeros((48, 64, 3), np.uint8)
+    orange[:] = (214, 101, 40)
+    clip = tmp_path / "orange.mp4"
+    out = av.open(str(clip), "w")
+    video = out.add_stream("libx264", rate=10)
+    video.width, video.height, video.pix_fmt, video.options = 64, 48, "yuv444p", {"qp": "0", **COLOUR_TAGS}
+    for i in range(3):
+        frame = av.VideoFrame.from_ndarray(orange, format="rgb24").reformat(
+            format="yuv444p", dst_colorspace="ITU709", dst_color_range="MPEG")
+        frame.pts, frame.time_base = i, fractions.Fraction(1, 10)
+        out.mux(video.encode(frame))
+    out.mux(video.encode(None))
+    out.close()
+    stylize_video(clip, tmp_path / f"out{suffix}", model_runner, strength=0.0)  # the frames themselves
+    with av.open(str(tmp_path / f"out{suffix}")) as written:
+        context = written.streams.video[0].codec_context
+        assert (context.colorspace, context.color_primaries, context.color_trc, context.color_range) == (1, 1, 1, 1)
+        frame = next(written.decode(video=0))
+        for seen in (frame.to_ndarray(format="rgb24"),  # by its tags
+                     frame.reformat(format="rgb24", src_colorspace="ITU709", src_color_range="MPEG").to_ndarray()):
+            assert np.abs(seen[24, 32].astype(int) - orange[24, 32]).max() <= 2, seen[24, 32]
+
+
 def test_bad_inputs_get_clear_messages_and_leave_nothing(tmp_path, model_runner):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video")
