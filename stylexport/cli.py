@@ -654,6 +654,8 @@ def video(
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
     shown = f" (turned as its display matrix says: {result.shown_as})" if result.shown_as else ""
+    if result.tone_mapped:
+        shown += f" (HDR, {result.tone_mapped}, mapped to SDR)"
     typer.echo(f"wrote {output} (engine {runner.engine or runner.name}): {result.frames} frames "
                f"{result.width}x{result.height}{shown} at {result.fps:.3g} fps, "
                f"{result.codec}, audio {result.audio}; {result.frames / result.seconds:.1f} frames/s; {flick}")

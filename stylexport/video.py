@@ -73,6 +73,7 @@ class VideoReport:
     flicker_out: float = 0.0  # after stabilization (equal to raw when off)
     warnings: list[str] = dataclasses.field(default_factory=list)
     shown_as: str = ""  # how the input's display matrix turned its frames ("a quarter turn clockwise"), or ""
+    tone_mapped: str = ""  # an HDR input's transfer ("HLG", "PQ"), mapped to SDR as it was read, or ""
 
 
 def short_input_warning(src: Path, n: int, info: dict) -> list[str]:
@@ -451,6 +452,52 @@ def upright(array: np.ndarray, orient: tuple[bool, bool, bool]) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+# HDR video (HLG: a phone's default since 2020; PQ: HDR10) is mapped to the SDR frames the networks know; read as
+# if it were SDR, its BT.2020 colours came out washed out and a PQ video dark. Transfer characteristics as FFmpeg
+# numbers them (ISO/IEC 23091-2):
+HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
+SDR_WHITE_NITS = 203.0  # ITU-R BT.2408: HDR reference white (HLG 75 %), mapped to SDR white before the knee
+TONE_KNEE = 0.75  # linear SDR light: below it unchanged, above it compressed towards 1 (white 1.0 -> 0.875)
+_BT2020_TO_BT709 = np.array([[1.6605, -0.5876, -0.0728],  # ITU-R BT.2087, linear light
+                             [-0.1246, 1.1329, -0.0083],
+                             [-0.0182, -0.1006, 1.1187]], np.float32)
+_BT2020_LUMA = np.array([0.2627, 0.6780, 0.0593], np.float32)
+
+
+def hdr_to_sdr(signal: np.ndarray, transfer: str) -> np.ndarray:
+    """An HDR frame (H, W, 3 float R'G'B' in [0, 1], BT.2020, HLG or PQ: what FFmpeg decodes with the BT.2020
+    matrix) as 8-bit SDR (BT.709 primaries, display gamma 2.4): to display light in nits (HLG through its inverse
+    OETF and its OOTF for a 1000-nit display, BT.2100; PQ through its EOTF), relative to reference white (203
+    nits, BT.2408), BT.2020 to BT.709 primaries (BT.2087; colours outside BT.709 clipped), highlights above
+    ``TONE_KNEE`` compressed towards white by each pixel's brightest channel (hue kept), then gamma 2.4 as a
+    player shows SDR. A simple documented tone map, not a colourist's."""
+    e = np.clip(signal.astype(np.float32), 0.0, 1.0)
+    if transfer == "HLG":
+        a, b = 0.17883277, 0.28466892
+        c = 0.5 - a * np.log(4 * a)
+        scene = np.where(e <= 0.5, e * e / 3.0, (np.exp((e - c) / a) + b) / 12.0)
+        luma = np.maximum(scene @ _BT2020_LUMA, 1e-6)[..., None]
+        nits = 1000.0 * luma ** 0.2 * scene  # the OOTF: system gamma 1.2 at 1000 nits
+    else:
+        m1, m2, c1, c2, c3 = 2610 / 16384, 2523 / 4096 * 128, 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+        p = e ** (1.0 / m2)
+        nits = 10000.0 * (np.maximum(p - c1, 0.0) / (c2 - c3 * p)) ** (1.0 / m1)
+    light = np.maximum((nits / SDR_WHITE_NITS) @ _BT2020_TO_BT709.T, 0.0)
+    peak = light.max(axis=-1, keepdims=True)
+    over = np.maximum(peak - TONE_KNEE, 0.0)
+    mapped = np.where(peak > TONE_KNEE, TONE_KNEE + over / (1.0 + over / (1.0 - TONE_KNEE)), peak)
+    light = light * (mapped / np.maximum(peak, 1e-6))
+    return np.clip(np.round(255.0 * np.minimum(light, 1.0) ** (1 / 2.4)), 0, 255).astype(np.uint8)
+
+
+def frame_rgb(frame, transfer: str | None) -> np.ndarray:
+    """A decoded video frame as HxWx3 uint8 sRGB-like pixels (FFmpeg converts by the frame's matrix and range
+    tags); an HDR frame (``transfer`` "HLG" or "PQ") mapped to SDR by ``hdr_to_sdr``."""
+    if transfer is None:
+        return frame.to_ndarray(format="rgb24")
+    return hdr_to_sdr(frame.to_ndarray(format="gbrpf32le"), transfer)  # PyAV 17's rgb48le mixed its channels
+
+
 def _video_info(container) -> dict:
     """A video's frame count (None where undeclared), rate, time base and stored size, from its header."""
     stream = container.streams.video[0]
@@ -458,7 +505,8 @@ def _video_info(container) -> dict:
     duration = float(container.duration / 1e6) if container.duration else None
     count = stream.frames or (round(duration * float(rate)) if duration else None)
     return {"count": count, "width": stream.codec_context.width, "height": stream.codec_context.height,
-            "fps": float(rate), "rate": rate, "time_base": stream.time_base, "duration": duration}
+            "fps": float(rate), "rate": rate, "time_base": stream.time_base, "duration": duration,
+            "transfer": HDR_TRANSFERS.get(int(stream.codec_context.color_trc or 0))}
 
 
 def _video_stream(container):
@@ -543,7 +591,7 @@ def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, 
         stream = _video_stream(container)
         def frames_in():
             for i, frame in enumerate(container.decode(stream)):
-                yield f"frame_{i:06d}", upright(frame.to_ndarray(format="rgb24"), info["orientation"])
+                yield f"frame_{i:06d}", upright(frame_rgb(frame, info.get("transfer")), info["orientation"])
     audio = "none" if container is None or not container.streams.audio else audio_dropped
     stats = _FrameStats()
     written = 0
@@ -621,7 +669,7 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None,
                             continue
                         for frame in packet.decode():
                             put(("video", (frame.pts, frame.time_base,
-                                           upright(frame.to_ndarray(format="rgb24"), info["orientation"]))))
+                                           upright(frame_rgb(frame, info.get("transfer")), info["orientation"]))))
 
                 audio_pending: list = []
 
@@ -677,7 +725,8 @@ def _report(src: Path, info: dict, n: int, width: int, height: int, fps: float, 
     return VideoReport(frames=n, width=width, height=height, fps=fps, duration_s=info.get("duration"), codec=codec,
                        audio=audio, flicker_raw=stats.raw / max(stats.n, 1), flicker_out=stats.out / max(stats.n, 1),
                        warnings=short_input_warning(src, n, info) if video_in else [],
-                       shown_as=describe_orientation(info.get("orientation")))
+                       shown_as=describe_orientation(info.get("orientation")),
+                       tone_mapped=(info.get("transfer") or "") if video_in else "")
 
 
 def _format_for(dst: Path) -> str | None:

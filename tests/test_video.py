@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from stylexport.checkpoint import save_checkpoint
 from stylexport.cli import app
 from stylexport.errors import StylexportError
+from stylexport.image import read_image
 from stylexport.runtime import TorchRunner
 
 av = pytest.importorskip("av", reason="PyAV is not installed: pip install 'stylexport[video]'")
@@ -154,6 +155,61 @@ def test_a_video_written_says_its_colours_are_bt709_and_is_converted_so(tmp_path
         for seen in (frame.to_ndarray(format="rgb24"),  # by its tags
                      frame.reformat(format="rgb24", src_colorspace="ITU709", src_color_range="MPEG").to_ndarray()):
             assert np.abs(seen[24, 32].astype(int) - orange[24, 32]).max() <= 2, seen[24, 32]
+
+
+def _hdr_clip(path, y10: int, transfer: str, u10: int = 512, v10: int = 512):
+    """Three frames of one 10-bit BT.2020 colour (limited range: Y 64..940), tagged HLG or PQ, losslessly."""
+    out = av.open(str(path), "w")
+    video = out.add_stream("libx264", rate=10)
+    video.width, video.height, video.pix_fmt = 64, 48, "yuv444p10le"
+    video.options = {"colorspace": "bt2020nc", "color_primaries": "bt2020", "color_range": "tv", "qp": "0",
+                     "color_trc": {"HLG": "arib-std-b67", "PQ": "smpte2084"}[transfer]}
+    for i in range(3):
+        frame = av.VideoFrame(64, 48, "yuv444p10le")
+        for plane, value in zip(frame.planes, (y10, u10, v10), strict=True):
+            plane.update(np.full(plane.buffer_size // 2, value, "<u2").tobytes())
+        frame.pts, frame.time_base = i, fractions.Fraction(1, 10)
+        out.mux(video.encode(frame))
+    out.mux(video.encode(None))
+    out.close()
+    return path
+
+
+@pytest.mark.parametrize(("transfer", "y10", "grey"), [
+    # HLG 75 % (Y 721): scene light 0.265, 203 nits on a 1000-nit display (OOTF 1000 * 0.265^1.2): reference
+    # white, 1.0 SDR light, over the 0.75 knee: 0.75 + 0.25 / (1 + 0.25 / 0.25) = 0.875, gamma 2.4: 241
+    ("HLG", 721, 241),
+    # HLG 50 % (Y 502): scene 1/12, 1000 * (1/12)^1.2 = 50.7 nits, 0.2497 of white, under the knee: 143
+    ("HLG", 502, 143),
+    # HLG 100 % (Y 940): 1000 nits, 4.93 x white: 0.75 + 4.18 / (1 + 4.18 / 0.25) = 0.986: 254, not clipped flat
+    ("HLG", 940, 254),
+    # PQ 58 % (Y 572): 202.7 nits, PQ's EOTF: reference white again: 241 (240 with the 10-bit rounding)
+    ("PQ", 572, 241),
+], ids=["hlg-white", "hlg-half", "hlg-peak", "pq-white"])
+def test_an_hdr_video_is_mapped_to_sdr_as_it_is_read(tmp_path, model_runner, transfer, y10, grey):
+    """A phone's HDR video (HLG, BT.2020, 10-bit) was read as if it were SDR: washed out, and a PQ one dark.
+    Now each frame goes to display light by its transfer, reference white (203 nits) to SDR white, highlights
+    compressed above a knee, BT.2020 to BT.709 primaries: greys land where the worked values say."""
+    clip = _hdr_clip(tmp_path / "hdr.mp4", y10, transfer)
+    report = stylize_video(clip, tmp_path / "frames", model_runner, strength=0.0)  # the frames themselves
+    assert report.tone_mapped == transfer
+    got = read_image(tmp_path / "frames" / "frame_000000.png")[:, 24, 32]
+    assert (got - grey).abs().max() <= 2, (got.tolist(), grey)
+
+
+def test_hdr_colours_keep_their_hue_and_sdr_videos_are_not_mapped(tmp_path, model_runner, random_model):
+    """A saturated BT.2020 green beyond BT.709 comes out green (clipped to the gamut, its brightest channel
+    compressed), and an SDR clip is read as FFmpeg converts it, with no mapping said."""
+    green = _hdr_clip(tmp_path / "green.mp4", 600, "HLG", u10=400, v10=400)
+    stylize_video(green, tmp_path / "green", model_runner, strength=0.0)
+    r, g, b = read_image(tmp_path / "green" / "frame_000000.png")[:, 24, 32].tolist()
+    assert g > 200 and g > r + 60 and g > b + 60, (r, g, b)
+    sdr = stylize_video(make_clip(tmp_path / "sdr.mp4", frames=2, audio=False), tmp_path / "sdr", model_runner)
+    assert sdr.tone_mapped == ""
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", random_model, {"style_name": "m"})
+    result = runner.invoke(app, ["video", str(green), "-o", str(tmp_path / "out.mp4"), "-m", str(ckpt)])
+    assert result.exit_code == 0, result.output
+    assert "(HDR, HLG, mapped to SDR)" in result.output
 
 
 def test_bad_inputs_get_clear_messages_and_leave_nothing(tmp_path, model_runner):
