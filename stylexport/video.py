@@ -470,24 +470,25 @@ def hdr_to_sdr(signal: np.ndarray, transfer: str) -> np.ndarray:
     OETF and its OOTF for a 1000-nit display, BT.2100; PQ through its EOTF), relative to reference white (203
     nits, BT.2408), BT.2020 to BT.709 primaries (BT.2087; colours outside BT.709 clipped), highlights above
     ``TONE_KNEE`` compressed towards white by each pixel's brightest channel (hue kept), then gamma 2.4 as a
-    player shows SDR. A simple documented tone map, not a colourist's."""
-    e = np.clip(signal.astype(np.float32), 0.0, 1.0)
+    player shows SDR. A simple documented tone map, not a colourist's. In torch: its elementwise kernels use
+    every core, where numpy's took about a second for a 1080p frame on 2 cores."""
+    e = torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32)).clamp(0.0, 1.0)
     if transfer == "HLG":
         a, b = 0.17883277, 0.28466892
-        c = 0.5 - a * np.log(4 * a)
-        scene = np.where(e <= 0.5, e * e / 3.0, (np.exp((e - c) / a) + b) / 12.0)
-        luma = np.maximum(scene @ _BT2020_LUMA, 1e-6)[..., None]
-        nits = 1000.0 * luma ** 0.2 * scene  # the OOTF: system gamma 1.2 at 1000 nits
+        c = 0.5 - a * math.log(4 * a)
+        scene = torch.where(e <= 0.5, e * e / 3.0, (torch.exp((e - c) / a) + b) / 12.0)
+        luma = (scene @ torch.from_numpy(_BT2020_LUMA)).clamp_min(1e-6).unsqueeze(-1)
+        nits = 1000.0 * luma.pow(0.2) * scene  # the OOTF: system gamma 1.2 at 1000 nits
     else:
         m1, m2, c1, c2, c3 = 2610 / 16384, 2523 / 4096 * 128, 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
-        p = e ** (1.0 / m2)
-        nits = 10000.0 * (np.maximum(p - c1, 0.0) / (c2 - c3 * p)) ** (1.0 / m1)
-    light = np.maximum((nits / SDR_WHITE_NITS) @ _BT2020_TO_BT709.T, 0.0)
-    peak = light.max(axis=-1, keepdims=True)
-    over = np.maximum(peak - TONE_KNEE, 0.0)
-    mapped = np.where(peak > TONE_KNEE, TONE_KNEE + over / (1.0 + over / (1.0 - TONE_KNEE)), peak)
-    light = light * (mapped / np.maximum(peak, 1e-6))
-    return np.clip(np.round(255.0 * np.minimum(light, 1.0) ** (1 / 2.4)), 0, 255).astype(np.uint8)
+        p = e.pow(1.0 / m2)
+        nits = 10000.0 * ((p - c1).clamp_min(0.0) / (c2 - c3 * p)).pow(1.0 / m1)
+    light = ((nits / SDR_WHITE_NITS) @ torch.from_numpy(_BT2020_TO_BT709.T.copy())).clamp_min(0.0)
+    peak = light.amax(dim=-1, keepdim=True)
+    over = (peak - TONE_KNEE).clamp_min(0.0)
+    mapped = torch.where(peak > TONE_KNEE, TONE_KNEE + over / (1.0 + over / (1.0 - TONE_KNEE)), peak)
+    light = light * (mapped / peak.clamp_min(1e-6))
+    return (255.0 * light.clamp(0.0, 1.0).pow(1 / 2.4)).round().to(torch.uint8).numpy()
 
 
 def frame_rgb(frame, transfer: str | None) -> np.ndarray:
