@@ -491,12 +491,15 @@ def hdr_to_sdr(signal: np.ndarray, transfer: str) -> np.ndarray:
     return (255.0 * light.clamp(0.0, 1.0).pow(1 / 2.4)).round().to(torch.uint8).numpy()
 
 
-def frame_rgb(frame, transfer: str | None) -> np.ndarray:
-    """A decoded video frame as HxWx3 uint8 sRGB-like pixels (FFmpeg converts by the frame's matrix and range
-    tags); an HDR frame (``transfer`` "HLG" or "PQ") mapped to SDR by ``hdr_to_sdr``."""
-    if transfer is None:
-        return frame.to_ndarray(format="rgb24")
-    return hdr_to_sdr(frame.to_ndarray(format="gbrpf32le"), transfer)  # PyAV 17's rgb48le mixed its channels
+def frame_rgb(frame, info: dict) -> np.ndarray:
+    """A decoded video frame as HxWx3 uint8 sRGB-like pixels, converted by the frame's matrix and range tags; an
+    HDR frame (``info["transfer"]`` "HLG" or "PQ") mapped to SDR by ``hdr_to_sdr``; an HD stream that names no
+    matrix (``info["guess_bt709"]``) converted as BT.709, as players show it, where FFmpeg assumes BT.601."""
+    if info.get("transfer"):
+        return hdr_to_sdr(frame.to_ndarray(format="gbrpf32le"), info["transfer"])  # 17's rgb48le mixed channels
+    if info.get("guess_bt709"):
+        return frame.reformat(format="rgb24", src_colorspace="ITU709", src_color_range=frame.color_range).to_ndarray()
+    return frame.to_ndarray(format="rgb24")
 
 
 def _video_info(container) -> dict:
@@ -507,7 +510,11 @@ def _video_info(container) -> dict:
     count = stream.frames or (round(duration * float(rate)) if duration else None)
     return {"count": count, "width": stream.codec_context.width, "height": stream.codec_context.height,
             "fps": float(rate), "rate": rate, "time_base": stream.time_base, "duration": duration,
-            "transfer": HDR_TRANSFERS.get(int(stream.codec_context.color_trc or 0))}
+            "transfer": HDR_TRANSFERS.get(int(stream.codec_context.color_trc or 0)),
+            # no matrix named (unspecified: 2) on an HD stream: players (mpv's rule: 1280 wide or over 576 high)
+            # show it as BT.709, where FFmpeg's conversion would take BT.601
+            "guess_bt709": int(stream.codec_context.colorspace or 2) == 2 and (
+                stream.codec_context.width >= 1280 or stream.codec_context.height > 576)}
 
 
 def _video_stream(container):
@@ -592,7 +599,7 @@ def _each_frame(src: Path, runner, frames_in, info, *, write: Callable[[object, 
         stream = _video_stream(container)
         def frames_in():
             for i, frame in enumerate(container.decode(stream)):
-                yield f"frame_{i:06d}", upright(frame_rgb(frame, info.get("transfer")), info["orientation"])
+                yield f"frame_{i:06d}", upright(frame_rgb(frame, info), info["orientation"])
     audio = "none" if container is None or not container.streams.audio else audio_dropped
     stats = _FrameStats()
     written = 0
@@ -670,7 +677,7 @@ def _to_video(src: Path, dst: Path, runner, frames_in, info, *, crf: int | None,
                             continue
                         for frame in packet.decode():
                             put(("video", (frame.pts, frame.time_base,
-                                           upright(frame_rgb(frame, info.get("transfer")), info["orientation"]))))
+                                           upright(frame_rgb(frame, info), info["orientation"]))))
 
                 audio_pending: list = []
 

@@ -157,6 +157,32 @@ def test_a_video_written_says_its_colours_are_bt709_and_is_converted_so(tmp_path
             assert np.abs(seen[24, 32].astype(int) - orange[24, 32]).max() <= 2, seen[24, 32]
 
 
+@pytest.mark.parametrize(("size", "matrix"), [((1280, 720), "ITU709"), ((640, 480), "ITU601")], ids=["hd", "sd"])
+def test_a_video_that_names_no_matrix_is_read_as_players_show_it(tmp_path, model_runner, size, matrix):
+    """A stream with no colour tags (a screen recording, an old export): FFmpeg converts it as BT.601 whatever
+    its size, where players (mpv's rule: 1280 wide or over 576 high) show an HD one as BT.709, so an HD clip's
+    orange (214, 101, 40) was read as (203, 92, 44). Now HD is read as BT.709 and SD as BT.601."""
+    w, h = size
+    orange = np.zeros((h, w, 3), np.uint8)
+    orange[:] = (214, 101, 40)
+    clip = tmp_path / "untagged.mp4"
+    out = av.open(str(clip), "w")
+    video = out.add_stream("libx264", rate=10)
+    video.width, video.height, video.pix_fmt, video.options = w, h, "yuv444p", {"qp": "0"}
+    for i in range(2):
+        frame = av.VideoFrame.from_ndarray(orange, format="rgb24").reformat(
+            format="yuv444p", dst_colorspace=matrix, dst_color_range="MPEG")
+        frame.pts, frame.time_base = i, fractions.Fraction(1, 10)
+        out.mux(video.encode(frame))
+    out.mux(video.encode(None))
+    out.close()
+    with av.open(str(clip)) as written:
+        assert written.streams.video[0].codec_context.colorspace == 2  # unspecified
+    stylize_video(clip, tmp_path / "frames", model_runner, strength=0.0)
+    got = read_image(tmp_path / "frames" / "frame_000000.png")[:, h // 2, w // 2]
+    assert (got - torch.tensor([214.0, 101.0, 40.0])).abs().max() <= 2, got.tolist()
+
+
 def _hdr_clip(path, y10: int, transfer: str, u10: int = 512, v10: int = 512):
     """Three frames of one 10-bit BT.2020 colour (limited range: Y 64..940), tagged HLG or PQ, losslessly."""
     out = av.open(str(path), "w")
