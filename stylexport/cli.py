@@ -230,8 +230,36 @@ def _main(
                                           help="Print the version.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.")] = False,
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(_WarningFormatter())
+    handler.addFilter(_OnceFilter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+
+
+class _WarningFormatter(logging.Formatter):
+    """The library's warnings as the CLI's own: "warning: ..." (``-v`` shows the level and the logger)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {super().format(record)}"
+
+
+class _OnceFilter(logging.Filter):
+    """Each distinct warning once per command: `styles --preview` of a small photo said the same padding line
+    for every style."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
 
 
 GATYS_ITERATIONS = "60,30,15"

@@ -380,3 +380,28 @@ def test_train_tells_progress_when_its_time_limit_ends_it(tmp_path, make_image, 
     seen.clear()
     assert run(*args, "-o", tmp_path / "run2").exit_code == 0
     assert seen and all(s is None for s in seen)
+
+
+def test_library_warnings_read_as_the_clis_own_and_each_is_said_once(tmp_path, ckpt):
+    """A warning the library logs (here: photos under the network's 16 px smallest side, padded) was printed as
+    `WARNING stylexport.runtime.base: ...`, once per photo and once per style in `styles --preview`, beside
+    the CLI's own `warning: ...` lines. Now it reads `warning: ...`, each distinct line once; `-v` keeps the
+    level and logger."""
+    import subprocess
+    import sys
+
+    photos = tmp_path / "icons"
+    photos.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        Image.new("RGB", (12, 10), (200, 40, 40)).save(photos / name)
+    command = [sys.executable, "-m", "stylexport", "stylize", str(photos), "-m", str(ckpt), "-b", "torch-fp32"]
+    done = subprocess.run([*command, "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    padding = [line for line in done.stderr.splitlines() if "reflect-padding a 10x12 input" in line]
+    assert len(padding) == 1 and padding[0].startswith("warning: torch-fp32 takes sides of at least 16 px"), \
+        done.stderr
+    assert "WARNING" not in done.stderr
+    verbose = subprocess.run([*command[:3], "-v", *command[3:], "-o", str(tmp_path / "out-v")], capture_output=True,
+                             text=True, timeout=300)
+    assert verbose.returncode == 0, verbose.stderr
+    assert "WARNING stylexport.runtime.base: torch-fp32 takes sides of at least 16 px" in verbose.stderr
