@@ -162,8 +162,9 @@ void png_warn(png_structp png, png_const_charp message) {
 // Decodes ``file`` into 8-bit RGBA as PIL reads a PNG (and stylexport's Python reader then converts it): a
 // palette to RGB, its transparency as alpha; grey below 8 bits scaled to 8; 16-bit grey scaled to 8 bits,
 // rounded (Python's rule for PIL's I;16); any other 16-bit image by its high byte (PIL's); a grey or RGB image's
-// single transparent colour (tRNS) ignored, as PIL's conversion to RGB ignores it; gAMA and colour profiles not
-// applied. No C++ object lives in this frame: libpng's errors longjmp out of it.
+// single transparent colour (tRNS) ignored, as PIL's conversion to RGB ignores it; gAMA not applied; an RGB(A)
+// image's colour profile handed back in ``icc`` (read_png applies it). No C++ object lives in this frame: libpng's
+// errors longjmp out of it.
 bool decode_png(FILE* file, PngReader* reader, Image* image, std::vector<unsigned char>* rgba,
                 std::vector<png_bytep>* rows, int* orientation, std::vector<unsigned char>* icc) {
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, reader, png_fail, png_warn);
