@@ -3,11 +3,11 @@
 Frames move through three stages at once: a decoder thread (demux + decode), the model on the caller's
 thread (batched), and an encoder thread (encode + mux); bounded queues between them keep memory flat.
 Audio packets are copied as they are (no re-encode) when the output container takes the codec, otherwise
-re-encoded to AAC. The output is written to a temporary file beside the target and renamed at the end: a
-failure or Ctrl-C never leaves a partial video. Folders of frames work as input and as output, and so do
-animated GIFs (written by Pillow, every frame held until the end: see ``_to_gif``). A failure stops and joins
-the decoder and encoder threads before the files are closed (PyAV crashes when a container is closed under a
-thread still using it).
+re-encoded to the first of ``AUDIO_REENCODE`` it takes (AAC; Opus for WebM). The output is written to a
+temporary file beside the target and renamed at the end: a failure or Ctrl-C never leaves a partial video.
+Folders of frames work as input and as output, and so do animated GIFs (written by Pillow, every frame held
+until the end: see ``_to_gif``). A failure stops and joins the decoder and encoder threads before the files
+are closed (PyAV crashes when a container is closed under a thread still using it).
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ DEFAULT_CODECS = ("libx264", "h264", "libopenh264", "mpeg4")
 # Encoders whose quality --crf sets (constant quality; VP9 needs its bitrate cap off for it), with their options.
 CRF_ENCODERS = {"libx264": {"preset": "medium"}, "libvpx-vp9": {"b": "0"}}
 DEFAULT_CRF = 18
+# Audio codecs to re-encode to where the output container does not take the input's, best first, with the
+# sample rate each needs (None: the input's); Opus runs at 48 kHz
+AUDIO_REENCODE = (("aac", None), ("libopus", 48000), ("opus", 48000), ("libvorbis", None), ("libmp3lame", None))
 # What every video written says about its colours (FFmpeg's codec options): sRGB frames, as BT.709 in TV range
 COLOUR_TAGS = {"colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709", "color_range": "tv"}
 _END = object()
@@ -67,7 +70,7 @@ class VideoReport:
     fps: float
     duration_s: float | None
     codec: str
-    audio: str  # "copied", "re-encoded (aac)", "none"
+    audio: str  # "copied", "re-encoded (aac)" (or another of AUDIO_REENCODE), "none"
     seconds: float = 0.0
     flicker_raw: float = 0.0  # flicker of the network's output
     flicker_out: float = 0.0  # after stabilization (equal to raw when off)
@@ -742,19 +745,30 @@ def _format_for(dst: Path) -> str | None:
 
 
 def _audio_stream(av, out, audio_in):
+    """The output's sound: the input's packets copied where the container takes their codec, else a stream of
+    the first of ``AUDIO_REENCODE`` that this FFmpeg has and the container takes (a WebM takes no AAC: Opus)."""
     if audio_in is None:
         return None, "none"
     try:
         return out.add_stream_from_template(audio_in), "copied"
     except Exception:  # noqa: BLE001 - the container does not take this codec: re-encode
-        stream = out.add_stream("aac", rate=audio_in.rate or 48000)
-        return stream, "re-encoded (aac)"
+        pass
+    for codec, rate in AUDIO_REENCODE:
+        if codec not in av.codecs_available:
+            continue
+        try:
+            stream = out.add_stream(codec, rate=rate or audio_in.rate or 48000)
+        except ValueError:  # "'webm' format does not support 'aac' codec"
+            continue
+        return stream, f"re-encoded ({codec})"
+    raise StylexportError(f"{out.format.name} takes none of the audio codecs this FFmpeg can write "
+                          f"({', '.join(c for c, _ in AUDIO_REENCODE)}); write .mp4 or .mkv instead")
 
 
 def _mux_audio(astream, packet, mux) -> None:
     if astream is None:
         return
-    if astream.codec_context.name == "aac" and packet.stream.codec_context.name != "aac":
+    if astream.codec_context.name != packet.stream.codec_context.name:  # re-encoding
         for frame in packet.decode():
             frame.pts = None
             mux(astream.encode(frame))

@@ -90,6 +90,20 @@ def test_clip_round_trips_with_frames_size_rate_and_audio(tmp_path, model_runner
     assert report.frames == 12 and report.codec == "libx264"
 
 
+def test_a_webm_of_a_clip_with_aac_sound_re_encodes_it_to_opus(tmp_path, model_runner):
+    """`video phone.mp4 -o clip.webm`: a WebM takes no AAC, and the re-encode tried AAC alone, so the command
+    ended in a traceback ("'webm' format does not support 'aac' codec"). Now the sound is re-encoded to the
+    first codec the container takes (Opus here), its length kept."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=10)
+    report = stylize_video(clip, tmp_path / "out.webm", model_runner)
+    assert report.audio == "re-encoded (libopus)"
+    after = probe(tmp_path / "out.webm")
+    assert after["audio"] == ["opus"] and after["frames"] == 10
+    with av.open(str(tmp_path / "out.webm")) as written:
+        seconds = sum(frame.samples for frame in written.decode(audio=0)) / 48000
+    assert seconds == pytest.approx(1.0, abs=0.05)  # the clip's second of 440 Hz
+
+
 def test_folders_of_frames_in_and_out(tmp_path, model_runner):
     clip = make_clip(tmp_path / "clip.mp4", frames=5, audio=False)
     report = stylize_video(clip, tmp_path / "frames", model_runner)
