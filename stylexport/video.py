@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import math
 import os
@@ -744,23 +745,34 @@ def _format_for(dst: Path) -> str | None:
     return {".m4v": "mp4", ".mkv": "matroska"}.get(dst.suffix.lower())
 
 
+def _muxer_takes(av, out, codec: str | None = None, rate: int | None = None, template=None) -> bool:
+    """Whether ``out``'s muxer takes a stream copied from ``template``, or one encoded with ``codec``: tried
+    on a header written in memory, since some muxers refuse a codec only there (QuickTime's "opus only
+    supported in MP4", after adding the stream had worked)."""
+    try:
+        with av.open(io.BytesIO(), "w", format=out.format.name) as trial:
+            if template is not None:
+                trial.add_stream_from_template(template)
+            else:
+                trial.add_stream(codec, rate=rate)
+            trial.start_encoding()
+        return True
+    except Exception:  # noqa: BLE001 - ValueError ("'webm' format does not support 'aac' codec") or FFmpeg's
+        return False
+
+
 def _audio_stream(av, out, audio_in):
     """The output's sound: the input's packets copied where the container takes their codec, else a stream of
-    the first of ``AUDIO_REENCODE`` that this FFmpeg has and the container takes (a WebM takes no AAC: Opus)."""
+    the first of ``AUDIO_REENCODE`` that this FFmpeg has and the container takes (a WebM takes no AAC: Opus; a
+    QuickTime file no Opus: AAC)."""
     if audio_in is None:
         return None, "none"
-    try:
+    if _muxer_takes(av, out, template=audio_in):
         return out.add_stream_from_template(audio_in), "copied"
-    except Exception:  # noqa: BLE001 - the container does not take this codec: re-encode
-        pass
     for codec, rate in AUDIO_REENCODE:
-        if codec not in av.codecs_available:
-            continue
-        try:
-            stream = out.add_stream(codec, rate=rate or audio_in.rate or 48000)
-        except ValueError:  # "'webm' format does not support 'aac' codec"
-            continue
-        return stream, f"re-encoded ({codec})"
+        rate = rate or audio_in.rate or 48000
+        if codec in av.codecs_available and _muxer_takes(av, out, codec, rate):
+            return out.add_stream(codec, rate=rate), f"re-encoded ({codec})"
     raise StylexportError(f"{out.format.name} takes none of the audio codecs this FFmpeg can write "
                           f"({', '.join(c for c, _ in AUDIO_REENCODE)}); write .mp4 or .mkv instead")
 

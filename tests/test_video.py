@@ -90,10 +90,11 @@ def test_clip_round_trips_with_frames_size_rate_and_audio(tmp_path, model_runner
     assert report.frames == 12 and report.codec == "libx264"
 
 
-def test_a_webm_of_a_clip_with_aac_sound_re_encodes_it_to_opus(tmp_path, model_runner):
+def test_sound_a_container_cannot_take_is_re_encoded_to_one_it_can(tmp_path, model_runner):
     """`video phone.mp4 -o clip.webm`: a WebM takes no AAC, and the re-encode tried AAC alone, so the command
-    ended in a traceback ("'webm' format does not support 'aac' codec"). Now the sound is re-encoded to the
-    first codec the container takes (Opus here), its length kept."""
+    ended in a traceback ("'webm' format does not support 'aac' codec"); that WebM's Opus to a .mov ended in
+    another ("opus only supported in MP4"). Now the sound is re-encoded to the first codec the container
+    takes, tried on a header in memory, its length kept."""
     clip = make_clip(tmp_path / "clip.mp4", frames=10)
     report = stylize_video(clip, tmp_path / "out.webm", model_runner)
     assert report.audio == "re-encoded (libopus)"
@@ -102,6 +103,10 @@ def test_a_webm_of_a_clip_with_aac_sound_re_encodes_it_to_opus(tmp_path, model_r
     with av.open(str(tmp_path / "out.webm")) as written:
         seconds = sum(frame.samples for frame in written.decode(audio=0)) / 48000
     assert seconds == pytest.approx(1.0, abs=0.05)  # the clip's second of 440 Hz
+    # and back: a QuickTime file takes the Opus stream when it is added, and refuses it as its header is written
+    report = stylize_video(tmp_path / "out.webm", tmp_path / "back.mov", model_runner)
+    assert report.audio == "re-encoded (aac)" and probe(tmp_path / "back.mov")["audio"] == ["aac"]
+    assert stylize_video(clip, tmp_path / "same.mov", model_runner).audio == "copied"
 
 
 def test_folders_of_frames_in_and_out(tmp_path, model_runner):
