@@ -68,15 +68,16 @@ def _to_srgb(img: Image.Image, what: str = "the image") -> Image.Image:
 
 def _to_rgb(img: Image.Image, what: str = "the image") -> Image.Image:
     """Any PIL mode to 8-bit sRGB: an embedded colour profile applied, alpha composited on white, 16-bit scaled,
-    CMYK and palettes converted."""
+    float grey in [0, 1] scaled, CMYK and palettes converted."""
     img = _to_srgb(img, what)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
         img = Image.fromarray(np.clip(np.round(arr * (255.0 / peak)), 0, 255).astype(np.uint8), mode="L")
-    if img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), mode="L")
+    if img.mode == "F":  # 32-bit float grey: [0, 1] (as float TIFFs from imaging tools hold it) or [0, 255]
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        scale = 255.0 if arr.size and arr.max() <= 1.0 else 1.0
+        img = Image.fromarray(np.clip(np.round(arr * scale), 0, 255).astype(np.uint8), mode="L")
     if img.mode == "P":
         img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):

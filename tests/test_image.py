@@ -8,6 +8,21 @@ from stylexport.image import find_images, read_image, save_image
 from tests.conftest import swapped_srgb_profile
 
 
+def test_a_float_tiff_in_zero_to_one_is_scaled_and_one_in_levels_is_kept(tmp_path):
+    """A 32-bit float grey TIFF (PIL mode F) as imaging tools write it, in [0, 1], was read as levels 0 and 1:
+    black. Values in [0, 1] are now scaled to 255; a float image in levels keeps them; NaN reads as black."""
+    ramp = np.linspace(0.0, 1.0, 30 * 40, dtype=np.float32).reshape(30, 40)
+    Image.fromarray(ramp, "F").save(tmp_path / "unit.tif")
+    Image.fromarray(ramp * 200, "F").save(tmp_path / "levels.tif")
+    holed = ramp.copy()
+    holed[0, 0] = np.nan
+    Image.fromarray(holed, "F").save(tmp_path / "nan.tif")
+    unit, levels, nan = (read_image(tmp_path / name) for name in ("unit.tif", "levels.tif", "nan.tif"))
+    assert unit[:, -1, -1].tolist() == [255.0] * 3 and unit[:, 15, 20].tolist() == [132.0] * 3  # 0.5171 * 255
+    assert levels[:, -1, -1].tolist() == [200.0] * 3 and levels[:, 15, 20].tolist() == [103.0] * 3  # 0.5171 * 200
+    assert nan[:, 0, 0].tolist() == [0.0] * 3 and nan[:, -1, -1].tolist() == [255.0] * 3
+
+
 def test_exif_orientation_is_applied(tmp_path):
     arr = np.zeros((20, 40, 3), np.uint8)
     arr[:, :20] = 255  # left half white
