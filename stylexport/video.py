@@ -462,10 +462,10 @@ def upright(array: np.ndarray, orient: tuple[bool, bool, bool]) -> np.ndarray:
 HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
 SDR_WHITE_NITS = 203.0  # ITU-R BT.2408: HDR reference white (HLG 75 %), mapped to SDR white before the knee
 TONE_KNEE = 0.75  # linear SDR light: below it unchanged, above it compressed towards 1 (white 1.0 -> 0.875)
-_BT2020_TO_BT709 = np.array([[1.6605, -0.5876, -0.0728],  # ITU-R BT.2087, linear light
-                             [-0.1246, 1.1329, -0.0083],
-                             [-0.0182, -0.1006, 1.1187]], np.float32)
-_BT2020_LUMA = np.array([0.2627, 0.6780, 0.0593], np.float32)
+_BT2020_TO_BT709 = torch.tensor([[1.6605, -0.5876, -0.0728],  # ITU-R BT.2087, linear light
+                                 [-0.1246, 1.1329, -0.0083],
+                                 [-0.0182, -0.1006, 1.1187]])
+_BT2020_LUMA = torch.tensor([0.2627, 0.6780, 0.0593])
 
 
 def hdr_to_sdr(signal: np.ndarray, transfer: str) -> np.ndarray:
@@ -481,13 +481,13 @@ def hdr_to_sdr(signal: np.ndarray, transfer: str) -> np.ndarray:
         a, b = 0.17883277, 0.28466892
         c = 0.5 - a * math.log(4 * a)
         scene = torch.where(e <= 0.5, e * e / 3.0, (torch.exp((e - c) / a) + b) / 12.0)
-        luma = (scene @ torch.from_numpy(_BT2020_LUMA)).clamp_min(1e-6).unsqueeze(-1)
+        luma = (scene @ _BT2020_LUMA).clamp_min(1e-6).unsqueeze(-1)
         nits = 1000.0 * luma.pow(0.2) * scene  # the OOTF: system gamma 1.2 at 1000 nits
     else:
         m1, m2, c1, c2, c3 = 2610 / 16384, 2523 / 4096 * 128, 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
         p = e.pow(1.0 / m2)
         nits = 10000.0 * ((p - c1).clamp_min(0.0) / (c2 - c3 * p)).pow(1.0 / m1)
-    light = ((nits / SDR_WHITE_NITS) @ torch.from_numpy(_BT2020_TO_BT709.T.copy())).clamp_min(0.0)
+    light = ((nits / SDR_WHITE_NITS) @ _BT2020_TO_BT709.T).clamp_min(0.0)
     peak = light.amax(dim=-1, keepdim=True)
     over = (peak - TONE_KNEE).clamp_min(0.0)
     mapped = torch.where(peak > TONE_KNEE, TONE_KNEE + over / (1.0 + over / (1.0 - TONE_KNEE)), peak)

@@ -143,6 +143,27 @@ def test_video_controls_strength_zero_returns_the_frames(tmp_path, model_runner)
     assert np.array_equal(got.astype(np.uint8), first)
 
 
+ORANGE = (214, 101, 40)
+
+
+def _orange_clip(path, w: int, h: int, matrix: str, options: dict, frames: int = 2):
+    """``frames`` frames of one orange, converted to YUV 4:4:4 with ``matrix`` (TV range) and encoded losslessly;
+    ``options`` may tag the stream (what it says of its colours)."""
+    orange = np.zeros((h, w, 3), np.uint8)
+    orange[:] = ORANGE
+    out = av.open(str(path), "w")
+    video = out.add_stream("libx264", rate=10)
+    video.width, video.height, video.pix_fmt, video.options = w, h, "yuv444p", {"qp": "0", **options}
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(orange, format="rgb24").reformat(
+            format="yuv444p", dst_colorspace=matrix, dst_color_range="MPEG")
+        frame.pts, frame.time_base = i, fractions.Fraction(1, 10)
+        out.mux(video.encode(frame))
+    out.mux(video.encode(None))
+    out.close()
+    return path
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".webm"])
 def test_a_video_written_says_its_colours_are_bt709_and_is_converted_so(tmp_path, model_runner, suffix):
     """The frames went to the encoder through FFmpeg's default BT.601 matrix, in a stream that named no colour
@@ -153,19 +174,7 @@ def test_a_video_written_says_its_colours_are_bt709_and_is_converted_so(tmp_path
     av>=17."""
     from stylexport.video import COLOUR_TAGS
 
-    orange = np.zeros((48, 64, 3), np.uint8)
-    orange[:] = (214, 101, 40)
-    clip = tmp_path / "orange.mp4"
-    out = av.open(str(clip), "w")
-    video = out.add_stream("libx264", rate=10)
-    video.width, video.height, video.pix_fmt, video.options = 64, 48, "yuv444p", {"qp": "0", **COLOUR_TAGS}
-    for i in range(3):
-        frame = av.VideoFrame.from_ndarray(orange, format="rgb24").reformat(
-            format="yuv444p", dst_colorspace="ITU709", dst_color_range="MPEG")
-        frame.pts, frame.time_base = i, fractions.Fraction(1, 10)
-        out.mux(video.encode(frame))
-    out.mux(video.encode(None))
-    out.close()
+    clip = _orange_clip(tmp_path / "orange.mp4", 64, 48, "ITU709", COLOUR_TAGS, frames=3)
     stylize_video(clip, tmp_path / f"out{suffix}", model_runner, strength=0.0)  # the frames themselves
     with av.open(str(tmp_path / f"out{suffix}")) as written:
         context = written.streams.video[0].codec_context
@@ -173,7 +182,7 @@ def test_a_video_written_says_its_colours_are_bt709_and_is_converted_so(tmp_path
         frame = next(written.decode(video=0))
         for seen in (frame.to_ndarray(format="rgb24"),  # by its tags
                      frame.reformat(format="rgb24", src_colorspace="ITU709", src_color_range="MPEG").to_ndarray()):
-            assert np.abs(seen[24, 32].astype(int) - orange[24, 32]).max() <= 2, seen[24, 32]
+            assert np.abs(seen[24, 32].astype(int) - ORANGE).max() <= 2, seen[24, 32]
 
 
 @pytest.mark.parametrize(("size", "matrix"), [((1280, 720), "ITU709"), ((640, 480), "ITU601")], ids=["hd", "sd"])
@@ -182,24 +191,12 @@ def test_a_video_that_names_no_matrix_is_read_as_players_show_it(tmp_path, model
     its size, where players (mpv's rule: 1280 wide or over 576 high) show an HD one as BT.709, so an HD clip's
     orange (214, 101, 40) was read as (203, 92, 44). Now HD is read as BT.709 and SD as BT.601."""
     w, h = size
-    orange = np.zeros((h, w, 3), np.uint8)
-    orange[:] = (214, 101, 40)
-    clip = tmp_path / "untagged.mp4"
-    out = av.open(str(clip), "w")
-    video = out.add_stream("libx264", rate=10)
-    video.width, video.height, video.pix_fmt, video.options = w, h, "yuv444p", {"qp": "0"}
-    for i in range(2):
-        frame = av.VideoFrame.from_ndarray(orange, format="rgb24").reformat(
-            format="yuv444p", dst_colorspace=matrix, dst_color_range="MPEG")
-        frame.pts, frame.time_base = i, fractions.Fraction(1, 10)
-        out.mux(video.encode(frame))
-    out.mux(video.encode(None))
-    out.close()
+    clip = _orange_clip(tmp_path / "untagged.mp4", w, h, matrix, {})
     with av.open(str(clip)) as written:
         assert written.streams.video[0].codec_context.colorspace == 2  # unspecified
     stylize_video(clip, tmp_path / "frames", model_runner, strength=0.0)
     got = read_image(tmp_path / "frames" / "frame_000000.png")[:, h // 2, w // 2]
-    assert (got - torch.tensor([214.0, 101.0, 40.0])).abs().max() <= 2, got.tolist()
+    assert (got - torch.tensor(ORANGE, dtype=torch.float32)).abs().max() <= 2, got.tolist()
 
 
 def _hdr_clip(path, y10: int, transfer: str, u10: int = 512, v10: int = 512):

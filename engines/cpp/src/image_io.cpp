@@ -92,6 +92,12 @@ int exif_orientation(const jpeg_decompress_struct& cinfo) {
   return 1;
 }
 
+// Python's reader warns when it ignores an image's colour profile; so does the host, with the same words.
+void warn_profile_ignored(const std::string& path, const std::string& why) {
+  std::cerr << "warning: ignoring the embedded colour profile of " << path << " (" << why
+            << "); its pixels are read as sRGB\n";
+}
+
 // A transform from an image's embedded colour profile (a phone's Display P3, Adobe RGB, a print CMYK) to sRGB,
 // as Python's reader makes it (Pillow's ImageCms.profileToProfile: LittleCMS, perceptual intent, no flags), or
 // nullptr where there is no profile or LittleCMS cannot use it for these pixels (a broken profile, a CMYK
@@ -107,10 +113,7 @@ cmsHTRANSFORM srgb_transform(const unsigned char* icc, size_t size, cmsUInt32Num
                                                                   cmsFLAGS_COPY_ALPHA : 0) : nullptr;
   if (embedded) cmsCloseProfile(embedded);
   if (srgb) cmsCloseProfile(srgb);
-  if (transform == nullptr) {
-    std::cerr << "warning: ignoring the embedded colour profile of " << path
-              << " (LittleCMS cannot use it for these pixels); its pixels are read as sRGB\n";
-  }
+  if (transform == nullptr) warn_profile_ignored(path, "LittleCMS cannot use it for these pixels");
   return transform;
 }
 
@@ -229,10 +232,7 @@ Image read_png(const std::string& path) {
     throw Error("cannot decode image " + path + ": " + (reader.message.empty() ? "out of memory" : reader.message) +
                 "; the file may be truncated");
   }
-  if (!reader.icc_warning.empty()) {
-    std::cerr << "warning: ignoring the embedded colour profile of " << path << " (libpng: " << reader.icc_warning
-              << "); its pixels are read as sRGB\n";
-  }
+  if (!reader.icc_warning.empty()) warn_profile_ignored(path, "libpng: " + reader.icc_warning);
   // The colour profile first, the alpha kept (Python converts RGB and puts the alpha back), then the blend.
   if (cmsHTRANSFORM transform = srgb_transform(icc.data(), icc.size(), TYPE_RGBA_8, TYPE_RGBA_8, path)) {
     std::vector<unsigned char> converted(rgba.size());
