@@ -474,8 +474,8 @@ def hdr_to_sdr(signal: np.ndarray, transfer: str) -> np.ndarray:
     OETF and its OOTF for a 1000-nit display, BT.2100; PQ through its EOTF), relative to reference white (203
     nits, BT.2408), BT.2020 to BT.709 primaries (BT.2087; colours outside BT.709 clipped), highlights above
     ``TONE_KNEE`` compressed towards white by each pixel's brightest channel (hue kept), then gamma 2.4 as a
-    player shows SDR. A simple documented tone map, not a colourist's. In torch: its elementwise kernels use
-    every core, where numpy's took about a second for a 1080p frame on 2 cores."""
+    player shows SDR. A simple documented tone map, not a colourist's. In torch, whose elementwise kernels use
+    every core (numpy's use one)."""
     e = torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32)).clamp(0.0, 1.0)
     if transfer == "HLG":
         a, b = 0.17883277, 0.28466892
